@@ -1,0 +1,20 @@
+//! `tracing` subscriber set-up: RUST_LOG filtering, pretty or JSON lines on stderr.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::args::LogFormat;
+
+pub fn init(format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    }
+    .map_err(|err| anyhow::anyhow!(err))
+}

@@ -1,0 +1,41 @@
+use super::{CheckpointRef, DataCursor, Generation, Sha256Digest, WorkerRef};
+
+/// What a binary says about itself when it joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub version: String,
+    pub protocol_version: u32,
+}
+
+impl BuildInfo {
+    /// This binary.
+    pub fn current() -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_version: crate::PROTOCOL_VERSION,
+        }
+    }
+}
+
+/// A worker asks to take part in the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub worker: WorkerRef,
+    pub advertise_address: String,
+    pub build: BuildInfo,
+    pub expected_job_fingerprint: Option<Sha256Digest>,
+    pub data_fingerprint: Option<Sha256Digest>,
+}
+
+/// The coordinator accepted a worker: here is the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinAccepted {
+    /// Canonical TOML of the job spec.
+    pub job_spec_toml: String,
+    pub job_fingerprint: Sha256Digest,
+    pub generation: Generation,
+    pub committed_step: u64,
+    pub cursor: DataCursor,
+    pub resume_from: Option<CheckpointRef>,
+    pub coordinator_instance: String,
+}

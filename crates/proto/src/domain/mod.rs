@@ -1,0 +1,23 @@
+//! Domain types of the protocol. Constructors validate, so a value in hand is well-formed.
+
+mod checkpoint;
+mod collective;
+mod data;
+mod digest;
+mod identity;
+mod join;
+mod phase;
+mod quorum;
+mod step;
+mod vote;
+
+pub use checkpoint::{CheckpointDirective, CheckpointRef};
+pub use collective::OpTag;
+pub use data::{DataCursor, SampleRange};
+pub use digest::{DigestLengthError, Sha256Digest};
+pub use identity::{InvalidWorkerId, WorkerId, WorkerRef};
+pub use join::{BuildInfo, JoinAccepted, JoinRequest};
+pub use phase::{Heartbeat, HeartbeatAction, HeartbeatReply, WorkerPhase};
+pub use quorum::{HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome};
+pub use step::{Generation, StepTag};
+pub use vote::{Decision, StepStats, Vote, VoteDecision, VoteOutcome};

@@ -1,0 +1,40 @@
+/// What a worker is doing; reported in heartbeats, shown in status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkerPhase {
+    Idle,
+    AwaitingQuorum,
+    Healing,
+    Computing,
+    Reducing,
+    Voting,
+    Checkpointing,
+    Leaving,
+}
+
+/// The coordinator's answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeartbeatAction {
+    Continue,
+    /// The generation moved on: cancel the running collective, ask for a new quorum.
+    AbortStep,
+    /// The coordinator does not know this incarnation: join again.
+    Rejoin,
+    /// The job is over or being stopped: leave and exit.
+    Shutdown,
+}
+
+/// A worker's heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub worker: super::WorkerRef,
+    pub tag: super::StepTag,
+    pub phase: WorkerPhase,
+}
+
+/// The coordinator's reply to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    pub generation: super::Generation,
+    pub action: HeartbeatAction,
+    pub reason: String,
+}

@@ -1,0 +1,71 @@
+use std::time::Duration;
+
+use super::{CheckpointRef, SampleRange, StepTag, WorkerRef};
+
+/// A member of a quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub worker: WorkerRef,
+    /// `host:port` of its PeerService.
+    pub address: String,
+    pub rank: u32,
+}
+
+/// The quorum that runs one step, as seen by one rank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quorum {
+    pub tag: StepTag,
+    /// Ring order: `members[i].rank == i`.
+    pub members: Vec<Member>,
+    /// The caller's rank; `members[rank]` is the caller.
+    pub rank: u32,
+    /// The caller's slice of the step's global batch.
+    pub samples: Vec<SampleRange>,
+    /// Samples in the whole step over all ranks (the gradient divisor).
+    pub global_samples: u64,
+    pub heal: Option<HealInstruction>,
+    pub collective_deadline: Duration,
+}
+
+impl Quorum {
+    pub fn world_size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The caller's ring successor (itself in a quorum of one).
+    pub fn successor(&self) -> &Member {
+        let next = (self.rank as usize + 1) % self.members.len();
+        &self.members[next]
+    }
+}
+
+/// The caller must fetch state from `source` until it holds `target_step`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealInstruction {
+    pub source: Member,
+    pub target_step: u64,
+}
+
+/// No quorum yet; ask again later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotYet {
+    pub reason: String,
+    pub retry_after: Duration,
+    pub live_workers: u32,
+    pub min_workers: u32,
+}
+
+/// The job reached its last step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFinished {
+    pub final_step: u64,
+    pub final_checkpoint: Option<CheckpointRef>,
+}
+
+/// The answer to "which quorum runs step s?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuorumOutcome {
+    Ready(Quorum),
+    NotYet(NotYet),
+    Finished(JobFinished),
+}

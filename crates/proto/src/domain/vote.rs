@@ -1,0 +1,52 @@
+use super::{CheckpointDirective, Sha256Digest, StepTag, WorkerRef};
+
+/// A member's own verdict on its part of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoteOutcome {
+    Ok,
+    Error(String),
+}
+
+/// Per-rank figures of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StepStats {
+    pub mlm_loss_sum: f64,
+    pub sop_loss_sum: f64,
+    pub masked_tokens: u64,
+    pub mlm_correct: u64,
+    pub sop_correct: u64,
+    pub samples: u64,
+    pub tokens: u64,
+    pub grad_norm: f64,
+    pub compute_ms: u64,
+    pub reduce_ms: u64,
+}
+
+/// A member's vote on `(generation, step)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vote {
+    pub worker: WorkerRef,
+    pub tag: StepTag,
+    pub outcome: VoteOutcome,
+    pub non_finite: bool,
+    pub state_hash: Option<Sha256Digest>,
+    pub stats: StepStats,
+}
+
+/// Commit or abort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    Commit,
+    Abort,
+}
+
+/// The quorum's decision on a step, as told to one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteDecision {
+    pub decision: Decision,
+    pub reason: String,
+    /// Members whose state hash disagreed with the majority.
+    pub divergent: Vec<WorkerRef>,
+    /// Set for the member that must write a checkpoint after applying the step.
+    pub checkpoint: Option<CheckpointDirective>,
+}

@@ -1,0 +1,31 @@
+//! gRPC services every Albatross server exposes besides its own: `grpc.health.v1` (used by the
+//! Kubernetes gRPC probes) and server reflection (so `grpcurl` works without the .proto files).
+
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
+use tonic_reflection::server::v1::{ServerReflection, ServerReflectionServer};
+
+use crate::wire::FILE_DESCRIPTOR_SET;
+
+/// The health service and the reporter that flips it. The overall status (empty service name)
+/// starts as `SERVING`; a server marks its own service serving once it is ready.
+pub fn health() -> (HealthReporter, HealthServer<impl Health>) {
+    tonic_health::server::health_reporter()
+}
+
+/// Reflection over the v1 contract and the health service.
+///
+/// # Errors
+/// Fails only if an embedded descriptor set is malformed, which is a build defect.
+pub fn reflection() -> Result<ServerReflectionServer<impl ServerReflection>, ReflectionError> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|source| ReflectionError(source.to_string()))
+}
+
+/// The embedded descriptor sets could not be served.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the gRPC reflection service: {0}")]
+pub struct ReflectionError(String);
