@@ -1,8 +1,49 @@
-//! ALBERT in burn: the model, its pretraining losses, the LAMB optimizer, Hugging Face
-//! import/export, and the flat gradient buffer the all-reduce exchanges.
+//! ALBERT in burn: the model, its pretraining losses, deterministic initialisation, the
+//! parameter hash and the flat gradient buffer the all-reduce exchanges.
 //!
-//! Not implemented yet (issue "ALBERT in burn"). Invariants it will keep:
+//! Invariants:
 //! - initialisation is a pure function of the seed, identical on every backend and process;
-//! - parameter ids are derived from parameter paths, so every process agrees on them;
+//! - parameter ids are derived from Hugging Face parameter names, so every process agrees;
 //! - the gradient layout (names, shapes, offsets) has a fingerprint peers compare before
 //!   exchanging bytes.
+//!
+//! Code is generic over the burn backend; [`DefaultBackend`] is the Flex CPU backend.
+
+pub mod albert;
+pub mod bench;
+pub mod config;
+pub mod embeddings;
+pub mod error;
+pub mod eval;
+pub mod grads;
+pub mod hash;
+pub mod heads;
+pub mod hf;
+pub mod info;
+pub mod init;
+pub mod lamb;
+pub mod layer;
+pub mod loss;
+pub mod params;
+#[cfg(test)]
+mod reference_test;
+
+pub use albert::{AlbertForPreTraining, AlbertModel, ModelInput, PretrainingLogits};
+pub use config::{AlbertConfig, HiddenAct, PRESETS};
+pub use error::{ModelError, Result};
+pub use eval::{EvalInputs, EvalOutput, eval_hf_dir, evaluate};
+pub use grads::{GradLayout, LayoutEntry};
+pub use hash::{ParamEntry, collect_params, parameter_hash};
+pub use hf::{HfTensor, export_hf, hf_state_dict, import_hf};
+pub use info::{ModelInfo, ModuleSize};
+pub use init::{PathIdMapper, with_path_ids};
+pub use lamb::{Lamb, LambConfig, LambState, LrSchedule, clip_by_global_norm};
+pub use loss::{
+    HostBatch, IGNORE_INDEX, LossReport, PretrainingBatch, PretrainingOutput, cross_entropy,
+};
+pub use params::{ParamSpec, param_id, param_specs, parameter_breakdown, parameter_count};
+
+/// The default CPU backend (Flex).
+pub type DefaultBackend = burn::backend::Flex;
+/// The default training backend: Flex with autodiff.
+pub type DefaultAutodiffBackend = burn::backend::Autodiff<DefaultBackend>;

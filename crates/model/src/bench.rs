@@ -1,0 +1,206 @@
+//! `albatross bench step`: time full training steps (forward, backward, gradient flatten and
+//! write-back, LAMB) on synthetic data. A benchmark, not a test.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use serde::Serialize;
+
+use crate::albert::AlbertForPreTraining;
+use crate::config::AlbertConfig;
+use crate::error::Result;
+use crate::grads::GradLayout;
+use crate::init::SplitMix64;
+use crate::lamb::{LambConfig, clip_by_global_norm};
+use crate::loss::{HostBatch, IGNORE_INDEX};
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepBenchOptions {
+    /// Model configuration.
+    pub config: AlbertConfig,
+    /// Sequences per step.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub seq: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps first.
+    pub warmup_steps: usize,
+    /// Seed of the weights and of the synthetic data.
+    pub seed: u64,
+}
+
+/// Measured figures (medians over the timed steps).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepBenchReport {
+    /// Median wall seconds per step.
+    pub seconds_per_step: f64,
+    /// `batch * seq / seconds_per_step`.
+    pub tokens_per_second: f64,
+    /// Process CPU seconds (user + system) per timed step, when `/proc` is readable.
+    pub cpu_seconds_per_step: Option<f64>,
+    /// Peak resident set size in bytes (`VmHWM`), when `/proc` is readable.
+    pub peak_rss_bytes: Option<u64>,
+    /// Median seconds of the forward + backward part.
+    pub forward_backward_seconds: f64,
+    /// Median seconds of gradient flatten + write-back.
+    pub flatten_seconds: f64,
+    /// Median seconds of the optimizer step.
+    pub optimizer_seconds: f64,
+    /// Loss of the last step.
+    pub last_loss: f32,
+    /// Gradient bytes one step exchanges.
+    pub gradient_bytes: usize,
+    /// Batch, sequence length and steps measured.
+    pub batch: usize,
+    /// Sequence length.
+    pub seq: usize,
+    /// Timed steps.
+    pub steps: usize,
+}
+
+/// A synthetic batch: random tokens, 15% masked positions (never `[CLS]`), SOP labels 0/1.
+pub fn synthetic_batch(config: &AlbertConfig, batch: usize, seq: usize, seed: u64) -> HostBatch {
+    let mut rng = SplitMix64::new(seed ^ 0x00A1_BE27);
+    let tokens = batch * seq;
+    let vocab = config.vocab_size as u64;
+    let input_ids: Vec<i64> = (0..tokens).map(|_| (rng.next_u64() % vocab) as i64).collect();
+    let labels = input_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| if i % seq != 0 && rng.next_f64() < 0.15 { t } else { IGNORE_INDEX })
+        .collect();
+    HostBatch {
+        batch,
+        seq,
+        token_type_ids: (0..tokens).map(|i| i64::from(i % seq >= seq / 2)).collect(),
+        attention_mask: vec![1; tokens],
+        input_ids,
+        labels,
+        sentence_order_label: (0..batch).map(|b| (b % 2) as i64).collect(),
+    }
+}
+
+fn proc_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
+}
+
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs the benchmark on backend `B` (an autodiff backend).
+pub fn run_step_bench<B: AutodiffBackend>(
+    options: &StepBenchOptions,
+    device: &B::Device,
+) -> Result<StepBenchReport> {
+    let config = &options.config;
+    let mut model = AlbertForPreTraining::<B>::init(config, options.seed, device)?;
+    let layout = GradLayout::from_module(&model)?;
+    let mut optim = LambConfig::default().init::<B, AlbertForPreTraining<B>>();
+    let host = synthetic_batch(config, options.batch, options.seq, options.seed);
+    let batch = host.to_device::<B>(config, device)?;
+    let mut buffer = vec![0.0f32; layout.len()];
+    let (mut total, mut fb, mut flat, mut opt) = (vec![], vec![], vec![], vec![]);
+    let mut last_loss = 0.0;
+    let mut cpu_start = None;
+    for step in 0..options.warmup_steps + options.steps {
+        if step == options.warmup_steps {
+            cpu_start = proc_cpu_seconds();
+        }
+        let t0 = Instant::now();
+        let out = model.pretraining_loss(&batch);
+        let loss = out.loss.clone();
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        last_loss = out.report().loss;
+        let t1 = Instant::now();
+        layout.flatten_into::<B::InnerBackend>(&mut grads, &mut buffer)?;
+        clip_by_global_norm(&mut buffer, 1.0);
+        let grads = layout.unflatten::<B::InnerBackend>(&buffer, device)?;
+        let t2 = Instant::now();
+        model = optim.step(1e-4, model, grads);
+        // Force the lazy update so its time is counted in this step.
+        let _ = model.valid().sop_classifier.classifier.weight.val().into_data();
+        let t3 = Instant::now();
+        if step >= options.warmup_steps {
+            total.push((t3 - t0).as_secs_f64());
+            fb.push((t1 - t0).as_secs_f64());
+            flat.push((t2 - t1).as_secs_f64());
+            opt.push((t3 - t2).as_secs_f64());
+        }
+        tracing::debug!(step, loss = last_loss, "bench step");
+    }
+    let cpu = match (cpu_start, proc_cpu_seconds()) {
+        (Some(a), Some(b)) if options.steps > 0 => Some((b - a) / options.steps as f64),
+        _ => None,
+    };
+    let seconds = median(total);
+    Ok(StepBenchReport {
+        seconds_per_step: seconds,
+        tokens_per_second: (options.batch * options.seq) as f64 / seconds.max(f64::MIN_POSITIVE),
+        cpu_seconds_per_step: cpu,
+        peak_rss_bytes: peak_rss_bytes(),
+        forward_backward_seconds: median(fb),
+        flatten_seconds: median(flat),
+        optimizer_seconds: median(opt),
+        last_loss,
+        gradient_bytes: layout.byte_len(),
+        batch: options.batch,
+        seq: options.seq,
+        steps: options.steps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DefaultAutodiffBackend;
+
+    #[test]
+    fn synthetic_batch_is_valid_and_deterministic() {
+        let config = AlbertConfig::preset("tiny").expect("preset");
+        let a = synthetic_batch(&config, 4, 32, 1);
+        a.validate(&config).expect("valid");
+        assert_eq!(a, synthetic_batch(&config, 4, 32, 1));
+        let masked = a.labels.iter().filter(|&&l| l != IGNORE_INDEX).count();
+        assert!((5..=40).contains(&masked), "{masked} of 128 masked");
+        assert!(a.labels.iter().step_by(32).all(|&l| l == IGNORE_INDEX), "[CLS] never masked");
+    }
+
+    #[test]
+    fn tiny_bench_runs_and_reports_consistent_figures() {
+        let options = StepBenchOptions {
+            config: AlbertConfig::preset("tiny").expect("preset"),
+            batch: 2,
+            seq: 16,
+            steps: 2,
+            warmup_steps: 1,
+            seed: 3,
+        };
+        let report =
+            run_step_bench::<DefaultAutodiffBackend>(&options, &Default::default()).expect("bench");
+        assert!(report.seconds_per_step > 0.0);
+        let tokens = report.tokens_per_second * report.seconds_per_step;
+        assert!((tokens - 32.0).abs() < 1e-6);
+        assert!(report.last_loss.is_finite() && report.last_loss > 0.0);
+        assert_eq!(report.gradient_bytes, 366_120);
+        assert!(report.peak_rss_bytes.is_some_and(|b| b > 0));
+    }
+}

@@ -1,0 +1,76 @@
+//! Factorized embeddings: word (V×E) + position + token type, LayerNorm, dropout.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm};
+use burn::prelude::Backend;
+use burn::tensor::{Int, Tensor};
+
+use crate::config::AlbertConfig;
+use crate::init::ParamFactory;
+use crate::params::InitRule;
+
+/// `albert.embeddings`: sums word, position and token-type embeddings of size E.
+#[derive(Module, Debug)]
+pub struct AlbertEmbeddings<B: Backend> {
+    /// `word_embeddings.weight` [V, E]; also the tied MLM decoder.
+    pub word_embeddings: Embedding<B>,
+    /// `position_embeddings.weight` [P, E].
+    pub position_embeddings: Embedding<B>,
+    /// `token_type_embeddings.weight` [T, E].
+    pub token_type_embeddings: Embedding<B>,
+    /// `LayerNorm` over E.
+    pub layer_norm: LayerNorm<B>,
+    /// Dropout with `hidden_dropout_prob`.
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> AlbertEmbeddings<B> {
+    pub(crate) fn new(config: &AlbertConfig, f: &ParamFactory<'_, B>) -> Self {
+        let p = "albert.embeddings";
+        let e = config.embedding_size;
+        Self {
+            word_embeddings: f.embedding(
+                &format!("{p}.word_embeddings.weight"),
+                config.vocab_size,
+                e,
+                InitRule::NormalZeroRow(config.pad_token_id),
+            ),
+            position_embeddings: f.embedding(
+                &format!("{p}.position_embeddings.weight"),
+                config.max_position_embeddings,
+                e,
+                InitRule::Normal,
+            ),
+            token_type_embeddings: f.embedding(
+                &format!("{p}.token_type_embeddings.weight"),
+                config.type_vocab_size,
+                e,
+                InitRule::Normal,
+            ),
+            layer_norm: f.layer_norm(&format!("{p}.LayerNorm"), e, config.layer_norm_eps),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    /// Embeds token ids; positions are `0..S`.
+    ///
+    /// Position embeddings are the first S rows of the table broadcast over the batch (a slice:
+    /// no index tensor, no gather, and the backward is a sum over the batch, not a scatter-add).
+    ///
+    /// # Shapes
+    /// - `input_ids`: `[B, S]`
+    /// - `token_type_ids`: `[B, S]`
+    /// - output: `[B, S, E]`
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        token_type_ids: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 3> {
+        let seq = input_ids.dims()[1];
+        let positions = self.position_embeddings.weight.val().narrow(0, 0, seq).unsqueeze::<3>();
+        let x = self.word_embeddings.forward(input_ids)
+            + self.token_type_embeddings.forward(token_type_ids)
+            + positions;
+        self.dropout.forward(self.layer_norm.forward(x))
+    }
+}

@@ -1,0 +1,217 @@
+//! The flat gradient buffer the all-reduce exchanges, and its layout.
+//!
+//! Gradients leave burn's `GradientsParams` (tensors on the inner, non-autodiff backend) in
+//! canonical parameter order, packed into one contiguous f32 buffer; the reduced buffer is
+//! written back into a fresh `GradientsParams` for `optimizer.step`.
+
+use burn::module::{Module, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
+use sha2::{Digest, Sha256};
+
+use crate::config::AlbertConfig;
+use crate::error::{ModelError, Result};
+use crate::hash::{collect_params, hex_string};
+use crate::params::{param_id, param_specs};
+
+/// Where one parameter's gradient lives in the flat buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutEntry {
+    /// Hugging Face name.
+    pub name: String,
+    /// Parameter id in the model.
+    pub id: ParamId,
+    /// burn shape.
+    pub shape: Vec<usize>,
+    /// First element in the buffer.
+    pub offset: usize,
+    /// Number of elements.
+    pub numel: usize,
+}
+
+/// Names, shapes and offsets of every gradient, with a fingerprint peers compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GradLayout {
+    entries: Vec<LayoutEntry>,
+    total: usize,
+    fingerprint: [u8; 32],
+}
+
+impl GradLayout {
+    fn from_parts(parts: impl IntoIterator<Item = (String, ParamId, Vec<usize>)>) -> Self {
+        let mut hasher = Sha256::new().chain_update(b"albatross.grad-layout/v1");
+        let mut entries = Vec::new();
+        let mut offset = 0;
+        for (name, id, shape) in parts {
+            hasher.update((name.len() as u64).to_le_bytes());
+            hasher.update(name.as_bytes());
+            hasher.update((shape.len() as u64).to_le_bytes());
+            for d in &shape {
+                hasher.update((*d as u64).to_le_bytes());
+            }
+            let numel = shape.iter().product();
+            entries.push(LayoutEntry { name, id, shape, offset, numel });
+            offset += numel;
+        }
+        Self { entries, total: offset, fingerprint: hasher.finalize().into() }
+    }
+
+    /// The layout of a model built from `config`, without building it.
+    pub fn from_config(config: &AlbertConfig) -> Self {
+        Self::from_parts(
+            param_specs(config)
+                .into_iter()
+                .map(|s| (param_id(&s.name), s))
+                .map(|(id, s)| (s.name, id, s.shape)),
+        )
+    }
+
+    /// The layout of an actual module (its own ids, its visitor order).
+    pub fn from_module<B: Backend, M: Module<B>>(module: &M) -> Result<Self> {
+        let params = collect_params(module, false)?;
+        Ok(Self::from_parts(params.into_iter().map(|p| (p.name, p.id, p.shape))))
+    }
+
+    /// Entries in buffer order.
+    pub fn entries(&self) -> &[LayoutEntry] {
+        &self.entries
+    }
+
+    /// Total number of f32 elements.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Whether the layout has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Bytes one copy of the buffer takes (f32).
+    pub fn byte_len(&self) -> usize {
+        self.total * std::mem::size_of::<f32>()
+    }
+
+    /// SHA-256 over names and shapes in order.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
+    /// Hex form of [`Self::fingerprint`].
+    pub fn fingerprint_hex(&self) -> String {
+        hex_string(&self.fingerprint)
+    }
+
+    /// Errors unless a peer's fingerprint equals ours.
+    pub fn check_peer(&self, peer: &[u8; 32]) -> Result<()> {
+        if *peer == self.fingerprint {
+            Ok(())
+        } else {
+            Err(ModelError::LayoutMismatch {
+                expected: self.fingerprint_hex(),
+                actual: hex_string(peer),
+            })
+        }
+    }
+
+    fn check_len(&self, what: &str, len: usize) -> Result<()> {
+        if len == self.total {
+            Ok(())
+        } else {
+            Err(ModelError::WrongSize {
+                what: what.to_owned(),
+                expected: format!("{} f32 elements", self.total),
+                actual: format!("{len} elements"),
+            })
+        }
+    }
+
+    /// Moves every gradient out of `grads` (with `remove`, which avoids a copy) into `out`.
+    /// A parameter without a gradient (not reached by this loss) gets zeros.
+    ///
+    /// `B` is the backend the gradients live on: the inner backend of the autodiff one.
+    pub fn flatten_into<B: Backend>(
+        &self,
+        grads: &mut GradientsParams,
+        out: &mut [f32],
+    ) -> Result<()> {
+        self.check_len("gradient buffer", out.len())?;
+        for entry in &self.entries {
+            let slot = &mut out[entry.offset..entry.offset + entry.numel];
+            let data = match entry.shape.len() {
+                1 => grads.remove::<B, 1>(entry.id).map(Tensor::into_data),
+                2 => grads.remove::<B, 2>(entry.id).map(Tensor::into_data),
+                rank => {
+                    return Err(ModelError::ParamMismatch {
+                        name: entry.name.clone(),
+                        reason: format!("rank {rank} is not supported (1 or 2)"),
+                    });
+                }
+            };
+            let Some(data) = data else {
+                tracing::debug!(name = %entry.name, "no gradient for parameter, sending zeros");
+                slot.fill(0.0);
+                continue;
+            };
+            if data.shape.to_vec() != entry.shape {
+                return Err(ModelError::ParamMismatch {
+                    name: entry.name.clone(),
+                    reason: format!(
+                        "gradient shape {:?}, layout {:?}",
+                        data.shape.to_vec(),
+                        entry.shape
+                    ),
+                });
+            }
+            let data = if data.dtype == DType::F32 { data } else { data.convert::<f32>() };
+            let values = data.as_slice::<f32>().map_err(|e| ModelError::TensorData {
+                name: entry.name.clone(),
+                reason: format!("{e:?}"),
+            })?;
+            slot.copy_from_slice(values);
+        }
+        Ok(())
+    }
+
+    /// [`Self::flatten_into`] a new buffer.
+    pub fn flatten<B: Backend>(&self, grads: &mut GradientsParams) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; self.total];
+        self.flatten_into::<B>(grads, &mut out)?;
+        Ok(out)
+    }
+
+    /// Builds `GradientsParams` (on `device`) from a reduced buffer, keyed by the layout's ids.
+    pub fn unflatten<B: Backend>(
+        &self,
+        buffer: &[f32],
+        device: &B::Device,
+    ) -> Result<GradientsParams> {
+        self.check_len("reduced gradient buffer", buffer.len())?;
+        let mut grads = GradientsParams::new();
+        for entry in &self.entries {
+            let values = buffer[entry.offset..entry.offset + entry.numel].to_vec();
+            match *entry.shape.as_slice() {
+                [a] => grads.register(
+                    entry.id,
+                    Tensor::<B, 1>::from_data(TensorData::new(values, [a]), device),
+                ),
+                [a, b] => grads.register(
+                    entry.id,
+                    Tensor::<B, 2>::from_data(TensorData::new(values, [a, b]), device),
+                ),
+                _ => {
+                    return Err(ModelError::ParamMismatch {
+                        name: entry.name.clone(),
+                        reason: format!("rank {} is not supported (1 or 2)", entry.shape.len()),
+                    });
+                }
+            }
+        }
+        Ok(grads)
+    }
+}
+
+#[cfg(test)]
+#[path = "grads_test.rs"]
+mod tests;

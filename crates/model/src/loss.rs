@@ -1,0 +1,234 @@
+//! Pretraining losses: MLM cross-entropy over masked positions only, plus SOP cross-entropy.
+
+use burn::prelude::Backend;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+
+use crate::albert::{AlbertForPreTraining, ModelInput};
+use crate::config::AlbertConfig;
+use crate::error::{ModelError, Result};
+
+/// The label transformers uses for "no MLM target here".
+pub const IGNORE_INDEX: i64 = -100;
+
+/// One batch as host vectors, in transformers' conventions (row-major `[B, S]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostBatch {
+    /// B.
+    pub batch: usize,
+    /// S.
+    pub seq: usize,
+    /// `[B, S]` token ids.
+    pub input_ids: Vec<i64>,
+    /// `[B, S]` segment ids.
+    pub token_type_ids: Vec<i64>,
+    /// `[B, S]` 1 = attend, 0 = padding.
+    pub attention_mask: Vec<i64>,
+    /// `[B, S]` original token at masked positions, [`IGNORE_INDEX`] elsewhere.
+    pub labels: Vec<i64>,
+    /// `[B]` 0 = in order, 1 = swapped.
+    pub sentence_order_label: Vec<i64>,
+}
+
+/// A batch on the device, with the MLM targets gathered to the masked positions.
+#[derive(Debug, Clone)]
+pub struct PretrainingBatch<B: Backend> {
+    /// Token-level inputs.
+    pub input: ModelInput<B>,
+    /// `[M]` flat positions `b * S + s` of the masked tokens.
+    pub mlm_positions: Tensor<B, 1, Int>,
+    /// `[M]` their labels.
+    pub mlm_labels: Tensor<B, 1, Int>,
+    /// `[B]` SOP labels.
+    pub sop_labels: Tensor<B, 1, Int>,
+    /// M.
+    pub masked_tokens: usize,
+}
+
+fn check_range(what: &str, values: &[i64], lo: i64, hi: i64) -> Result<()> {
+    match values.iter().position(|v| !(lo..hi).contains(v)) {
+        None => Ok(()),
+        Some(i) => Err(ModelError::InvalidInput {
+            what: what.to_owned(),
+            reason: format!("value {} at index {i} is outside [{lo}, {hi})", values[i]),
+        }),
+    }
+}
+
+impl HostBatch {
+    /// Checks sizes and value ranges against `config`; every error names the field.
+    pub fn validate(&self, config: &AlbertConfig) -> Result<()> {
+        let tokens = self.batch * self.seq;
+        let fields = [
+            ("input_ids", self.input_ids.len(), tokens),
+            ("token_type_ids", self.token_type_ids.len(), tokens),
+            ("attention_mask", self.attention_mask.len(), tokens),
+            ("labels", self.labels.len(), tokens),
+            ("sentence_order_label", self.sentence_order_label.len(), self.batch),
+        ];
+        for (what, actual, expected) in fields {
+            if actual != expected {
+                return Err(ModelError::WrongSize {
+                    what: what.to_owned(),
+                    expected: format!("{expected} elements ({}x{})", self.batch, self.seq),
+                    actual: format!("{actual} elements"),
+                });
+            }
+        }
+        if self.batch == 0 || self.seq == 0 || self.seq > config.max_position_embeddings {
+            return Err(ModelError::WrongSize {
+                what: "batch shape".to_owned(),
+                expected: format!("B ≥ 1 and 1 ≤ S ≤ {}", config.max_position_embeddings),
+                actual: format!("{}x{}", self.batch, self.seq),
+            });
+        }
+        let vocab = config.vocab_size as i64;
+        check_range("input_ids", &self.input_ids, 0, vocab)?;
+        check_range("token_type_ids", &self.token_type_ids, 0, config.type_vocab_size as i64)?;
+        check_range("attention_mask", &self.attention_mask, 0, 2)?;
+        check_range("sentence_order_label", &self.sentence_order_label, 0, 2)?;
+        let targets: Vec<i64> =
+            self.labels.iter().copied().filter(|&l| l != IGNORE_INDEX).collect();
+        check_range("labels", &targets, 0, vocab)
+    }
+
+    /// Validates, then uploads to `device`, gathering masked positions on the host.
+    pub fn to_device<B: Backend>(
+        &self,
+        config: &AlbertConfig,
+        device: &B::Device,
+    ) -> Result<PretrainingBatch<B>> {
+        self.validate(config)?;
+        let shape = [self.batch, self.seq];
+        let int2 =
+            |v: &[i64]| Tensor::<B, 2, Int>::from_data(TensorData::new(v.to_vec(), shape), device);
+        let (positions, labels): (Vec<i64>, Vec<i64>) = self
+            .labels
+            .iter()
+            .enumerate()
+            .filter(|&(_, &l)| l != IGNORE_INDEX)
+            .map(|(i, &l)| (i as i64, l))
+            .unzip();
+        let masked = positions.len();
+        let int1 = |v: Vec<i64>| {
+            let n = v.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
+        };
+        Ok(PretrainingBatch {
+            input: ModelInput {
+                input_ids: int2(&self.input_ids),
+                token_type_ids: int2(&self.token_type_ids),
+                attention_mask: int2(&self.attention_mask),
+            },
+            mlm_positions: int1(positions),
+            mlm_labels: int1(labels),
+            sop_labels: int1(self.sentence_order_label.clone()),
+            masked_tokens: masked,
+        })
+    }
+}
+
+/// Mean cross-entropy of `logits` against class `labels`.
+///
+/// # Shapes
+/// - `logits`: `[N, C]`, `labels`: `[N]` (N ≥ 1); output: `[1]`
+pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    let n = labels.dims()[0];
+    log_softmax(logits, 1).gather(1, labels.reshape([n, 1])).mean().neg()
+}
+
+/// Losses and logits of one pretraining step.
+#[derive(Debug, Clone)]
+pub struct PretrainingOutput<B: Backend> {
+    /// `mlm_loss + sop_loss`, `[1]`: what `backward` is called on.
+    pub loss: Tensor<B, 1>,
+    /// Mean MLM cross-entropy over masked tokens (0 when the batch has none), `[1]`.
+    pub mlm_loss: Tensor<B, 1>,
+    /// Mean SOP cross-entropy, `[1]`.
+    pub sop_loss: Tensor<B, 1>,
+    /// `[M, V]` logits at masked positions (`None` when M = 0).
+    pub mlm_logits: Option<Tensor<B, 2>>,
+    /// `[B, 2]`.
+    pub sop_logits: Tensor<B, 2>,
+    /// `[M]` MLM labels.
+    pub mlm_labels: Tensor<B, 1, Int>,
+    /// `[B]` SOP labels.
+    pub sop_labels: Tensor<B, 1, Int>,
+}
+
+/// Scalar metrics of one step, read back to the host.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossReport {
+    /// Total loss.
+    pub loss: f32,
+    /// MLM loss.
+    pub mlm_loss: f32,
+    /// SOP loss.
+    pub sop_loss: f32,
+    /// Fraction of masked tokens whose arg-max logit is the label (0 when none are masked).
+    pub mlm_accuracy: f32,
+    /// Fraction of SOP predictions that are right.
+    pub sop_accuracy: f32,
+    /// Number of masked tokens M.
+    pub masked_tokens: usize,
+}
+
+fn scalar<B: Backend>(t: &Tensor<B, 1>) -> f32 {
+    t.clone().into_scalar().elem::<f32>()
+}
+
+fn accuracy<B: Backend>(logits: &Tensor<B, 2>, labels: &Tensor<B, 1, Int>) -> f32 {
+    let n = labels.dims()[0];
+    if n == 0 {
+        return 0.0;
+    }
+    let predicted = logits.clone().argmax(1).reshape([n]);
+    let correct = predicted.equal(labels.clone()).int().sum().into_scalar().elem::<i64>();
+    correct as f32 / n as f32
+}
+
+impl<B: Backend> PretrainingOutput<B> {
+    /// Reads the scalar metrics back (a device sync).
+    pub fn report(&self) -> LossReport {
+        LossReport {
+            loss: scalar(&self.loss),
+            mlm_loss: scalar(&self.mlm_loss),
+            sop_loss: scalar(&self.sop_loss),
+            mlm_accuracy: self.mlm_logits.as_ref().map_or(0.0, |l| accuracy(l, &self.mlm_labels)),
+            sop_accuracy: accuracy(&self.sop_logits, &self.sop_labels),
+            masked_tokens: self.mlm_labels.dims()[0],
+        }
+    }
+}
+
+impl<B: Backend> AlbertForPreTraining<B> {
+    /// Pretraining loss as transformers computes it (`masked_lm_loss + sentence_order_loss`),
+    /// with MLM logits computed only at the masked positions.
+    pub fn pretraining_loss(&self, batch: &PretrainingBatch<B>) -> PretrainingOutput<B> {
+        let (mlm_logits, sop_logits) = if batch.masked_tokens > 0 {
+            let (mlm, sop) = self.forward_masked(&batch.input, batch.mlm_positions.clone());
+            (Some(mlm), sop)
+        } else {
+            let (_, pooled) = self.albert.forward(&batch.input);
+            (None, self.sop_classifier.forward(pooled))
+        };
+        let sop_loss = cross_entropy(sop_logits.clone(), batch.sop_labels.clone());
+        let mlm_loss = match &mlm_logits {
+            Some(logits) => cross_entropy(logits.clone(), batch.mlm_labels.clone()),
+            None => Tensor::zeros([1], &sop_loss.device()),
+        };
+        PretrainingOutput {
+            loss: mlm_loss.clone() + sop_loss.clone(),
+            mlm_loss,
+            sop_loss,
+            mlm_logits,
+            sop_logits,
+            mlm_labels: batch.mlm_labels.clone(),
+            sop_labels: batch.sop_labels.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "loss_test.rs"]
+mod tests;
