@@ -1,9 +1,55 @@
-//! The data pipeline: corpus readers (Wikipedia XML, WikiExtractor, parquet, JSON Lines, plain
-//! text), the ALBERT tokenizer, SOP pairs with n-gram masking, verified shards and the
-//! exactly-once sampler.
+//! The data pipeline: corpus readers (Wikipedia XML, WikiExtractor, JSON Lines, plain text and
+//! books), the ALBERT tokenizer, SOP pairs with n-gram masking and the exactly-once sampler.
 //!
-//! Not implemented yet (issue "Data pipeline"). Invariants it will keep:
+//! Invariants:
 //! - an epoch's sample order is a pure function of (seed, epoch); a position in that order names
 //!   one sample on every worker;
 //! - masking is a pure function of (seed, epoch, sample id);
-//! - a shard whose checksum does not match its manifest is never read.
+//! - readers stream: memory is bounded by the longest document, not by the corpus;
+//! - preparing the same inputs with the same settings gives byte-identical shards;
+//! - a shard whose size or checksums disagree with its header or the manifest is never read.
+//!
+//! The pipeline, as the CLI drives it:
+//! 1. [`expand_inputs`] turns paths, directories and `*` patterns into files;
+//!    [`sniff_format`] / [`read_documents`] read each into [`Document`]s (sentences);
+//! 2. [`AlbertTokenizer::from_file`] loads a `tokenizer.json`, or [`train_tokenizer`] makes one;
+//! 3. [`prepare()`] tokenises, builds SOP examples ([`create_examples`]) and writes shards, the
+//!    manifest and a copy of the tokenizer into one directory;
+//! 4. at training time [`Dataset::open`] verifies it, [`EpochSampler`] orders sample ids per
+//!    epoch, [`rank_ranges`] splits a global batch across ranks, [`Dataset::sample`] masks on
+//!    read ([`mask_example`]) and [`collate`] pads a batch into arrays.
+
+pub mod batch;
+pub mod dataset;
+pub mod error;
+pub mod example;
+pub mod input;
+pub mod inspect;
+pub mod manifest;
+pub mod masking;
+pub mod prepare;
+pub mod reader;
+pub mod rng;
+pub mod sampler;
+pub mod segment;
+pub mod shard;
+pub mod tokenizer;
+pub mod tokenizer_train;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+pub use batch::{Batch, collate};
+pub use dataset::Dataset;
+pub use error::{DataError, Result};
+pub use example::{Example, ExampleConfig, create_examples};
+pub use input::expand_inputs;
+pub use inspect::render_sample;
+pub use manifest::Manifest;
+pub use masking::{MaskedExample, MaskingConfig, MaskingVocab, mask_example};
+pub use prepare::{PrepareConfig, PrepareSummary, Progress, prepare};
+pub use reader::{Documents, Format, ReaderOptions, read_all, read_documents, sniff_format};
+pub use sampler::{EpochSampler, SampleCursor, SampleRange, rank_ranges, split_batch};
+pub use segment::Document;
+pub use tokenizer::AlbertTokenizer;
+pub use tokenizer_train::{TrainTokenizerConfig, train_tokenizer};

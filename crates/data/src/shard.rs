@@ -1,0 +1,353 @@
+//! Binary shards of unmasked examples. Layout (little-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `ALBSHARD` |
+//! | 4 | version (1) |
+//! | 1 | token width in bytes (2 or 4), then 3 reserved zero bytes |
+//! | 8 | number of examples `n` |
+//! | 8 | number of tokens `t` |
+//! | 32 | SHA-256 of everything after the header |
+//! | 8 (n+1) | token offset of each example, then the total |
+//! | 2 n | length of `[CLS] A [SEP]` of each example |
+//! | n | SOP label of each example |
+//! | width t | token ids |
+//!
+//! A shard is verified (size, then checksums) when opened, before any example is served.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{DataError, Result};
+use crate::example::Example;
+
+/// First bytes of every shard.
+pub const MAGIC: &[u8; 8] = b"ALBSHARD";
+/// Shard format version written by this crate.
+pub const VERSION: u32 = 1;
+/// Size of the fixed header.
+pub const HEADER_BYTES: usize = 64;
+
+/// Collects examples (token ids already at the shard's width) and writes them as one shard.
+#[derive(Debug)]
+pub struct ShardWriter {
+    token_width: u8,
+    offsets: Vec<u64>,
+    segment_a: Vec<u16>,
+    sop: Vec<u8>,
+    tokens: Vec<u8>,
+}
+
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenShard {
+    /// Examples in the shard.
+    pub examples: u64,
+    /// Tokens in the shard.
+    pub tokens: u64,
+    /// SHA-256 of the whole file, hex.
+    pub sha256: String,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+impl ShardWriter {
+    /// A writer storing token ids in `token_width` bytes (2 or 4).
+    pub fn new(token_width: u8) -> Result<Self> {
+        if token_width != 2 && token_width != 4 {
+            return Err(DataError::InvalidArgument(format!(
+                "token width {token_width} is not 2 or 4"
+            )));
+        }
+        Ok(Self {
+            token_width,
+            offsets: vec![0],
+            segment_a: Vec::new(),
+            sop: Vec::new(),
+            tokens: Vec::new(),
+        })
+    }
+
+    /// Adds one example; an id too wide for the token width is an error.
+    pub fn push(&mut self, example: &Example) -> Result<()> {
+        let a_len = u16::try_from(example.segment_a_len).map_err(|_| {
+            DataError::InvalidArgument(format!("segment A of {} tokens", example.segment_a_len))
+        })?;
+        let before = self.tokens.len();
+        for &id in &example.input_ids {
+            if self.token_width == 2 {
+                let Ok(narrow) = u16::try_from(id) else {
+                    self.tokens.truncate(before);
+                    return Err(DataError::InvalidArgument(format!(
+                        "token id {id} does not fit in 2 bytes"
+                    )));
+                };
+                self.tokens.extend_from_slice(&narrow.to_le_bytes());
+            } else {
+                self.tokens.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        self.offsets.push(self.token_count());
+        self.segment_a.push(a_len);
+        self.sop.push(example.sop_label);
+        Ok(())
+    }
+
+    fn token_count(&self) -> u64 {
+        (self.tokens.len() / usize::from(self.token_width)) as u64
+    }
+
+    /// Examples collected so far.
+    pub fn len(&self) -> usize {
+        self.sop.len()
+    }
+
+    /// Whether nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.sop.is_empty()
+    }
+
+    /// The index tables that start the body (offsets, segment A lengths, SOP labels).
+    fn tables(&self) -> Vec<u8> {
+        let n = self.len();
+        let mut tables = Vec::with_capacity(8 * (n + 1) + 3 * n);
+        for offset in &self.offsets {
+            tables.extend_from_slice(&offset.to_le_bytes());
+        }
+        for a in &self.segment_a {
+            tables.extend_from_slice(&a.to_le_bytes());
+        }
+        tables.extend_from_slice(&self.sop);
+        tables
+    }
+
+    fn header(&self, body_hash: &[u8]) -> Vec<u8> {
+        let mut header = Vec::with_capacity(HEADER_BYTES);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&VERSION.to_le_bytes());
+        header.extend_from_slice(&[self.token_width, 0, 0, 0]);
+        header.extend_from_slice(&(self.len() as u64).to_le_bytes());
+        header.extend_from_slice(&self.token_count().to_le_bytes());
+        header.extend_from_slice(body_hash);
+        header
+    }
+
+    /// Writes the shard to `path` (through a temporary file renamed into place) and clears
+    /// the writer.
+    pub fn write(&mut self, path: &Path) -> Result<WrittenShard> {
+        let tables = self.tables();
+        let mut body_hash = Sha256::new();
+        body_hash.update(&tables);
+        body_hash.update(&self.tokens);
+        let header = self.header(&body_hash.finalize());
+        let mut file_hash = Sha256::new();
+        for part in [&header, &tables, &self.tokens] {
+            file_hash.update(part);
+        }
+        let tmp = path.with_extension("tmp");
+        let mut file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        for part in [&header, &tables, &self.tokens] {
+            file.write_all(part).map_err(|e| DataError::io(&tmp, e))?;
+        }
+        file.sync_all().map_err(|e| DataError::io(&tmp, e))?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))?;
+        let written = WrittenShard {
+            examples: self.len() as u64,
+            tokens: self.token_count(),
+            sha256: hex::encode(file_hash.finalize()),
+            bytes: (header.len() + tables.len() + self.tokens.len()) as u64,
+        };
+        *self = Self::new(self.token_width)?;
+        Ok(written)
+    }
+}
+
+/// A verified shard: its index tables in memory, token ids read from the file on demand
+/// (positioned reads, so memory stays small however large the dataset).
+#[derive(Debug)]
+pub struct Shard {
+    path: PathBuf,
+    file: File,
+    width: usize,
+    offsets: Vec<u64>,
+    segment_a: Vec<u16>,
+    sop: Vec<u8>,
+    /// File offset of the first token.
+    tokens_at: u64,
+}
+
+/// Bytes hashed per read while verifying.
+const VERIFY_CHUNK: usize = 1 << 20;
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+impl Shard {
+    /// Opens and verifies `path`: magic, version, exact size, the content checksum and, when
+    /// given, the SHA-256 of the whole file recorded in the manifest. The file is read once,
+    /// in chunks, to check it; errors name the file and the byte offset.
+    pub fn open(path: &Path, expected_sha256: Option<&str>) -> Result<Self> {
+        let corrupt = |offset: u64, reason: String| DataError::Malformed {
+            path: path.to_path_buf(),
+            format: "shard",
+            location: format!("byte {offset}"),
+            reason,
+        };
+        let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        let size = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+        let mut header = [0u8; HEADER_BYTES];
+        if size < HEADER_BYTES as u64 {
+            return Err(corrupt(
+                size,
+                format!("truncated: {size} bytes, the header needs {HEADER_BYTES}"),
+            ));
+        }
+        file.read_exact(&mut header).map_err(|e| DataError::io(path, e))?;
+        if &header[..8] != MAGIC {
+            return Err(corrupt(0, "not a shard (bad magic)".to_owned()));
+        }
+        let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+        if version != VERSION {
+            return Err(corrupt(8, format!("shard version {version}, this build reads {VERSION}")));
+        }
+        let width = usize::from(header[12]);
+        if width != 2 && width != 4 {
+            return Err(corrupt(12, format!("token width {width} is not 2 or 4")));
+        }
+        let (n, t) = (u64_at(&header, 16), u64_at(&header, 24));
+        let expected_len = n
+            .checked_add(1)
+            .and_then(|x| x.checked_mul(8))
+            .and_then(|x| x.checked_add(n.checked_mul(3)?))
+            .and_then(|x| x.checked_add(t.checked_mul(width as u64)?))
+            .and_then(|x| x.checked_add(HEADER_BYTES as u64));
+        if expected_len != Some(size) {
+            return Err(corrupt(
+                size,
+                format!(
+                    "size {size} does not match the header ({n} examples, {t} tokens): \
+                     truncated or extended"
+                ),
+            ));
+        }
+        // One pass: hash the body (content checksum) and the whole file (manifest checksum),
+        // keeping only the index tables.
+        let tables_len = usize::try_from(8 * (n + 1) + 3 * n)
+            .map_err(|_| corrupt(16, format!("{n} examples do not fit in memory")))?;
+        let mut tables = Vec::with_capacity(tables_len);
+        let mut body_hash = Sha256::new();
+        let mut file_hash = Sha256::new();
+        file_hash.update(header);
+        let mut chunk = vec![0u8; VERIFY_CHUNK];
+        let mut position = HEADER_BYTES as u64;
+        loop {
+            let read = file.read(&mut chunk).map_err(|e| DataError::io(path, e))?;
+            if read == 0 {
+                break;
+            }
+            let data = &chunk[..read];
+            body_hash.update(data);
+            file_hash.update(data);
+            let wanted = tables_len.saturating_sub(tables.len()).min(read);
+            tables.extend_from_slice(&data[..wanted]);
+            position += read as u64;
+        }
+        if position != size {
+            return Err(corrupt(position, "the file changed while it was verified".to_owned()));
+        }
+        if body_hash.finalize().as_slice() != &header[32..64] {
+            return Err(corrupt(
+                HEADER_BYTES as u64,
+                "content checksum mismatch: the shard was altered".to_owned(),
+            ));
+        }
+        if let Some(expected) = expected_sha256 {
+            let actual = hex::encode(file_hash.finalize());
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(corrupt(
+                    0,
+                    format!("file checksum {actual} differs from the manifest's {expected}"),
+                ));
+            }
+        }
+        let n = n as usize;
+        let offsets: Vec<u64> = (0..=n).map(|i| u64_at(&tables, 8 * i)).collect();
+        let a_at = 8 * (n + 1);
+        let segment_a: Vec<u16> = tables[a_at..a_at + 2 * n]
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let sop = tables[a_at + 2 * n..].to_vec();
+        let monotonic = offsets.windows(2).all(|w| w[0] <= w[1]);
+        if offsets.first() != Some(&0) || offsets.last() != Some(&t) || !monotonic {
+            return Err(corrupt(
+                HEADER_BYTES as u64,
+                "example offsets are inconsistent".to_owned(),
+            ));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            width,
+            offsets,
+            segment_a,
+            sop,
+            tokens_at: (HEADER_BYTES + tables_len) as u64,
+        })
+    }
+
+    /// The file this shard was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.sop.len()
+    }
+
+    /// Whether the shard holds no example.
+    pub fn is_empty(&self) -> bool {
+        self.sop.is_empty()
+    }
+
+    /// Example `index`; `Ok(None)` past the end, an error if the file cannot be read.
+    pub fn example(&self, index: usize) -> Result<Option<Example>> {
+        let (Some(&start), Some(&end)) = (self.offsets.get(index), self.offsets.get(index + 1))
+        else {
+            return Ok(None);
+        };
+        let width = self.width as u64;
+        let len = usize::try_from((end - start) * width)
+            .map_err(|_| DataError::InvalidArgument(format!("example {index} is too long")))?;
+        let mut raw = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut raw, self.tokens_at + start * width)
+            .map_err(|e| DataError::io(&self.path, e))?;
+        let input_ids = raw
+            .chunks_exact(self.width)
+            .map(|c| match *c {
+                [a, b] => u32::from(u16::from_le_bytes([a, b])),
+                [a, b, c, d] => u32::from_le_bytes([a, b, c, d]),
+                _ => 0,
+            })
+            .collect();
+        Ok(Some(Example {
+            input_ids,
+            segment_a_len: usize::from(self.segment_a[index]),
+            sop_label: self.sop[index],
+        }))
+    }
+}
+
+#[cfg(test)]
+#[path = "shard_test.rs"]
+mod tests;
