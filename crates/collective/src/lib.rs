@@ -1,9 +1,63 @@
 //! Ring all-reduce over gRPC (`albatross.v1.PeerService`): reduce-scatter then all-gather,
-//! pipelined chunks, bf16 wire compression, broadcast and a small scalar all-reduce.
+//! pipelined pieces, optional bf16 wire compression, broadcast and a small scalar all-reduce.
 //!
-//! Not implemented yet (issue "Ring all-reduce over gRPC"). Invariants it will keep:
-//! - every rank ends with bit-identical bytes (each chunk is reduced once, by its owner, in a
-//!   fixed order);
-//! - a chunk from another generation or operation is rejected, never mixed in;
+//! - [`schedule`]: the sans-IO ring schedule (segments, pieces, which piece every rank sends
+//!   and receives in which order, and what each send waits for).
+//! - [`compress`]: payload encodings (raw little-endian f32, bf16 with f32 accumulation, f64).
+//! - [`Collective`]: a worker's handle: `all_reduce_sum`, `broadcast`, `scalar_sum`, and the
+//!   [`PeerServer`] that receives pieces from the ring predecessor.
+//! - [`bench`]: the loopback benchmark behind `albatross bench allreduce`.
+//!
+//! One operation on one rank: it registers with the worker's registry (tag, members, the
+//! pieces it expects), opens one client stream `Reduce` to its ring successor and, in a single
+//! loop, applies pieces arriving from its predecessor (through the `PeerServer`, which checks
+//! each chunk against the plan) and sends each piece as soon as the plan says it is final. The
+//! loop ends on completion, on the deadline, on the cancellation token, or on the first broken
+//! link; dropping the operation closes its streams, so a failure propagates around the ring.
+//!
+//! Usage by a worker:
+//! ```no_run
+//! # async fn demo(quorum: albatross_proto::domain::Quorum, grads: &mut [f32])
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! use albatross_collective::{Collective, CollectiveConfig, OpContext};
+//! let collective = Collective::new(CollectiveConfig::default())?;
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:7070").await?;
+//! let server = collective.config().server.server_builder()
+//!     .add_service(collective.peer_server().into_service())
+//!     .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+//! tokio::spawn(server);
+//! let cancel = tokio_util::sync::CancellationToken::new();
+//! collective.all_reduce_sum(&OpContext::for_quorum(&quorum, 0, cancel), grads).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Invariants:
+//! - every rank ends with bit-identical bytes (each segment is reduced once, along the ring in
+//!   a fixed order, and its owner's bytes are copied to every rank);
+//! - a chunk from another generation or operation is rejected (`FAILED_PRECONDITION`), never
+//!   mixed in; only the expected quorum member may send (`PERMISSION_DENIED`); a malformed
+//!   chunk is `INVALID_ARGUMENT` naming the field;
 //! - every operation ends within its deadline or on cancellation: no partial result is ever
 //!   returned as success.
+
+pub mod bench;
+mod channel;
+mod chunk;
+mod collective;
+pub mod compress;
+mod error;
+mod op;
+mod registry;
+mod scalar;
+pub mod schedule;
+mod server;
+
+pub use channel::{ChannelOptions, connect, endpoint};
+pub use collective::{Collective, CollectiveConfig, OpProgress};
+pub use compress::WireFormat;
+pub use error::{CollectiveError, op_name};
+pub use op::{OpContext, default_deadline};
+pub use scalar::MAX_SCALARS;
+pub use server::{
+    PeerServer, SenderAuth, ServerOptions, StateSource, StateStream, TrustClaimedSender,
+};

@@ -1,0 +1,157 @@
+//! Channels to peers: the one helper that connects (per-attempt timeout, HTTP/2 keep-alive,
+//! large flow-control windows for bulk streams, retry with jittered backoff until the
+//! operation's deadline) and a pool that reuses one connection per peer address.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::CollectiveError;
+
+/// How peers are dialled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelOptions {
+    /// Limit of one connection attempt.
+    pub connect_timeout: Duration,
+    /// HTTP/2 PING interval; a peer that does not answer within `keep_alive_timeout` is dead.
+    pub keep_alive_interval: Duration,
+    pub keep_alive_timeout: Duration,
+    /// HTTP/2 flow-control windows: the default 64 KiB would cap a stream at a fraction of
+    /// loopback bandwidth.
+    pub stream_window_bytes: u32,
+    pub connection_window_bytes: u32,
+    /// First and largest pause between connection attempts (each pause is jittered).
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            keep_alive_interval: Duration::from_secs(5),
+            keep_alive_timeout: Duration::from_secs(10),
+            stream_window_bytes: 16 << 20,
+            connection_window_bytes: 32 << 20,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The endpoint for a peer's `host:port` (or a full `http://` URI).
+///
+/// # Errors
+/// When `address` is not a valid URI authority.
+pub fn endpoint(address: &str, options: &ChannelOptions) -> Result<Endpoint, CollectiveError> {
+    let uri =
+        if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+    let endpoint = Endpoint::from_shared(uri).map_err(|err| {
+        CollectiveError::InvalidArgument(format!("peer address {address:?} is invalid: {err}"))
+    })?;
+    Ok(endpoint
+        .connect_timeout(options.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(options.keep_alive_interval)
+        .keep_alive_timeout(options.keep_alive_timeout)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(options.stream_window_bytes)
+        .initial_connection_window_size(options.connection_window_bytes))
+}
+
+/// A pseudo-random factor in [0.5, 1.5) for backoff jitter.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    0.5 + f64::from(nanos % 1000) / 1000.0
+}
+
+/// Connect to `address`, retrying until `deadline` or cancellation.
+///
+/// # Errors
+/// [`CollectiveError::Unreachable`] when no attempt succeeded before the deadline,
+/// [`CollectiveError::Cancelled`] when `cancel` fired first.
+pub async fn connect(
+    address: &str,
+    options: &ChannelOptions,
+    deadline: Instant,
+    cancel: &CancellationToken,
+    op: &str,
+) -> Result<Channel, CollectiveError> {
+    let endpoint = endpoint(address, options)?;
+    let mut backoff = options.initial_backoff;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let attempt = tokio::time::timeout_at(deadline, endpoint.connect());
+        let reason = tokio::select! {
+            () = cancel.cancelled() => {
+                return Err(CollectiveError::Cancelled {
+                    op: op.to_owned(),
+                    progress: format!("while connecting to {address}"),
+                });
+            }
+            result = attempt => match result {
+                Ok(Ok(channel)) => return Ok(channel),
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => "deadline passed during a connection attempt".to_owned(),
+            },
+        };
+        let pause = backoff.mul_f64(jitter());
+        if Instant::now() + pause >= deadline {
+            return Err(CollectiveError::Unreachable {
+                address: address.to_owned(),
+                reason: format!("{attempts} attempts failed, last: {reason}"),
+            });
+        }
+        tracing::debug!(address, attempts, reason, "peer not reachable yet");
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+        backoff = (backoff * 2).min(options.max_backoff);
+    }
+}
+
+/// One channel per peer address, reused across operations.
+#[derive(Debug, Default)]
+pub(crate) struct ChannelPool {
+    options: ChannelOptions,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ChannelPool {
+    pub fn new(options: ChannelOptions) -> Self {
+        Self { options, channels: Mutex::default() }
+    }
+
+    pub async fn get(
+        &self,
+        address: &str,
+        deadline: Instant,
+        cancel: &CancellationToken,
+        op: &str,
+    ) -> Result<Channel, CollectiveError> {
+        let cached = self.lock().get(address).cloned();
+        if let Some(channel) = cached {
+            return Ok(channel);
+        }
+        let channel = connect(address, &self.options, deadline, cancel, op).await?;
+        self.lock().insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Forget the channel to a peer that failed, so the next operation dials afresh.
+    pub fn evict(&self, address: &str) {
+        self.lock().remove(address);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

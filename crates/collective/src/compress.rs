@@ -1,0 +1,178 @@
+//! Payload encodings: raw little-endian f32, bf16 (half the bytes, accumulated in f32 by the
+//! receiver) and f64 for scalar sums. Encoding is one pass over the slice into one allocation;
+//! decoding adds or copies straight from the received bytes without an intermediate vector.
+
+use bytes::Bytes;
+
+use crate::schedule::RecvAction;
+
+/// How f32 buffers travel on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireFormat {
+    /// Exact: raw little-endian f32.
+    #[default]
+    F32,
+    /// bfloat16 (round to nearest even), summed in f32 by the receiver: half the bytes, about
+    /// three significant decimal digits per hop.
+    Bf16,
+}
+
+impl WireFormat {
+    /// Bytes per element on the wire.
+    pub fn element_bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::Bf16 => 2,
+        }
+    }
+}
+
+/// f32 → bf16 bits, rounding to nearest even; NaN stays a (quiet) NaN.
+pub fn f32_to_bf16(value: f32) -> u16 {
+    let bits = value.to_bits();
+    if value.is_nan() {
+        return ((bits >> 16) as u16) | 0x0040;
+    }
+    let rounding = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+/// bf16 bits → f32 (exact).
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
+}
+
+/// Round an f32 to the nearest value representable in bf16.
+pub fn round_to_bf16(value: f32) -> f32 {
+    bf16_to_f32(f32_to_bf16(value))
+}
+
+/// Encode `values` in `format`.
+pub fn encode(values: &[f32], format: WireFormat) -> Bytes {
+    if format == WireFormat::F32 && cfg!(target_endian = "little") {
+        // In memory f32 already is little-endian: one copy.
+        return Bytes::copy_from_slice(bytemuck::cast_slice(values));
+    }
+    let mut out = vec![0u8; values.len() * format.element_bytes()];
+    match format {
+        WireFormat::F32 => {
+            for (dst, v) in out.chunks_exact_mut(4).zip(values) {
+                dst.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        WireFormat::Bf16 => {
+            for (dst, v) in out.chunks_exact_mut(2).zip(values) {
+                dst.copy_from_slice(&f32_to_bf16(*v).to_le_bytes());
+            }
+        }
+    }
+    Bytes::from(out)
+}
+
+/// Round `values` in place to the precision of `format` (a no-op for f32).
+pub fn round_in_place(values: &mut [f32], format: WireFormat) {
+    if format == WireFormat::Bf16 {
+        for v in values {
+            *v = round_to_bf16(*v);
+        }
+    }
+}
+
+/// Apply a received payload to `values`. The caller has checked that `payload` holds exactly
+/// `values.len()` elements of `format`.
+pub fn apply(values: &mut [f32], payload: &[u8], format: WireFormat, action: RecvAction) {
+    match (format, action) {
+        (WireFormat::F32, RecvAction::Accumulate) => {
+            for (v, b) in values.iter_mut().zip(payload.chunks_exact(4)) {
+                *v += f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        (WireFormat::F32, RecvAction::Overwrite) if cfg!(target_endian = "little") => {
+            let dst: &mut [u8] = bytemuck::cast_slice_mut(values);
+            dst.copy_from_slice(&payload[..dst.len()]);
+        }
+        (WireFormat::F32, RecvAction::Overwrite) => {
+            for (v, b) in values.iter_mut().zip(payload.chunks_exact(4)) {
+                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        (WireFormat::Bf16, RecvAction::Accumulate) => {
+            for (v, b) in values.iter_mut().zip(payload.chunks_exact(2)) {
+                *v += bf16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        (WireFormat::Bf16, RecvAction::Overwrite) => {
+            for (v, b) in values.iter_mut().zip(payload.chunks_exact(2)) {
+                *v = bf16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+    }
+}
+
+/// Encode f64 scalars as little-endian bytes.
+pub fn encode_f64(values: &[f64]) -> Bytes {
+    let mut out = Vec::with_capacity(values.len() * 8);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    Bytes::from(out)
+}
+
+/// Decode little-endian f64 scalars (the caller has checked the length).
+pub fn decode_f64(payload: &[u8]) -> Vec<f64> {
+    payload
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_rounds_to_nearest_even_and_keeps_specials() {
+        assert_eq!(bf16_to_f32(f32_to_bf16(1.0)), 1.0);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1.0).
+        assert_eq!(round_to_bf16(1.0 + 2f32.powi(-8)), 1.0);
+        // 1 + 3·2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: ties go to 1 + 2^-6.
+        assert_eq!(round_to_bf16(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2f32.powi(-6));
+        assert_eq!(round_to_bf16(f32::INFINITY), f32::INFINITY);
+        assert_eq!(round_to_bf16(-0.0).to_bits(), (-0.0f32).to_bits());
+        assert!(round_to_bf16(f32::NAN).is_nan());
+        // Relative error of one rounding is at most 2^-8 (8 significant bits).
+        for i in 1..10_000u32 {
+            let x = i as f32 * 0.123_456_7;
+            assert!(((round_to_bf16(x) - x) / x).abs() <= 2f32.powi(-8), "{x}");
+        }
+    }
+
+    #[test]
+    fn f32_roundtrip_is_exact_and_little_endian() {
+        let values = [1.5f32, -0.0, f32::MIN_POSITIVE, 3.4e38];
+        let bytes = encode(&values, WireFormat::F32);
+        assert_eq!(&bytes[..4], &1.5f32.to_le_bytes());
+        let mut out = [0f32; 4];
+        apply(&mut out, &bytes, WireFormat::F32, RecvAction::Overwrite);
+        assert_eq!(out.map(f32::to_bits), values.map(f32::to_bits));
+        apply(&mut out, &bytes, WireFormat::F32, RecvAction::Accumulate);
+        assert_eq!(out[0], 3.0);
+    }
+
+    #[test]
+    fn bf16_payload_is_half_size_and_accumulates_in_f32() {
+        let values = [1.0f32, 2.5, -3.0];
+        let bytes = encode(&values, WireFormat::Bf16);
+        assert_eq!(bytes.len(), 6);
+        let mut out = [0.25f32; 3];
+        apply(&mut out, &bytes, WireFormat::Bf16, RecvAction::Accumulate);
+        assert_eq!(out, [1.25, 2.75, -2.75]);
+    }
+
+    #[test]
+    fn f64_roundtrip() {
+        let values = [0.1f64, -2.0, f64::MAX];
+        assert_eq!(decode_f64(&encode_f64(&values)), values);
+    }
+}
