@@ -1,8 +1,73 @@
 //! The coordinator: membership, per-step quorum, failure detection, the exactly-once data cursor,
-//! checkpoint scheduling, durable state, status and metrics.
+//! checkpoint scheduling, durable state, gRPC service, status page and metrics.
 //!
-//! Not implemented yet (issue "Coordinator"). Invariants it will keep:
-//! - the decision core is sans-IO (events plus an injected clock in, decisions out);
+//! Invariants:
+//! - the decision core ([`Core`]) is sans-IO: events plus an injected clock in, replies and
+//!   [`Effect`]s out; the gRPC service and HTTP page are thin shells around an actor owning it;
 //! - a step commits only if every member of its quorum voted ok with the same state hash;
 //! - the data cursor advances only on commit;
-//! - generations strictly increase, across restarts too (persisted before use).
+//! - generations strictly increase, across restarts too (persisted before use), and the durable
+//!   state is written before any reply that depends on it.
+//!
+//! Entry point for `albatross coordinator --job FILE --listen ADDR --http ADDR --state-dir DIR
+//! [--token-file F]`:
+//!
+//! ```no_run
+//! # async fn cli() -> Result<(), Box<dyn std::error::Error>> {
+//! use albatross_coordinator::{CoordinatorOptions, read_token_file, run_coordinator};
+//! let job = albatross_proto::job::JobSpec::from_path("job.toml".as_ref())?;
+//! let options = CoordinatorOptions {
+//!     job,
+//!     epoch_size: 1_000_000, // samples per epoch, from the prepared data's manifest
+//!     listen: "0.0.0.0:50051".parse()?,
+//!     http: Some("0.0.0.0:8080".parse()?),
+//!     state_dir: "state".into(),
+//!     token: Some(read_token_file("token".as_ref())?),
+//!     data_fingerprint: None, // or the prepared data manifest's SHA-256
+//! };
+//! run_coordinator(options, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+mod actor;
+mod auth;
+mod bench;
+mod checkpoint;
+mod commit;
+mod config;
+mod core;
+mod cursor;
+mod effect;
+mod error;
+mod failure;
+mod http;
+mod membership;
+mod quorum;
+mod server;
+mod service;
+mod state_file;
+mod status;
+mod status_report;
+mod telemetry;
+
+pub use auth::{TokenCheck, read_token_file};
+pub use bench::{BenchOptions, BenchReport, bench_coordinator};
+pub use commit::VoteStatus;
+pub use config::{CoreConfig, MAX_REGISTERED};
+pub use core::Core;
+pub use cursor::{advance, ranges, split};
+pub use effect::{Durable, Effect};
+pub use error::CoordinatorError;
+pub use server::{CoordinatorOptions, Listeners, MAX_REQUEST_BYTES, run_coordinator, serve};
+pub use service::{CoordinatorGrpc, MAX_POLL, parse_grpc_timeout, poll_deadline};
+pub use state_file::{Restored, StateStore};
+pub use status::{MemberView, StatusView};
+pub use status_report::{fetch_status, status_json, status_table};
+
+#[cfg(test)]
+mod core_test;
+#[cfg(test)]
+mod ledger_test;

@@ -8,6 +8,7 @@ mod common;
 mod control;
 mod error;
 mod quorum;
+mod request;
 
 pub use error::ConvertError;
 

@@ -8,6 +8,7 @@ mod identity;
 mod join;
 mod phase;
 mod quorum;
+mod request;
 mod step;
 mod vote;
 
@@ -19,5 +20,6 @@ pub use identity::{InvalidWorkerId, WorkerId, WorkerRef};
 pub use join::{BuildInfo, JoinAccepted, JoinRequest};
 pub use phase::{Heartbeat, HeartbeatAction, HeartbeatReply, WorkerPhase};
 pub use quorum::{HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome};
+pub use request::{CheckpointReport, LeaveRequest, PeerFailureReport, QuorumRequest};
 pub use step::{Generation, StepTag};
 pub use vote::{Decision, StepStats, Vote, VoteDecision, VoteOutcome};

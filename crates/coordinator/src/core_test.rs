@@ -1,0 +1,724 @@
+//! Event-driven tests of the decision core with an injected clock: each asserts the exact
+//! replies and the exact list of effects.
+
+use std::time::{Duration, Instant};
+
+use albatross_proto::domain::{
+    BuildInfo, CheckpointDirective, CheckpointRef, CheckpointReport, DataCursor, Decision,
+    Generation, Heartbeat, HeartbeatAction, JoinRequest, LeaveRequest, PeerFailureReport, Quorum,
+    QuorumOutcome, QuorumRequest, SampleRange, Sha256Digest, StepStats, StepTag, Vote, VoteOutcome,
+    WorkerId, WorkerPhase, WorkerRef,
+};
+use albatross_proto::job::JobSpec;
+
+use crate::{CoordinatorError, Core, CoreConfig, Durable, Effect, VoteStatus};
+
+pub(crate) const JOB: &str = r#"
+name = "test-job"
+[model]
+preset = "tiny"
+[data]
+dir = "data"
+max_seq_length = 64
+[optimizer]
+total_steps = 6
+warmup_steps = 1
+[batch]
+global_batch_size = 12
+micro_batch_size = 2
+[fault_tolerance]
+min_workers = 2
+max_workers = 3
+heartbeat_interval = "1s"
+heartbeat_timeout = "5s"
+step_deadline = "60s"
+join_grace = "2s"
+[checkpoint]
+dir = "/ckpt"
+every_steps = 2
+"#;
+
+/// Epoch of 20 samples: a step of 12 crosses the boundary every other step.
+pub(crate) const EPOCH: u64 = 20;
+
+pub(crate) fn job() -> JobSpec {
+    JobSpec::from_toml_str(JOB, "test").expect("valid test job")
+}
+
+pub(crate) fn w(id: &str, incarnation: u64) -> WorkerRef {
+    WorkerRef { id: WorkerId::new(id).expect("valid id"), incarnation }
+}
+
+fn r(epoch: u64, start: u64, end: u64) -> SampleRange {
+    SampleRange { epoch, start, end }
+}
+
+fn tag(generation: u64, step: u64) -> StepTag {
+    StepTag { generation: Generation(generation), step }
+}
+
+fn hash(n: u8) -> Option<Sha256Digest> {
+    Some(Sha256Digest([n; 32]))
+}
+
+pub(crate) struct Sim {
+    pub core: Core,
+    pub now: Instant,
+}
+
+impl Sim {
+    pub fn new() -> Self {
+        Self::restored(None)
+    }
+
+    pub fn restored(durable: Option<Durable>) -> Self {
+        let cfg = CoreConfig::from_job(&job(), EPOCH).expect("valid config");
+        Self { core: Core::new(cfg, &job(), durable, "test-instance"), now: Instant::now() }
+    }
+
+    pub fn wait(&mut self, secs: f64) {
+        self.now += Duration::from_secs_f64(secs);
+    }
+
+    pub fn join(
+        &mut self,
+        id: &str,
+        inc: u64,
+    ) -> Result<albatross_proto::domain::JoinAccepted, CoordinatorError> {
+        let req = JoinRequest {
+            worker: w(id, inc),
+            advertise_address: format!("{id}:7000"),
+            build: BuildInfo::current(),
+            expected_job_fingerprint: None,
+            data_fingerprint: None,
+        };
+        self.core.join(self.now, &req)
+    }
+
+    pub fn ask(&mut self, id: &str, inc: u64, step: u64, applied: u64) -> QuorumOutcome {
+        let req =
+            QuorumRequest { worker: w(id, inc), step, applied_step: applied, state_hash: None };
+        self.core.await_quorum(self.now, &req).expect("quorum request accepted")
+    }
+
+    pub fn vote(
+        &mut self,
+        id: &str,
+        tag: StepTag,
+        outcome: VoteOutcome,
+        non_finite: bool,
+        h: Option<Sha256Digest>,
+    ) -> Result<VoteStatus, CoordinatorError> {
+        let vote = Vote {
+            worker: w(id, 1),
+            tag,
+            outcome,
+            non_finite,
+            state_hash: h,
+            stats: StepStats::default(),
+        };
+        self.core.vote(self.now, &vote)
+    }
+
+    pub fn ok(&mut self, id: &str, tag: StepTag) -> VoteStatus {
+        self.vote(id, tag, VoteOutcome::Ok, false, hash(1)).expect("vote accepted")
+    }
+
+    pub fn beat(
+        &mut self,
+        id: &str,
+        tag: StepTag,
+        phase: WorkerPhase,
+    ) -> (HeartbeatAction, String) {
+        let reply = self.core.heartbeat(self.now, &Heartbeat { worker: w(id, 1), tag, phase });
+        (reply.action, reply.reason)
+    }
+
+    pub fn effects(&mut self) -> Vec<Effect> {
+        self.core.drain_effects()
+    }
+}
+
+fn ready(outcome: QuorumOutcome) -> Quorum {
+    match outcome {
+        QuorumOutcome::Ready(q) => q,
+        other => panic!("expected a quorum, got {other:?}"),
+    }
+}
+
+fn not_yet(outcome: QuorumOutcome) -> String {
+    match outcome {
+        QuorumOutcome::NotYet(n) => n.reason,
+        other => panic!("expected NotYet, got {other:?}"),
+    }
+}
+
+fn decided(status: VoteStatus) -> (Decision, String, Vec<WorkerRef>, Option<CheckpointDirective>) {
+    match status {
+        VoteStatus::Decided(d) => (d.decision, d.reason, d.divergent, d.checkpoint),
+        other => panic!("expected a decision, got {other:?}"),
+    }
+}
+
+fn joined(id: &str) -> Effect {
+    Effect::Joined { worker: w(id, 1), replaced: None }
+}
+
+/// Two workers joined and in the quorum of step 1 under generation 1.
+fn two_running() -> Sim {
+    let mut s = Sim::new();
+    s.join("a", 1).expect("join a");
+    s.join("b", 1).expect("join b");
+    assert!(matches!(s.ask("a", 1, 1, 0), QuorumOutcome::NotYet(_)));
+    ready(s.ask("b", 1, 1, 0));
+    s.effects();
+    s
+}
+
+/// Every worker asks for `step`; returns each one's quorum (asking twice, as pollers do).
+fn round(s: &mut Sim, ids: &[&str], step: u64, applied: u64) -> Vec<Quorum> {
+    for id in ids {
+        s.ask(id, 1, step, applied);
+    }
+    ids.iter().map(|id| ready(s.ask(id, 1, step, applied))).collect()
+}
+
+fn commit_step(s: &mut Sim, ids: &[&str], t: StepTag) {
+    for id in ids {
+        s.ok(id, t);
+    }
+}
+
+#[test]
+fn first_quorum_waits_for_min_workers_then_forms_when_all_are_ready() {
+    let mut s = Sim::new();
+    s.join("b", 1).expect("join b");
+    assert_eq!(not_yet(s.ask("b", 1, 1, 0)), "1 of 1 live workers are ready; min_workers is 2");
+    s.join("a", 1).expect("join a");
+    let qa = ready(s.ask("a", 1, 1, 0));
+    assert_eq!(qa.tag, tag(1, 1));
+    assert_eq!(
+        qa.members.iter().map(|m| m.worker.clone()).collect::<Vec<_>>(),
+        [w("a", 1), w("b", 1)]
+    );
+    assert_eq!(
+        (qa.rank, qa.samples.clone(), qa.global_samples, qa.heal.clone()),
+        (0, vec![r(0, 0, 6)], 12, None)
+    );
+    let qb = ready(s.ask("b", 1, 1, 0));
+    assert_eq!((qb.rank, qb.samples), (1, vec![r(0, 6, 12)]));
+    assert_eq!(
+        s.effects(),
+        [
+            joined("b"),
+            joined("a"),
+            Effect::QuorumFormed {
+                tag: tag(1, 1),
+                members: vec![w("a", 1), w("b", 1)],
+                healing: vec![],
+                fast: false,
+                reason: "all 2 live workers are ready".into(),
+            }
+        ]
+    );
+}
+
+#[test]
+fn commit_advances_the_cursor_across_the_epoch_and_fast_quorum_keeps_the_generation() {
+    let mut s = two_running();
+    assert_eq!(s.ok("a", tag(1, 1)), VoteStatus::Pending { voted: 1, members: 2 });
+    let (d, reason, divergent, ckpt) = decided(s.ok("b", tag(1, 1)));
+    assert_eq!(
+        (d, reason.as_str(), divergent, ckpt),
+        (Decision::Commit, "all 2 members voted ok with the same state hash", vec![], None)
+    );
+    // a's poll after the decision gets the same answer.
+    assert_eq!(decided(s.ok("a", tag(1, 1))).0, Decision::Commit);
+    assert_eq!(s.core.durable().cursor, DataCursor { epoch: 0, next_sample: 12 });
+    assert_eq!(not_yet(s.ask("a", 1, 2, 1)), "1 of 2 live workers are ready; min_workers is 2");
+    let q = ready(s.ask("b", 1, 2, 1));
+    assert_eq!((q.tag, q.samples), (tag(1, 2), vec![r(0, 18, 20), r(1, 0, 4)]));
+    assert_eq!(ready(s.ask("a", 1, 2, 1)).samples, vec![r(0, 12, 18)]);
+    assert_eq!(
+        s.effects(),
+        [
+            Effect::Committed { tag: tag(1, 1), cursor: DataCursor { epoch: 0, next_sample: 12 } },
+            Effect::QuorumFormed {
+                tag: tag(1, 2),
+                members: vec![w("a", 1), w("b", 1)],
+                healing: vec![],
+                fast: true,
+                reason: "fast quorum: every member of the previous quorum is ready (2 ready)"
+                    .into(),
+            }
+        ]
+    );
+}
+
+#[test]
+fn checkpoints_are_asked_every_n_steps_and_recorded_when_reported() {
+    let mut s = two_running();
+    commit_step(&mut s, &["a", "b"], tag(1, 1));
+    round(&mut s, &["a", "b"], 2, 1);
+    s.ok("a", tag(1, 2));
+    let directive = CheckpointDirective { step: 2, path: "/ckpt/step-00000002".into() };
+    // Step 2 / every 2 = 1 → rank 1 (b) writes; a is not asked.
+    assert_eq!(decided(s.ok("b", tag(1, 2))).3, Some(directive.clone()));
+    assert_eq!(decided(s.ok("a", tag(1, 2))).3, None);
+    let cursor = DataCursor { epoch: 1, next_sample: 4 };
+    assert_eq!(
+        s.effects()[2..],
+        [
+            Effect::Committed { tag: tag(1, 2), cursor },
+            Effect::CheckpointRequested { worker: w("b", 1), directive },
+        ]
+    );
+    let mut ckpt = CheckpointRef {
+        step: 2,
+        path: "/ckpt/step-00000002".into(),
+        manifest_sha256: Sha256Digest([7; 32]),
+        cursor,
+    };
+    let wrong = CheckpointReport { worker: w("a", 1), checkpoint: ckpt.clone(), result: Ok(()) };
+    assert_eq!(
+        s.core.report_checkpoint(s.now, &wrong).expect_err("not asked of a").to_string(),
+        "no checkpoint of step 2 was asked of a#1"
+    );
+    ckpt.cursor = DataCursor::default();
+    let bad_cursor =
+        CheckpointReport { worker: w("b", 1), checkpoint: ckpt.clone(), result: Ok(()) };
+    assert!(matches!(
+        s.core.report_checkpoint(s.now, &bad_cursor),
+        Err(CoordinatorError::InvalidArgument(_))
+    ));
+    ckpt.cursor = cursor;
+    let good = CheckpointReport { worker: w("b", 1), checkpoint: ckpt.clone(), result: Ok(()) };
+    s.core.report_checkpoint(s.now, &good).expect("recorded");
+    assert_eq!(s.effects(), [Effect::CheckpointRecorded { checkpoint: ckpt.clone() }]);
+    assert_eq!(s.core.durable().latest_checkpoint, Some(ckpt));
+}
+
+#[test]
+fn hash_mismatch_aborts_names_the_divergent_worker_and_retries_the_same_samples() {
+    let mut s = Sim::new();
+    for id in ["a", "b", "c"] {
+        s.join(id, 1).expect("join");
+    }
+    let samples: Vec<Vec<SampleRange>> =
+        round(&mut s, &["a", "b", "c"], 1, 0).into_iter().map(|q| q.samples).collect();
+    s.effects();
+    s.vote("a", tag(1, 1), VoteOutcome::Ok, false, hash(1)).expect("vote");
+    s.vote("b", tag(1, 1), VoteOutcome::Ok, false, hash(2)).expect("vote");
+    let (d, reason, divergent, _) =
+        decided(s.vote("c", tag(1, 1), VoteOutcome::Ok, false, hash(1)).expect("vote"));
+    assert_eq!((d, divergent.clone()), (Decision::Abort, vec![w("b", 1)]));
+    assert_eq!(reason, "state hash mismatch: b#1 differ from the majority of 2");
+    assert_eq!(
+        s.effects(),
+        [
+            Effect::Aborted { tag: tag(1, 1), reason: reason.clone(), divergent },
+            Effect::GenerationChanged {
+                from: Generation(1),
+                to: Generation(2),
+                reason: "g1/step 1 aborted".into()
+            },
+        ]
+    );
+    assert_eq!(s.core.durable().cursor, DataCursor::default());
+    assert_eq!(s.core.durable().aborted_steps, 1);
+    // Retry: same step, new generation, same samples; b must heal from a healthy peer.
+    let mut retry = round(&mut s, &["a", "b", "c"], 1, 0).into_iter();
+    let (qa, qb, qc) =
+        (retry.next().expect("a"), retry.next().expect("b"), retry.next().expect("c"));
+    assert_eq!(qa.tag, tag(2, 1));
+    assert_eq!(vec![qa.samples, qb.samples.clone(), qc.samples], samples);
+    assert_eq!(qb.heal.map(|h| (h.source.worker, h.target_step)), Some((w("a", 1), 0)));
+    // Old-generation votes are stale now.
+    let err = s.vote("a", tag(2, 1), VoteOutcome::Ok, false, hash(1)).map(|_| ());
+    assert!(err.is_ok());
+    let stale = Vote {
+        worker: w("a", 1),
+        tag: tag(0, 1),
+        outcome: VoteOutcome::Ok,
+        non_finite: false,
+        state_hash: None,
+        stats: StepStats::default(),
+    };
+    assert_eq!(
+        s.core.vote(s.now, &stale).expect_err("stale").to_string(),
+        "generation g0 is stale: the coordinator is at g2"
+    );
+}
+
+#[test]
+fn non_finite_and_error_votes_abort_with_their_reasons() {
+    let mut s = two_running();
+    s.vote("a", tag(1, 1), VoteOutcome::Error("out of memory".into()), false, hash(1))
+        .expect("vote");
+    let (d, reason, _, _) =
+        decided(s.vote("b", tag(1, 1), VoteOutcome::Ok, true, hash(1)).expect("vote"));
+    assert_eq!(d, Decision::Abort);
+    assert_eq!(reason, "a#1 failed: out of memory; b#1 saw non-finite loss or gradients");
+    assert_eq!(s.core.durable().committed_step, 0);
+}
+
+#[test]
+fn death_during_compute_evicts_aborts_and_resplits_the_same_samples() {
+    let mut s = Sim::new();
+    for id in ["a", "b", "c"] {
+        s.join(id, 1).expect("join");
+    }
+    round(&mut s, &["a", "b", "c"], 1, 0);
+    s.effects();
+    s.wait(3.0);
+    s.beat("a", tag(1, 1), WorkerPhase::Computing);
+    s.beat("b", tag(1, 1), WorkerPhase::Computing);
+    s.wait(2.5);
+    s.core.tick(s.now);
+    assert_eq!(
+        s.effects(),
+        [
+            Effect::Evicted {
+                worker: w("c", 1),
+                reason: "no heartbeat for 5.5s (timeout 5s)".into(),
+                detected_after: Duration::from_secs_f64(5.5)
+            },
+            Effect::Aborted {
+                tag: tag(1, 1),
+                reason: "c#1 evicted: no heartbeat for 5.5s (timeout 5s)".into(),
+                divergent: vec![]
+            },
+            Effect::GenerationChanged {
+                from: Generation(1),
+                to: Generation(2),
+                reason: "g1/step 1 aborted".into()
+            },
+        ]
+    );
+    assert_eq!(
+        s.beat("a", tag(1, 1), WorkerPhase::Computing),
+        (HeartbeatAction::AbortStep, "g1/step 1 was abandoned: the coordinator is at g2".into())
+    );
+    assert_eq!(s.beat("c", tag(1, 1), WorkerPhase::Computing).0, HeartbeatAction::Rejoin);
+    let qb = round(&mut s, &["a", "b"], 1, 0).remove(1);
+    assert_eq!((qb.tag, qb.samples), (tag(2, 1), vec![r(0, 6, 12)]));
+    s.ok("a", tag(2, 1));
+    assert_eq!(decided(s.ok("b", tag(2, 1))).0, Decision::Commit);
+}
+
+#[test]
+fn peer_failure_report_is_confirmed_by_silence_or_a_second_reporter() {
+    let mut s = Sim::new();
+    for id in ["a", "b", "c"] {
+        s.join(id, 1).expect("join");
+    }
+    assert_eq!(round(&mut s, &["a", "b", "c"], 1, 0)[0].world_size(), 3);
+    s.effects();
+    let report = |reporter: &str| PeerFailureReport {
+        reporter: w(reporter, 1),
+        tag: tag(1, 1),
+        suspect: w("c", 1),
+        reason: "connection reset".into(),
+    };
+    // c was heard from just now: one report alone is not enough.
+    assert_eq!(
+        s.core.report_peer_failure(s.now, &report("b")).expect("report"),
+        (false, Generation(1))
+    );
+    assert_eq!(
+        s.effects(),
+        [Effect::SuspicionNotConfirmed {
+            reporter: w("b", 1),
+            suspect: w("c", 1),
+            reason: "connection reset; last heartbeat 0ns ago".into()
+        }]
+    );
+    // A second member reports it: confirmed.
+    assert_eq!(
+        s.core.report_peer_failure(s.now, &report("a")).expect("report"),
+        (true, Generation(2))
+    );
+    let effects = s.effects();
+    assert_eq!(
+        effects[0],
+        Effect::Evicted {
+            worker: w("c", 1),
+            reason: "reported by a#1: connection reset; reported by 2 members".into(),
+            detected_after: Duration::ZERO
+        }
+    );
+    assert!(matches!(&effects[1], Effect::Aborted { tag: t, .. } if *t == tag(1, 1)));
+    // A report about the old generation is stale.
+    assert!(matches!(
+        s.core.report_peer_failure(s.now, &report("a")),
+        Err(CoordinatorError::StaleGeneration { .. })
+    ));
+}
+
+#[test]
+fn peer_failure_of_a_silent_suspect_is_confirmed_at_once() {
+    let mut s = two_running();
+    s.wait(1.5);
+    s.beat("a", tag(1, 1), WorkerPhase::Reducing);
+    let report = PeerFailureReport {
+        reporter: w("a", 1),
+        tag: tag(1, 1),
+        suspect: w("b", 1),
+        reason: "timed out".into(),
+    };
+    assert_eq!(s.core.report_peer_failure(s.now, &report).expect("report"), (true, Generation(2)));
+    assert_eq!(
+        s.effects()[0],
+        Effect::Evicted {
+            worker: w("b", 1),
+            reason: "reported by a#1: timed out; silent for 1.5s".into(),
+            detected_after: Duration::from_secs_f64(1.5)
+        }
+    );
+}
+
+#[test]
+fn graceful_leave_aborts_and_the_next_quorum_forms_without_a_timeout() {
+    let mut s = Sim::new();
+    for id in ["a", "b", "c"] {
+        s.join(id, 1).expect("join");
+    }
+    round(&mut s, &["a", "b", "c"], 1, 0);
+    s.effects();
+    let g = s
+        .core
+        .leave(s.now, &LeaveRequest { worker: w("c", 1), reason: "sigterm".into() })
+        .expect("leave");
+    assert_eq!(g, Generation(2));
+    assert_eq!(
+        s.effects(),
+        [
+            Effect::Left { worker: w("c", 1), reason: "sigterm".into() },
+            Effect::Aborted {
+                tag: tag(1, 1),
+                reason: "c#1 left: sigterm".into(),
+                divergent: vec![]
+            },
+            Effect::GenerationChanged {
+                from: Generation(1),
+                to: Generation(2),
+                reason: "g1/step 1 aborted".into()
+            },
+        ]
+    );
+    s.ask("a", 1, 1, 0);
+    assert_eq!(ready(s.ask("b", 1, 1, 0)).tag, tag(2, 1));
+}
+
+#[test]
+fn slow_quorum_waits_the_join_grace_for_stragglers_and_bumps_the_generation() {
+    let mut s = two_running();
+    commit_step(&mut s, &["a", "b"], tag(1, 1));
+    s.join("c", 1).expect("join c");
+    s.effects();
+    // c and a ask; b (a previous member) is slow.
+    assert_eq!(not_yet(s.ask("c", 1, 1, 0)), "1 of 3 live workers are ready; min_workers is 2");
+    s.wait(1.0);
+    s.beat("b", tag(1, 1), WorkerPhase::Idle);
+    assert_eq!(
+        not_yet(s.ask("a", 1, 2, 1)),
+        "waiting 1s more for stragglers: 2 of 3 live workers are ready"
+    );
+    s.wait(1.0);
+    s.core.tick(s.now);
+    let qc = ready(s.ask("c", 1, 1, 0));
+    assert_eq!(qc.tag, tag(2, 2));
+    assert_eq!(qc.heal.map(|h| (h.source.worker, h.target_step)), Some((w("a", 1), 1)));
+    assert_eq!(
+        s.effects(),
+        [
+            Effect::GenerationChanged {
+                from: Generation(1),
+                to: Generation(2),
+                reason: "quorum membership changed from [a#1, b#1] to [a#1, c#1]".into()
+            },
+            Effect::QuorumFormed {
+                tag: tag(2, 2),
+                members: vec![w("a", 1), w("c", 1)],
+                healing: vec![w("c", 1)],
+                fast: false,
+                reason: "join grace of 2s expired with 2 of 3 live workers ready".into(),
+            },
+        ]
+    );
+    // b was not chosen: it waits for the running step.
+    assert_eq!(not_yet(s.ask("b", 1, 2, 1)), "step 2 is running in g2; wait for it to finish");
+    let not_member =
+        s.vote("b", tag(2, 2), VoteOutcome::Ok, false, None).expect_err("not a member");
+    assert_eq!(not_member.to_string(), "worker b#1 is not a member of the quorum of g2/step 2");
+}
+
+#[test]
+fn rejoin_with_a_higher_incarnation_replaces_the_old_self_and_aborts_its_step() {
+    let mut s = two_running();
+    let accepted = s.join("b", 2).expect("rejoin");
+    assert_eq!(accepted.generation, Generation(2));
+    assert_eq!(
+        s.effects(),
+        [
+            Effect::Joined { worker: w("b", 2), replaced: Some(w("b", 1)) },
+            Effect::Aborted {
+                tag: tag(1, 1),
+                reason: "b#1 was replaced by b#2".into(),
+                divergent: vec![]
+            },
+            Effect::GenerationChanged {
+                from: Generation(1),
+                to: Generation(2),
+                reason: "g1/step 1 aborted".into()
+            },
+        ]
+    );
+    assert!(matches!(s.join("b", 1), Err(CoordinatorError::StaleIncarnation { current: 2, .. })));
+    assert_eq!(s.beat("b", tag(1, 1), WorkerPhase::Computing).0, HeartbeatAction::Shutdown);
+}
+
+#[test]
+fn joins_with_another_job_or_protocol_are_refused_with_what_differs() {
+    let mut s = Sim::new();
+    let mut req = JoinRequest {
+        worker: w("a", 1),
+        advertise_address: "a:1".into(),
+        build: BuildInfo { version: BuildInfo::current().version, protocol_version: 9 },
+        expected_job_fingerprint: None,
+        data_fingerprint: None,
+    };
+    let err = s.core.join(s.now, &req).expect_err("protocol");
+    assert_eq!(err.to_string(), "refused a#1: protocol version 9 differs from the coordinator's 1");
+    req.build = BuildInfo::current();
+    req.expected_job_fingerprint = Some(Sha256Digest([0; 32]));
+    let err = s.core.join(s.now, &req).expect_err("job");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("refused a#1: job fingerprint {} differs", "0".repeat(64))),
+        "{err}"
+    );
+    req.expected_job_fingerprint = None;
+    req.data_fingerprint = Some(Sha256Digest([1; 32]));
+    s.core.cfg.data_fingerprint = Some(Sha256Digest([2; 32]));
+    let err = s.core.join(s.now, &req).expect_err("data");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "refused a#1: data fingerprint {} differs from the coordinator's {}",
+            "01".repeat(32),
+            "02".repeat(32)
+        )
+    );
+    assert!(s.effects().is_empty());
+}
+
+#[test]
+fn votes_for_the_wrong_step_or_from_unknown_workers_are_rejected() {
+    let mut s = two_running();
+    let wrong = s.vote("a", tag(1, 2), VoteOutcome::Ok, false, None).expect_err("wrong step");
+    assert_eq!(wrong.to_string(), "g1/step 2 is not the running step: g1/step 1");
+    let future = s.vote("a", tag(5, 1), VoteOutcome::Ok, false, None).expect_err("future");
+    assert!(matches!(future, CoordinatorError::InvalidArgument(_)));
+    let unknown = s.vote("zz", tag(1, 1), VoteOutcome::Ok, false, None).expect_err("unknown");
+    assert_eq!(unknown.to_string(), "worker zz is not registered: join first");
+    let req = QuorumRequest { worker: w("a", 1), step: 9, applied_step: 8, state_hash: None };
+    let ahead = s.core.await_quorum(s.now, &req).expect_err("ahead");
+    assert_eq!(ahead.to_string(), "step 9 is ahead of the job: the next step is 1");
+}
+
+#[test]
+fn step_deadline_aborts_naming_the_missing_voters() {
+    let mut s = two_running();
+    s.ok("a", tag(1, 1));
+    for _ in 0..13 {
+        s.wait(4.7);
+        s.beat("a", tag(1, 1), WorkerPhase::Voting);
+        s.beat("b", tag(1, 1), WorkerPhase::Computing);
+        s.core.tick(s.now);
+    }
+    let effects = s.effects();
+    assert_eq!(
+        effects[0],
+        Effect::Aborted {
+            tag: tag(1, 1),
+            reason: "step deadline of 60s passed without votes from b#1".into(),
+            divergent: vec![]
+        }
+    );
+    assert_eq!(decided(s.ok("a", tag(1, 1))).0, Decision::Abort);
+}
+
+#[test]
+fn a_new_worker_gets_the_checkpoint_on_cold_start_and_rolls_back_to_it() {
+    let ckpt = CheckpointRef {
+        step: 4,
+        path: "/ckpt/step-00000004".into(),
+        manifest_sha256: Sha256Digest([3; 32]),
+        cursor: DataCursor { epoch: 2, next_sample: 8 },
+    };
+    let durable = Durable {
+        generation: Generation(7),
+        committed_step: 5,
+        cursor: DataCursor { epoch: 3, next_sample: 0 },
+        latest_checkpoint: Some(ckpt.clone()),
+        aborted_steps: 2,
+    };
+    let mut s = Sim::restored(Some(durable));
+    assert_eq!(s.core.generation(), Generation(8));
+    let accepted = s.join("a", 1).expect("join");
+    assert_eq!(
+        (accepted.generation, accepted.committed_step, accepted.resume_from),
+        (Generation(8), 5, Some(ckpt.clone()))
+    );
+    s.join("b", 1).expect("join");
+    s.effects();
+    s.ask("a", 1, 5, 4);
+    assert_eq!(
+        not_yet(s.ask("b", 1, 5, 4)),
+        "no ready worker holds step 5; waiting 2s for one before resuming from an older state"
+    );
+    s.wait(2.0);
+    s.core.tick(s.now);
+    let q = ready(s.ask("a", 1, 5, 4));
+    assert_eq!((q.tag, q.samples, q.heal), (tag(8, 5), vec![r(2, 8, 14)], None));
+    assert_eq!(
+        s.effects()[0],
+        Effect::RolledBack { from_step: 5, to_step: 4, cursor: ckpt.cursor, reason: "no live worker holds step 5; resuming from the checkpoint of step 4 at /ckpt/step-00000004".into() }
+    );
+}
+
+#[test]
+fn the_job_finishes_after_total_steps() {
+    let mut s = two_running();
+    for step in 1..=6 {
+        let g = s.core.generation().0;
+        round(&mut s, &["a", "b"], step, step - 1);
+        commit_step(&mut s, &["a", "b"], tag(g, step));
+    }
+    assert_eq!(s.core.durable().committed_step, 6);
+    assert!(matches!(s.ask("a", 1, 7, 6), QuorumOutcome::Finished(f) if f.final_step == 6));
+    assert_eq!(s.beat("a", tag(1, 6), WorkerPhase::Idle).0, HeartbeatAction::Shutdown);
+}
+
+#[test]
+fn client_text_is_bounded_and_addresses_must_be_host_port() {
+    let mut s = Sim::new();
+    for bad in ["", "no-port", ":7000", "h:0", "h:99999"] {
+        let req = JoinRequest {
+            worker: w("a", 1),
+            advertise_address: bad.into(),
+            build: BuildInfo::current(),
+            expected_job_fingerprint: None,
+            data_fingerprint: None,
+        };
+        let err = s.core.join(s.now, &req).expect_err(bad);
+        assert!(matches!(err, CoordinatorError::InvalidArgument(_)), "{bad:?}: {err}");
+    }
+    let mut s = two_running();
+    let long = "é".repeat(4000);
+    s.vote("a", tag(1, 1), VoteOutcome::Error(long), false, None).expect("vote");
+    let (_, reason, _, _) = decided(s.ok("b", tag(1, 1)));
+    assert!(reason.len() < crate::core::MAX_TEXT + 100, "{}", reason.len());
+    assert!(reason.starts_with("a#1 failed: éé"));
+}

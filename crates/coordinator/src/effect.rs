@@ -1,0 +1,90 @@
+//! What the decision core decided, as a list the shell logs, counts and acts on. Every entry
+//! that is a judgement carries its reason as text.
+
+use std::time::Duration;
+
+use albatross_proto::domain::{
+    CheckpointDirective, CheckpointRef, DataCursor, Generation, StepTag, WorkerRef,
+};
+
+/// One decision of the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// A worker registered; `replaced` is the older incarnation it supersedes.
+    Joined {
+        worker: WorkerRef,
+        replaced: Option<WorkerRef>,
+    },
+    /// A worker left on purpose.
+    Left {
+        worker: WorkerRef,
+        reason: String,
+    },
+    /// A worker was declared dead. `detected_after` is how long it had been silent.
+    Evicted {
+        worker: WorkerRef,
+        reason: String,
+        detected_after: Duration,
+    },
+    /// The generation moved on; everything tagged with `from` or older is stale.
+    GenerationChanged {
+        from: Generation,
+        to: Generation,
+        reason: String,
+    },
+    /// A quorum was formed for `tag`; `healing` members must fetch state first.
+    QuorumFormed {
+        tag: StepTag,
+        members: Vec<WorkerRef>,
+        healing: Vec<WorkerRef>,
+        fast: bool,
+        reason: String,
+    },
+    /// Every member voted ok with the same hash; the cursor moved to `cursor`.
+    Committed {
+        tag: StepTag,
+        cursor: DataCursor,
+    },
+    /// The step is discarded and will be retried under a new generation with the same samples.
+    Aborted {
+        tag: StepTag,
+        reason: String,
+        divergent: Vec<WorkerRef>,
+    },
+    /// A member reported a peer failure that the coordinator could not confirm.
+    SuspicionNotConfirmed {
+        reporter: WorkerRef,
+        suspect: WorkerRef,
+        reason: String,
+    },
+    /// `worker` is asked to write a checkpoint after applying `directive.step`.
+    CheckpointRequested {
+        worker: WorkerRef,
+        directive: CheckpointDirective,
+    },
+    CheckpointRecorded {
+        checkpoint: CheckpointRef,
+    },
+    CheckpointFailed {
+        worker: WorkerRef,
+        step: u64,
+        error: String,
+    },
+    /// No live worker holds the committed state: training resumes from an older point.
+    RolledBack {
+        from_step: u64,
+        to_step: u64,
+        cursor: DataCursor,
+        reason: String,
+    },
+}
+
+/// What must survive a coordinator restart. Written before any reply that depends on it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Durable {
+    pub generation: Generation,
+    pub committed_step: u64,
+    pub cursor: DataCursor,
+    pub latest_checkpoint: Option<CheckpointRef>,
+    pub aborted_steps: u64,
+}

@@ -1,0 +1,269 @@
+//! Per-step quorum formation (after torchft's `quorum_compute`): who runs the next step, under
+//! which generation, who heals from whom, and which samples each rank gets.
+
+use std::time::Instant;
+
+use albatross_proto::domain::{
+    DataCursor, HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome, QuorumRequest,
+    StepTag, WorkerPhase, WorkerRef,
+};
+use tracing::info;
+
+use crate::core::{ActiveStep, Core};
+use crate::cursor::split;
+use crate::membership::{MemberState, Waiting};
+use crate::{CoordinatorError, Effect};
+
+impl Core {
+    /// A worker asks which quorum runs the next step. Answers `Ready` once a quorum including
+    /// it has formed, `NotYet` with the reason while it has not.
+    ///
+    /// # Errors
+    /// An unknown or stale worker, or a step beyond the job's next step.
+    pub fn await_quorum(
+        &mut self,
+        now: Instant,
+        req: &QuorumRequest,
+    ) -> Result<QuorumOutcome, CoordinatorError> {
+        self.members.get_mut(&req.worker)?.last_heard = now;
+        if self.is_finished() {
+            return Ok(QuorumOutcome::Finished(JobFinished {
+                final_step: self.durable.committed_step,
+                final_checkpoint: self.durable.latest_checkpoint.clone(),
+            }));
+        }
+        let next = self.durable.committed_step + 1;
+        if req.step > next {
+            return Err(CoordinatorError::InvalidArgument(format!(
+                "step {} is ahead of the job: the next step is {next}",
+                req.step
+            )));
+        }
+        if let Some(view) = self.view_for(&req.worker) {
+            return Ok(QuorumOutcome::Ready(view));
+        }
+        let m = self.members.get_mut(&req.worker)?;
+        m.applied_step = Some(req.applied_step);
+        m.state_hash = req.state_hash;
+        m.phase = WorkerPhase::AwaitingQuorum;
+        let since = m.waiting.map_or(now, |w| w.since);
+        m.waiting = Some(Waiting { step: req.step, since });
+        let why = self.try_form(now);
+        if let Some(view) = self.view_for(&req.worker) {
+            return Ok(QuorumOutcome::Ready(view));
+        }
+        let live = self.live(now).count();
+        Ok(QuorumOutcome::NotYet(NotYet {
+            reason: why,
+            retry_after: self.cfg.heartbeat_interval,
+            live_workers: u32::try_from(live).unwrap_or(u32::MAX),
+            min_workers: u32::try_from(self.cfg.min_workers).unwrap_or(u32::MAX),
+        }))
+    }
+
+    /// The running quorum as `worker` sees it, if it is a member.
+    pub(crate) fn view_for(&self, worker: &WorkerRef) -> Option<Quorum> {
+        let active = self.active.as_ref()?;
+        let rank = active.rank_of(worker)?;
+        Some(Quorum {
+            tag: active.tag,
+            members: active.members.clone(),
+            rank: u32::try_from(rank).ok()?,
+            samples: active.slices.get(rank).cloned().unwrap_or_default(),
+            global_samples: self.cfg.global_batch,
+            heal: active.heal.get(rank).cloned().flatten(),
+            collective_deadline: self.cfg.collective_deadline,
+        })
+    }
+
+    fn live(&self, now: Instant) -> impl Iterator<Item = &MemberState> {
+        let timeout = self.cfg.heartbeat_timeout;
+        self.members.iter().filter(move |m| now.saturating_duration_since(m.last_heard) <= timeout)
+    }
+
+    /// Form the next step's quorum if the rules allow it now; otherwise say why not.
+    pub(crate) fn try_form(&mut self, now: Instant) -> String {
+        if let Some(a) = &self.active {
+            return format!(
+                "step {} is running in {}; wait for it to finish",
+                a.tag.step, a.tag.generation
+            );
+        }
+        if self.is_finished() {
+            return format!("the job finished at step {}", self.durable.committed_step);
+        }
+        let live = self.live(now).count();
+        let waiting: Vec<&MemberState> = self.live(now).filter(|m| m.waiting.is_some()).collect();
+        let ready = waiting.len();
+        if ready < self.cfg.min_workers {
+            return format!(
+                "{ready} of {live} live workers are ready; min_workers is {}",
+                self.cfg.min_workers
+            );
+        }
+        // Fast quorum: every member of the previous quorum (same incarnation) is ready again.
+        let previous = self.last_quorum.as_ref().map_or(0, |q| q.1.len());
+        let fast = previous > 0 && waiting.iter().filter(|m| m.in_last_quorum).count() == previous;
+        let opened = waiting.iter().filter_map(|m| m.waiting.map(|w| w.since)).min().unwrap_or(now);
+        let opened = self.last_decided_at.map_or(opened, |d| d.max(opened));
+        let grace_end = opened + self.cfg.join_grace;
+        let grace_over = now >= grace_end;
+        let why = if fast {
+            format!("fast quorum: every member of the previous quorum is ready ({ready} ready)")
+        } else if ready == live {
+            format!("all {live} live workers are ready")
+        } else if grace_over {
+            format!(
+                "join grace of {:?} expired with {ready} of {live} live workers ready",
+                self.cfg.join_grace
+            )
+        } else {
+            return format!(
+                "waiting {:?} more for stragglers: {ready} of {live} live workers are ready",
+                grace_end.saturating_duration_since(now)
+            );
+        };
+        // Previous members first, then newcomers in ring order, up to max_workers. `waiting` is
+        // in ring order and both sorts are stable.
+        let mut chosen = waiting;
+        chosen.sort_by_key(|m| !m.in_last_quorum);
+        chosen.truncate(self.cfg.max_workers);
+        chosen.sort_by(|a, b| a.worker.id.cmp(&b.worker.id));
+        let chosen: Vec<(Member, Option<u64>, bool)> = chosen
+            .iter()
+            .enumerate()
+            .map(|(rank, m)| {
+                let member = Member {
+                    worker: m.worker.clone(),
+                    address: m.address.clone(),
+                    rank: u32::try_from(rank).unwrap_or(u32::MAX),
+                };
+                (member, m.applied_step, m.must_heal)
+            })
+            .collect();
+        let committed = self.durable.committed_step;
+        let mut up: Vec<usize> =
+            (0..chosen.len()).filter(|&i| chosen[i].1 == Some(committed) && !chosen[i].2).collect();
+        if up.is_empty() {
+            match self.rollback_target(&chosen) {
+                Some(_) if !grace_over => {
+                    return format!(
+                        "no ready worker holds step {committed}; waiting {:?} for one before \
+                         resuming from an older state",
+                        grace_end.saturating_duration_since(now)
+                    );
+                }
+                Some((step, cursor, source)) => {
+                    if step != committed {
+                        let reason = format!(
+                            "no live worker holds step {committed}; resuming from {source}"
+                        );
+                        info!(from_step = committed, to_step = step, %reason, "rolled back");
+                        self.effects.push(Effect::RolledBack {
+                            from_step: committed,
+                            to_step: step,
+                            cursor,
+                            reason,
+                        });
+                        self.durable.committed_step = step;
+                        self.durable.cursor = cursor;
+                    }
+                    up = (0..chosen.len()).filter(|&i| chosen[i].1 == Some(step)).collect();
+                }
+                None => {
+                    return format!(
+                        "no ready worker holds step {committed} or a checkpoint; waiting for one"
+                    );
+                }
+            }
+        }
+        self.start_step(now, chosen.into_iter().map(|c| c.0).collect(), &up, fast, why);
+        String::new()
+    }
+
+    /// Where to resume when nobody holds the committed step: the latest checkpoint if a ready
+    /// worker loaded it, else the initial parameters if a ready worker holds them.
+    fn rollback_target(
+        &self,
+        chosen: &[(Member, Option<u64>, bool)],
+    ) -> Option<(u64, DataCursor, String)> {
+        let holds = |step: u64| chosen.iter().any(|c| c.1 == Some(step));
+        if let Some(c) = &self.durable.latest_checkpoint
+            && holds(c.step)
+        {
+            return Some((
+                c.step,
+                c.cursor,
+                format!("the checkpoint of step {} at {}", c.step, c.path),
+            ));
+        }
+        holds(0).then(|| (0, DataCursor::default(), "the initial parameters".to_owned()))
+    }
+
+    fn start_step(
+        &mut self,
+        now: Instant,
+        members: Vec<Member>,
+        up: &[usize],
+        fast: bool,
+        why: String,
+    ) {
+        let refs: Vec<WorkerRef> = members.iter().map(|m| m.worker.clone()).collect();
+        let current = self.durable.generation;
+        match &self.last_quorum {
+            Some((g, prev)) if *g == current && *prev != refs => {
+                let names = |ws: &[WorkerRef]| {
+                    ws.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                };
+                self.bump_generation(format!(
+                    "quorum membership changed from [{}] to [{}]",
+                    names(prev),
+                    names(&refs)
+                ));
+            }
+            _ => {}
+        }
+        let tag =
+            StepTag { generation: self.durable.generation, step: self.durable.committed_step + 1 };
+        let mut heal = vec![None; members.len()];
+        let mut healing = Vec::new();
+        let mut k = 0;
+        for (i, slot) in heal.iter_mut().enumerate() {
+            if up.contains(&i) || up.is_empty() {
+                continue;
+            }
+            let source = members[up[k % up.len()]].clone();
+            k += 1;
+            healing.push(members[i].worker.clone());
+            *slot = Some(HealInstruction { source, target_step: self.durable.committed_step });
+        }
+        let slices =
+            split(self.durable.cursor, self.cfg.global_batch, members.len(), self.cfg.epoch_size);
+        for m in self.members.iter_mut() {
+            m.in_last_quorum = false;
+        }
+        for w in &refs {
+            if let Some(m) = self.members.by_id_mut(&w.id) {
+                m.waiting = None;
+                m.in_last_quorum = true;
+            }
+        }
+        info!(%tag, world_size = members.len(), healing = healing.len(), fast, reason = %why, "quorum formed");
+        self.effects.push(Effect::QuorumFormed {
+            tag,
+            members: refs.clone(),
+            healing,
+            fast,
+            reason: why,
+        });
+        self.last_quorum = Some((tag.generation, refs));
+        self.active = Some(ActiveStep {
+            tag,
+            members,
+            slices,
+            heal,
+            started: now,
+            votes: Default::default(),
+        });
+    }
+}
