@@ -1,5 +1,6 @@
 //! The command line, declared with clap derive.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,6 +28,107 @@ pub enum Command {
     /// Work with job spec files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect ALBERT model configurations.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Run the coordinator of a job (the control plane; one per job).
+    Coordinator(CoordinatorArgs),
+    /// Show a running job's status, asked from its coordinator.
+    Status(StatusArgs),
+    /// Read corpora, tokenise them and write verified shards for training.
+    PrepareData(PrepareDataArgs),
+    /// Train an ALBERT-style SentencePiece-Unigram tokenizer and write `tokenizer.json`.
+    TrainTokenizer(TrainTokenizerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CoordinatorArgs {
+    /// The job spec (TOML).
+    #[arg(long)]
+    pub job: PathBuf,
+    /// gRPC address workers connect to.
+    #[arg(long, default_value = "0.0.0.0:7070")]
+    pub listen: SocketAddr,
+    /// Status page (`/`), `/status` JSON and Prometheus `/metrics`.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Durable state (generation, committed step, data cursor, latest checkpoint).
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// File holding the join token every worker must present.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Samples per epoch; read from the prepared data's manifest (`data.dir`) when absent.
+    #[arg(long)]
+    pub epoch_size: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The coordinator's gRPC URL.
+    #[arg(long, default_value = "http://127.0.0.1:7070")]
+    pub coordinator: String,
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 5)]
+    pub timeout_secs: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which reader to use; `auto` sniffs each input.
+#[derive(Debug, clap::Args)]
+pub struct InputArgs {
+    /// Input files, directories or globs (`*`, `?`); `.bz2` is read transparently.
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// auto, text, book, jsonl, wikiextractor-json, wikiextractor, wiki-xml or parquet.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// JSON Lines field or parquet column holding the text.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PrepareDataArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output directory for shards, `manifest.json` and a copy of the tokenizer.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A Hugging Face `tokenizer.json`.
+    #[arg(long, required_unless_present = "vocab_size", conflicts_with = "vocab_size")]
+    pub tokenizer: Option<PathBuf>,
+    /// Train a tokenizer of this vocabulary size on the inputs first.
+    #[arg(long)]
+    pub vocab_size: Option<u32>,
+    /// Tokens per example, `[CLS] A [SEP] B [SEP]` included.
+    #[arg(long, default_value_t = 512)]
+    pub max_seq_length: usize,
+    /// Seed of example building (segment choice, SOP swaps).
+    #[arg(long, default_value_t = 12345)]
+    pub seed: u64,
+    /// Worker threads; 0 uses every core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainTokenizerArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Vocabulary size, the five special tokens included.
+    #[arg(long)]
+    pub vocab_size: u32,
+    /// Where to write `tokenizer.json`.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,4 +140,88 @@ pub enum ConfigCommand {
     },
     /// Print a commented example job spec.
     Example,
+}
+
+/// Where a model configuration comes from.
+#[derive(Debug, clap::Args)]
+pub struct ModelSource {
+    /// A named preset: tiny, base, large, xlarge or xxlarge.
+    #[arg(long, default_value = "base", conflicts_with = "config")]
+    pub preset: String,
+    /// A Hugging Face ALBERT `config.json` instead of a preset.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Parameter counts, gradient bytes per step and the saving against BERT of the same size.
+    Info {
+        #[command(flatten)]
+        source: ModelSource,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Ring all-reduce over gRPC on loopback: one process per rank; verifies the sum and prints
+    /// median time, algbw and busbw (nccl-tests definitions) per size.
+    Allreduce(AllreduceBenchArgs),
+    /// Time full training steps (forward, backward, gradient flatten, clip, LAMB) on synthetic
+    /// data. Build with `--release` for meaningful figures.
+    Step {
+        #[command(flatten)]
+        source: ModelSource,
+        /// Sequences per step.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Tokens per sequence.
+        #[arg(long, default_value_t = 128)]
+        seq: usize,
+        /// Timed steps (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AllreduceBenchArgs {
+    /// Ranks (processes).
+    #[arg(long, default_value_t = 2)]
+    pub ranks: usize,
+    /// Buffer sizes in MiB, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "16,48")]
+    pub size_mib: Vec<f64>,
+    /// Timed iterations per size (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Pipelined piece size in KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub piece_kib: usize,
+    /// Send bf16 on the wire (f32 accumulation): half the bytes.
+    #[arg(long)]
+    pub bf16: bool,
+    /// Run every rank in this process instead of one process per rank.
+    #[arg(long)]
+    pub in_process: bool,
+    /// Print one JSON object per size.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: run as this rank of a launched benchmark.
+    #[arg(long, hide = true)]
+    pub rank: Option<usize>,
 }

@@ -3,6 +3,8 @@
 
 mod t01_cli;
 mod t02_grpc_services;
+mod t03_coordinator;
+mod t04_cli_pipeline;
 
 use albatross_tests::Albatross;
 

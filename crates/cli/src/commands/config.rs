@@ -1,11 +1,12 @@
 //! `albatross config check|example`.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use albatross_proto::job::{EXAMPLE_TOML, JobSpec};
 use anyhow::Context;
 
+use super::write_stdout;
 use crate::args::ConfigCommand;
 
 pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
@@ -27,12 +28,8 @@ fn check(file: &Path) -> anyhow::Result<()> {
     } else {
         JobSpec::from_path(file)?
     };
+    albatross_worker::albert_config(&spec.model).context("the job's model cannot be built")?;
     let fingerprint = spec.fingerprint();
     tracing::info!(job = %spec.name, %fingerprint, "job spec is valid");
     write_stdout(&format!("# fingerprint: {fingerprint}\n{}", spec.to_canonical_toml()))
-}
-
-fn write_stdout(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write to stdout")
 }

@@ -1,11 +1,31 @@
 //! One module per subcommand.
 
+mod allreduce;
 mod config;
+mod coordinator;
+mod data;
+mod model;
+
+use std::io::Write;
+
+use anyhow::Context;
 
 use crate::args::Command;
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Config(cmd) => config::run(cmd),
+        Command::Model(cmd) => model::run(cmd),
+        Command::Bench(cmd) => model::bench(cmd),
+        Command::Coordinator(args) => coordinator::run(args),
+        Command::Status(args) => coordinator::status(args),
+        Command::PrepareData(args) => data::prepare_data(args),
+        Command::TrainTokenizer(args) => data::train(args),
     }
+}
+
+/// Command output goes to stdout (logs go to stderr).
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write to stdout")
 }

@@ -176,7 +176,13 @@ impl JobSpec {
     fn validate_fault_tolerance(&self, v: &mut Violations) {
         let f = &self.fault_tolerance;
         v.int_range("fault_tolerance.max_workers", f.max_workers.into(), 1, 1024);
-        v.int_range("fault_tolerance.min_workers", f.min_workers.into(), 1, f.max_workers.into());
+        // An invalid max_workers is reported on its own; do not also blame min_workers for it.
+        v.int_range(
+            "fault_tolerance.min_workers",
+            f.min_workers.into(),
+            1,
+            f.max_workers.max(1).into(),
+        );
         let ms = Duration::from_millis;
         let s = Duration::from_secs;
         v.duration("fault_tolerance.heartbeat_interval", f.heartbeat_interval, (ms(10), s(60)), "");

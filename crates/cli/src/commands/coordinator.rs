@@ -1,0 +1,88 @@
+//! `albatross coordinator` and `albatross status`.
+
+use std::time::Duration;
+
+use albatross_coordinator::{
+    CoordinatorOptions, fetch_status, read_token_file, run_coordinator, status_json, status_table,
+};
+use albatross_proto::job::JobSpec;
+use anyhow::Context;
+
+use super::write_stdout;
+use crate::args::{CoordinatorArgs, StatusArgs};
+
+pub fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
+    let job = JobSpec::from_path(&args.job)?;
+    let epoch_size = match args.epoch_size {
+        Some(n) => n,
+        None => {
+            let manifest = albatross_data::Manifest::load(&job.data.dir).with_context(|| {
+                format!(
+                    "cannot learn the epoch size from the prepared data in {} \
+                     (run `albatross prepare-data` first, or pass --epoch-size)",
+                    job.data.dir.display()
+                )
+            })?;
+            manifest.stats.examples
+        }
+    };
+    anyhow::ensure!(epoch_size > 0, "the prepared data has no samples (epoch size 0)");
+    let token = args.token_file.as_deref().map(read_token_file).transpose()?;
+    let options = CoordinatorOptions {
+        job,
+        epoch_size,
+        listen: args.listen,
+        http: args.http,
+        state_dir: args.state_dir,
+        token,
+        data_fingerprint: None,
+    };
+    runtime()?.block_on(run_coordinator(options, shutdown_signal()))?;
+    Ok(())
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let token = args.token_file.as_deref().map(read_token_file).transpose()?;
+    let status = runtime()?.block_on(fetch_status(
+        &args.coordinator,
+        token.as_deref(),
+        Duration::from_secs(args.timeout_secs),
+    ))?;
+    if args.json {
+        write_stdout(&format!("{}\n", status_json(&status)))
+    } else {
+        write_stdout(&status_table(&status))
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")
+}
+
+/// Completes on SIGINT or SIGTERM (Kubernetes stops pods with SIGTERM).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("interrupted, shutting down"),
+        () = terminate => tracing::info!("terminated, shutting down"),
+    }
+}

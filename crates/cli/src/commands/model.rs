@@ -1,0 +1,83 @@
+//! `albatross model info` and `albatross bench step`.
+
+use albatross_model::bench::{StepBenchOptions, run_step_bench};
+use albatross_model::{AlbertConfig, DefaultAutodiffBackend, ModelInfo};
+use anyhow::Context;
+
+use super::write_stdout;
+use crate::args::{BenchCommand, ModelCommand, ModelSource};
+
+fn load(source: &ModelSource) -> anyhow::Result<AlbertConfig> {
+    match &source.config {
+        Some(path) => AlbertConfig::from_json_file(path)
+            .with_context(|| format!("cannot use model config {}", path.display())),
+        None => AlbertConfig::preset(&source.preset).context("unknown model preset"),
+    }
+}
+
+pub fn run(command: ModelCommand) -> anyhow::Result<()> {
+    match command {
+        ModelCommand::Info { source, json } => {
+            let info = ModelInfo::new(&load(&source)?);
+            if json {
+                return write_stdout(&format!("{}\n", info.to_json()));
+            }
+            let mut text = format!(
+                "parameters          {}\ntensors             {}\ngradient bytes/step {}\n\
+                 layout fingerprint  {}\n",
+                info.parameters, info.tensors, info.gradient_bytes, info.layout_fingerprint
+            );
+            for module in &info.modules {
+                text.push_str(&format!("  {:<18}{}\n", module.module, module.parameters));
+            }
+            text.push_str(&format!(
+                "BERT of the same size: {} parameters, {} gradient bytes/step ({:.1}x more)\n",
+                info.bert_equivalent_parameters,
+                info.bert_equivalent_gradient_bytes,
+                info.communication_saving
+            ));
+            write_stdout(&text)
+        }
+    }
+}
+
+pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Allreduce(args) => super::allreduce::bench(&args),
+        BenchCommand::Step { source, batch, seq, steps, warmup, seed, json } => {
+            anyhow::ensure!(
+                batch > 0 && seq > 0 && steps > 0,
+                "--batch, --seq and --steps must be > 0"
+            );
+            let options = StepBenchOptions {
+                config: load(&source)?,
+                batch,
+                seq,
+                steps,
+                warmup_steps: warmup,
+                seed,
+            };
+            tracing::info!(batch, seq, steps, "benchmarking training steps");
+            let report = run_step_bench::<DefaultAutodiffBackend>(&options, &Default::default())?;
+            if json {
+                return write_stdout(&format!("{}\n", serde_json::to_string(&report)?));
+            }
+            let rss = report
+                .peak_rss_bytes
+                .map_or("n/a".to_owned(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
+            let cpu = report.cpu_seconds_per_step.map_or("n/a".to_owned(), |s| format!("{s:.3}"));
+            write_stdout(&format!(
+                "batch {batch} x seq {seq}, median of {steps} steps\n\
+                 s/step            {:.4}\ntokens/s          {:.1}\nCPU-s/step        {cpu}\n\
+                 forward+backward  {:.4} s\nflatten+writeback {:.4} s\noptimizer         {:.4} s\n\
+                 peak RSS          {rss}\nlast loss         {:.4}\n",
+                report.seconds_per_step,
+                report.tokens_per_second,
+                report.forward_backward_seconds,
+                report.flatten_seconds,
+                report.optimizer_seconds,
+                report.last_loss,
+            ))
+        }
+    }
+}

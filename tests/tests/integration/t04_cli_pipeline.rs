@@ -1,0 +1,130 @@
+//! The user's path through the binary as real processes: prepare data from a book, inspect the
+//! model, run a coordinator on the prepared data (epoch size from the manifest), ask it for its
+//! status, and stop it with SIGTERM (it must exit 0).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::albatross;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/data/tests/fixtures").join(name)
+}
+
+/// The first `lines` lines of Persuasion: enough for a few hundred samples, quick to prepare.
+fn small_book(dir: &Path, lines: usize) -> PathBuf {
+    let text = std::fs::read_to_string(fixture("persuasion.txt")).expect("fixture");
+    let head: Vec<&str> = text.lines().take(lines).collect();
+    let path = dir.join("book.txt");
+    std::fs::write(&path, head.join("\n")).expect("write");
+    path
+}
+
+#[test]
+fn model_info_json_reports_exact_parameter_counts() {
+    let out = albatross().run(["model", "info", "--preset", "base", "--json"], "").expect("runs");
+    assert!(out.success, "{out:?}");
+    assert!(out.stdout.contains("\"parameters\": 11813810"), "{}", out.stdout);
+    assert!(out.stdout.contains("\"gradient_bytes\": 47255240"), "{}", out.stdout);
+}
+
+#[test]
+fn prepare_data_then_coordinator_serves_status_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let book = small_book(dir.path(), 1500);
+    let shards = dir.path().join("shards");
+    let tokenizer = fixture("albert-8k-tokenizer.json");
+    let args = [
+        "prepare-data".as_ref(),
+        "--input".as_ref(),
+        book.as_os_str(),
+        "--format".as_ref(),
+        "book".as_ref(),
+        "--tokenizer".as_ref(),
+        tokenizer.as_os_str(),
+        "--max-seq-length".as_ref(),
+        "128".as_ref(),
+        "--out".as_ref(),
+        shards.as_os_str(),
+    ];
+    let out = albatross().run(args, "").expect("runs");
+    assert!(out.success, "{out:?}");
+    assert!(out.stdout.starts_with("prepared "), "{}", out.stdout);
+    assert!(shards.join("manifest.json").is_file());
+
+    let job = dir.path().join("job.toml");
+    let spec = format!(
+        "name = \"t04\"\n[model]\npreset = \"tiny\"\nvocab_size = 8000\n\
+         [data]\ndir = {:?}\nmax_seq_length = 128\n\
+         [batch]\nglobal_batch_size = 64\nmicro_batch_size = 8\n\
+         [fault_tolerance]\nmax_workers = 4\n",
+        shards.display().to_string()
+    );
+    std::fs::write(&job, spec).expect("write job");
+
+    let state = dir.path().join("state");
+    let mut coordinator = albatross()
+        .command([
+            "--log-format".as_ref(),
+            "json".as_ref(),
+            "coordinator".as_ref(),
+            "--job".as_ref(),
+            job.as_os_str(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--state-dir".as_ref(),
+            state.as_os_str(),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn coordinator");
+    let addr = serving_address(&mut coordinator);
+
+    let url = format!("http://{addr}");
+    let out = albatross().run(["status", "--coordinator", &url, "--json"], "").expect("runs");
+    assert!(out.success, "{out:?}");
+    assert!(out.stdout.contains("\"t04\""), "status names the job: {}", out.stdout);
+
+    let pid = coordinator.id().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(killed.success());
+    let status = wait_with_deadline(&mut coordinator, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "the coordinator exits 0 on SIGTERM");
+}
+
+/// Read the coordinator's JSON log lines until it says where it serves.
+fn serving_address(child: &mut Child) -> String {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("coordinator serving") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
+        let _ = child.kill();
+        panic!("the coordinator did not report its address within 20 s")
+    });
+    let start = line.find("\"addr\":\"").expect("addr field") + "\"addr\":\"".len();
+    line[start..].split('"').next().expect("address").to_owned()
+}
+
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
