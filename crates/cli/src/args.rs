@@ -42,6 +42,32 @@ pub enum Command {
     PrepareData(PrepareDataArgs),
     /// Train an ALBERT-style SentencePiece-Unigram tokenizer and write `tokenizer.json`.
     TrainTokenizer(TrainTokenizerArgs),
+    /// Inspect prepared data.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Statistics of a prepared data set (every shard checksum is verified on open) and, with
+    /// `--decode N`, its first N samples as the model sees them: `[MASK]{original}`, `|` between
+    /// the segments.
+    Inspect {
+        /// The prepared data directory.
+        dir: PathBuf,
+        /// Kept for scripts: checksums are always verified when a data set is opened.
+        #[arg(long)]
+        verify: bool,
+        /// Decode the first N samples (masked as in epoch 0).
+        #[arg(long, default_value_t = 0)]
+        decode: u64,
+        /// Masking seed used for `--decode`.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Print the manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,7 +135,7 @@ pub struct PrepareDataArgs {
     #[arg(long)]
     pub vocab_size: Option<u32>,
     /// Tokens per example, `[CLS] A [SEP] B [SEP]` included.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long = "max-seq-len", visible_alias = "max-seq-length", default_value_t = 512)]
     pub max_seq_length: usize,
     /// Seed of example building (segment choice, SOP swaps).
     #[arg(long, default_value_t = 12345)]
@@ -163,6 +189,32 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a Hugging Face ALBERT checkpoint in evaluation mode (no dropout) on inputs from JSON
+    /// and write `prediction_logits`, `sop_logits` (and `loss` when labels are given).
+    Eval {
+        /// Directory with `config.json` and `model.safetensors` (transformers' names).
+        #[arg(long)]
+        hf_dir: PathBuf,
+        /// JSON with `input_ids`, `token_type_ids`, `attention_mask` (B x S), optional `labels`
+        /// (B x S, -100 where not masked) and `sentence_order_label` (B).
+        #[arg(long)]
+        inputs: PathBuf,
+        /// Output safetensors file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a model that `AlbertForPreTraining.from_pretrained(DIR)` loads. Until training
+    /// checkpoints exist this exports a freshly initialised model.
+    ExportHf {
+        #[command(flatten)]
+        source: ModelSource,
+        /// Initialisation seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory (`config.json`, `model.safetensors`).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +222,22 @@ pub enum BenchCommand {
     /// Ring all-reduce over gRPC on loopback: one process per rank; verifies the sum and prints
     /// median time, algbw and busbw (nccl-tests definitions) per size.
     Allreduce(AllreduceBenchArgs),
+    /// Coordinator scale: N simulated workers join, form quorums, vote and commit over real
+    /// gRPC on loopback; prints quorum and commit latency percentiles.
+    Coordinator {
+        /// Simulated workers.
+        #[arg(long, default_value_t = 100)]
+        workers: u32,
+        /// Steps (quorum + commit rounds) to time.
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+        /// HTTP/2 connections the simulated workers share.
+        #[arg(long, default_value_t = 16)]
+        channels: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Time full training steps (forward, backward, gradient flatten, clip, LAMB) on synthetic
     /// data. Build with `--release` for meaningful figures.
     Step {

@@ -31,6 +31,54 @@ fn model_info_json_reports_exact_parameter_counts() {
 }
 
 #[test]
+fn exported_model_evaluates_from_json_inputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hf = dir.path().join("hf");
+    let export = [
+        "model".as_ref(),
+        "export-hf".as_ref(),
+        "--preset".as_ref(),
+        "tiny".as_ref(),
+        "--out".as_ref(),
+        hf.as_os_str(),
+    ];
+    let out = albatross().run(export, "").expect("runs");
+    assert!(out.success, "{out:?}");
+    assert!(hf.join("config.json").is_file() && hf.join("model.safetensors").is_file());
+
+    let inputs = dir.path().join("inputs.json");
+    std::fs::write(
+        &inputs,
+        r#"{"input_ids": [[2, 10, 11, 4, 3], [2, 12, 13, 3, 0]],
+            "token_type_ids": [[0, 0, 0, 0, 0], [0, 0, 1, 1, 0]],
+            "attention_mask": [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]],
+            "labels": [[-100, -100, -100, 12, -100], [-100, 20, -100, -100, -100]],
+            "sentence_order_label": [0, 1]}"#,
+    )
+    .expect("write inputs");
+    let result = dir.path().join("out.safetensors");
+    let eval = [
+        "model".as_ref(),
+        "eval".as_ref(),
+        "--hf-dir".as_ref(),
+        hf.as_os_str(),
+        "--inputs".as_ref(),
+        inputs.as_os_str(),
+        "--out".as_ref(),
+        result.as_os_str(),
+    ];
+    let out = albatross().run(eval, "").expect("runs");
+    assert!(out.success, "{out:?}");
+    assert!(out.stdout.contains("batch 2, seq 5, loss "), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("n/a"),
+        "labels were given, so a loss is reported: {}",
+        out.stdout
+    );
+    assert!(result.is_file());
+}
+
+#[test]
 fn prepare_data_then_coordinator_serves_status_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let book = small_book(dir.path(), 1500);
@@ -44,7 +92,7 @@ fn prepare_data_then_coordinator_serves_status_and_stops_on_sigterm() {
         "book".as_ref(),
         "--tokenizer".as_ref(),
         tokenizer.as_os_str(),
-        "--max-seq-length".as_ref(),
+        "--max-seq-len".as_ref(),
         "128".as_ref(),
         "--out".as_ref(),
         shards.as_os_str(),
@@ -53,6 +101,18 @@ fn prepare_data_then_coordinator_serves_status_and_stops_on_sigterm() {
     assert!(out.success, "{out:?}");
     assert!(out.stdout.starts_with("prepared "), "{}", out.stdout);
     assert!(shards.join("manifest.json").is_file());
+
+    let inspect = [
+        "data".as_ref(),
+        "inspect".as_ref(),
+        shards.as_os_str(),
+        "--decode".as_ref(),
+        "2".as_ref(),
+    ];
+    let out = albatross().run(inspect, "").expect("runs");
+    assert!(out.success, "{out:?}");
+    assert!(out.stdout.contains("all checksums verified"), "{}", out.stdout);
+    assert_eq!(out.stdout.matches("[CLS]").count(), 2, "two decoded samples: {}", out.stdout);
 
     let job = dir.path().join("job.toml");
     let spec = format!(

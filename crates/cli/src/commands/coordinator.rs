@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use albatross_coordinator::{
-    CoordinatorOptions, fetch_status, read_token_file, run_coordinator, status_json, status_table,
+    BenchOptions, CoordinatorOptions, bench_coordinator, fetch_status, read_token_file,
+    run_coordinator, status_json, status_table,
 };
 use albatross_proto::job::JobSpec;
 use anyhow::Context;
@@ -53,6 +54,19 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     } else {
         write_stdout(&status_table(&status))
     }
+}
+
+pub fn bench(workers: u32, rounds: u32, channels: usize, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        workers > 0 && rounds > 0 && channels > 0,
+        "--workers, --rounds and --channels must be > 0"
+    );
+    let report =
+        runtime()?.block_on(bench_coordinator(BenchOptions { workers, rounds, channels }))?;
+    if json {
+        return write_stdout(&format!("{}\n", serde_json::to_string(&report)?));
+    }
+    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

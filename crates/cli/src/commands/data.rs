@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use albatross_data::{
-    AlbertTokenizer, Format, PrepareConfig, ReaderOptions, TrainTokenizerConfig, expand_inputs,
-    prepare, train_tokenizer,
+    AlbertTokenizer, Dataset, Format, MaskingConfig, MaskingVocab, PrepareConfig, ReaderOptions,
+    TrainTokenizerConfig, expand_inputs, prepare, render_sample, train_tokenizer,
 };
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::write_stdout;
-use crate::args::{InputArgs, PrepareDataArgs, TrainTokenizerArgs};
+use crate::args::{DataCommand, InputArgs, PrepareDataArgs, TrainTokenizerArgs};
 
 fn reader_options(input: &InputArgs) -> ReaderOptions {
     let mut options = ReaderOptions::default();
@@ -83,4 +83,46 @@ pub fn prepare_data(args: PrepareDataArgs) -> anyhow::Result<()> {
         summary.input_mb_per_s(),
         summary.tokens_per_s(),
     ))
+}
+
+pub fn run(command: DataCommand) -> anyhow::Result<()> {
+    match command {
+        DataCommand::Inspect { dir, verify: _, decode, seed, json } => {
+            let dataset = Dataset::open(&dir)?;
+            let manifest = dataset.manifest();
+            if json {
+                return write_stdout(&format!("{}\n", serde_json::to_string_pretty(manifest)?));
+            }
+            let stats = &manifest.stats;
+            let mut text = format!(
+                "{}: {} samples in {} shard(s), all checksums verified\n\
+                 {} documents, {} sentences, {} tokens, {} swapped (SOP label 1)\n\
+                 tokenizer {} (vocabulary {}), max_seq_length {}\n",
+                dir.display(),
+                dataset.len(),
+                manifest.shards.len(),
+                stats.documents,
+                stats.sentences,
+                stats.tokens,
+                stats.swapped,
+                manifest.tokenizer.fingerprint,
+                manifest.tokenizer.vocab_size,
+                manifest.examples.max_seq_length,
+            );
+            if decode > 0 {
+                let tokenizer = dataset.load_tokenizer()?;
+                let seq_len = usize::try_from(manifest.examples.max_seq_length)?;
+                let masking = MaskingConfig::for_seq_len(seq_len, seed);
+                let vocab = MaskingVocab {
+                    special: tokenizer.special(),
+                    word_starts: tokenizer.word_starts(),
+                };
+                for id in 0..decode.min(dataset.len()) {
+                    let sample = dataset.sample(id, 0, &masking, &vocab)?;
+                    text.push_str(&format!("\n#{id}: {}\n", render_sample(&tokenizer, &sample)));
+                }
+            }
+            write_stdout(&text)
+        }
+    }
 }

@@ -21,6 +21,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Status(args) => coordinator::status(args),
         Command::PrepareData(args) => data::prepare_data(args),
         Command::TrainTokenizer(args) => data::train(args),
+        Command::Data(cmd) => data::run(cmd),
     }
 }
 

@@ -1,7 +1,10 @@
 //! `albatross model info` and `albatross bench step`.
 
 use albatross_model::bench::{StepBenchOptions, run_step_bench};
-use albatross_model::{AlbertConfig, DefaultAutodiffBackend, ModelInfo};
+use albatross_model::{
+    AlbertConfig, AlbertForPreTraining, DefaultAutodiffBackend, DefaultBackend, ModelInfo,
+    eval_hf_dir, export_hf,
+};
 use anyhow::Context;
 
 use super::write_stdout;
@@ -38,12 +41,32 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             ));
             write_stdout(&text)
         }
+        ModelCommand::Eval { hf_dir, inputs, out } => {
+            let output = eval_hf_dir(&hf_dir, &inputs, &out)?;
+            let loss = output.loss.map_or("n/a (no labels)".to_owned(), |l| format!("{l:.6}"));
+            write_stdout(&format!(
+                "wrote {} (batch {}, seq {}, loss {loss})\n",
+                out.display(),
+                output.batch,
+                output.seq
+            ))
+        }
+        ModelCommand::ExportHf { source, seed, out } => {
+            let config = load(&source)?;
+            let model =
+                AlbertForPreTraining::<DefaultBackend>::init(&config, seed, &Default::default())?;
+            export_hf(&model, &config, &out)?;
+            write_stdout(&format!("wrote {} (config.json, model.safetensors)\n", out.display()))
+        }
     }
 }
 
 pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Allreduce(args) => super::allreduce::bench(&args),
+        BenchCommand::Coordinator { workers, rounds, channels, json } => {
+            super::coordinator::bench(workers, rounds, channels, json)
+        }
         BenchCommand::Step { source, batch, seq, steps, warmup, seed, json } => {
             anyhow::ensure!(
                 batch > 0 && seq > 0 && steps > 0,
