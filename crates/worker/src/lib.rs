@@ -3,10 +3,21 @@
 //! graceful leave.
 //!
 //! Built so far: [`albert_config`], the mapping of a job's model spec onto the model crate's
-//! configuration. The loop itself is the "Worker and local cluster" issue. Invariants it will keep:
+//! configuration, and [`Trainer`], the training-step engine the loop drives each step
+//! (`compute` → all-reduce by the caller → `apply` on commit or `discard` on abort), with its
+//! normalisation scheme documented in [`trainer`]. Invariants it will keep:
 //! - an update is applied only after the coordinator's commit decision for that step;
 //! - every wait (coordinator, peers, collectives) has a deadline and is cancellable.
 
+pub mod batches;
+pub mod error;
+pub mod gradients;
 mod model_config;
+mod objective;
+pub mod trainer;
 
+pub use batches::{MicroBatch, SampleReader, micro_batch};
+pub use error::{Result, WorkerError};
+pub use gradients::{StepGradients, StepStats, non_finite};
 pub use model_config::albert_config;
+pub use trainer::{ApplyReport, Trainer};

@@ -94,9 +94,8 @@ impl<R: BufRead> Iterator for WikiExtractorReader<R> {
             return None;
         }
         let next = self.next_document();
-        if !matches!(next, Ok(Some(_))) {
-            self.done = true;
-        }
+        // A reader ends for good after its last document or its first error.
+        self.done = !matches!(next, Ok(Some(_)));
         next.transpose()
     }
 }

@@ -1,0 +1,377 @@
+//! The training-step engine a worker drives once per step: `compute` this rank's gradient sum,
+//! (the loop all-reduces it), then `apply` on commit or `discard` on abort. No networking here.
+//!
+//! # Normalisation: per-sample losses, summed, divided by the global sample count
+//!
+//! The objective of a step over a global batch `G` is the mean over samples of a per-sample
+//! loss:
+//!
+//! `L(G) = (1/|G|) Σ_{b ∈ G} ℓ_b`, `ℓ_b = (1/m_b) Σ_{t masked in b} CE_t + CE_sop_b`
+//!
+//! where `m_b` is the number of masked tokens of sample `b` (every sample has at least one; a
+//! sample without any contributes only its SOP term). Each rank computes, over micro-batches,
+//! `Σ_{b ∈ its slice} ∇ℓ_b` and adds the micro-batch gradients into one flat f32 buffer; the
+//! all-reduce sums the buffers; `apply` divides by `|G|`. Every term depends on its own sample
+//! only, so the result is `∇L(G)` whatever the number of ranks and micro-batches — exact up to
+//! f32 summation order, with no count to agree on before the backward pass.
+//!
+//! This differs slightly from transformers' MLM loss, a mean over all masked tokens of the
+//! batch, which weights samples by their masked-token count; that scheme would need the global
+//! masked-token count all-reduced before any backward pass. The stats carry both sums
+//! ([`StepStats::mlm_loss_sum`], [`StepStats::mlm_token_loss_sum`]) for reporting.
+//!
+//! # Determinism
+//! The model is built from the job seed with path-derived parameter ids (same parameter hash in
+//! every process); sample ids and masks are pure functions of (seed, epoch, position). Dropout
+//! would make steps random: the SOP head's `classifier_dropout_prob` (a fine-tuning setting in
+//! Hugging Face's config) is set to 0 for training, as in the original ALBERT pretraining;
+//! hidden and attention dropout stay as the job says (0 by default) and are warned about.
+
+use std::sync::Arc;
+
+use albatross_data::Dataset;
+use albatross_model::{
+    AlbertConfig, AlbertForPreTraining, GradLayout, Lamb, LambConfig, LambState, LrSchedule,
+    ModelError, clip_by_global_norm, parameter_hash,
+};
+use albatross_proto::domain::SampleRange;
+use albatross_proto::job::JobSpec;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::prelude::Backend;
+use burn::tensor::backend::AutodiffBackend;
+use sha2::{Digest, Sha256};
+
+use crate::batches::{SampleReader, micro_batch};
+use crate::error::{Result, WorkerError};
+use crate::gradients::{StepGradients, StepStats, accumulate, non_finite};
+use crate::model_config::albert_config;
+use crate::objective::micro_loss;
+
+type Model<B> = AlbertForPreTraining<B>;
+
+/// What `apply` did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ApplyReport {
+    /// Global L2 norm of the mean gradient before clipping.
+    pub grad_norm: f32,
+    /// Whether clipping scaled the gradient down.
+    pub clipped: bool,
+    /// The learning rate used.
+    pub learning_rate: f64,
+}
+
+/// The computed-but-not-yet-applied step.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    samples: u64,
+}
+
+/// One replica's model, optimizer and input pipeline.
+pub struct Trainer<B: AutodiffBackend> {
+    config: AlbertConfig,
+    /// `None` only if an optimizer step panicked half-way (see [`WorkerError::Poisoned`]).
+    model: Option<Model<B>>,
+    optim: OptimizerAdaptor<Lamb, Model<B>, B>,
+    layout: GradLayout,
+    schedule: LrSchedule,
+    clip_norm: f32,
+    micro_batch_size: usize,
+    reader: SampleReader,
+    device: B::Device,
+    /// Reused per micro-batch after the first, so accumulation allocates once.
+    scratch: Vec<f32>,
+    pending: Option<Pending>,
+    applied_steps: u64,
+    inject_non_finite: bool,
+}
+
+impl<B: AutodiffBackend> std::fmt::Debug for Trainer<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("parameters", &self.layout.len())
+            .field("micro_batch_size", &self.micro_batch_size)
+            .field("schedule", &self.schedule)
+            .field("clip_norm", &self.clip_norm)
+            .field("pending", &self.pending)
+            .field("applied_steps", &self.applied_steps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// Builds the model from the job's model spec and seed, LAMB from its optimizer settings,
+    /// and the input pipeline over `dataset` (whose tokenizer must fit the model's vocabulary).
+    pub fn new(job: &JobSpec, dataset: Arc<Dataset>, device: B::Device) -> Result<Self> {
+        let mut config = albert_config(&job.model)?;
+        config.classifier_dropout_prob = 0.0;
+        if config.hidden_dropout_prob > 0.0 || config.attention_probs_dropout_prob > 0.0 {
+            tracing::warn!(
+                hidden = config.hidden_dropout_prob,
+                attention = config.attention_probs_dropout_prob,
+                "dropout is on: steps are not reproducible and splits only agree in expectation"
+            );
+        }
+        let vocab = dataset.manifest().tokenizer.vocab_size;
+        if (config.vocab_size as u64) < vocab {
+            return Err(WorkerError::Incompatible {
+                field: "model.vocab_size",
+                value: config.vocab_size.to_string(),
+                reason: format!("the dataset's tokenizer has {vocab} ids"),
+            });
+        }
+        let max_seq_length = job.data.max_seq_length as usize;
+        if max_seq_length > config.max_position_embeddings {
+            return Err(WorkerError::Incompatible {
+                field: "data.max_seq_length",
+                value: max_seq_length.to_string(),
+                reason: format!(
+                    "the model has {} position embeddings",
+                    config.max_position_embeddings
+                ),
+            });
+        }
+        let reader = SampleReader::new(dataset, job.seed, max_seq_length)?;
+        let model = Model::<B>::init(&config, job.seed, &device)?;
+        let layout = GradLayout::from_module(&model)?;
+        let o = &job.optimizer;
+        let lamb = LambConfig {
+            beta_1: o.beta1,
+            beta_2: o.beta2,
+            epsilon: o.epsilon,
+            weight_decay_rate: o.weight_decay,
+        };
+        let schedule = LrSchedule {
+            peak_lr: o.learning_rate,
+            warmup_steps: o.warmup_steps,
+            total_steps: o.total_steps,
+            power: 1.0,
+        };
+        let trainer = Self {
+            optim: lamb.init::<B, Model<B>>(),
+            model: Some(model),
+            scratch: vec![0.0; layout.len()],
+            layout,
+            schedule,
+            clip_norm: o.clip_norm as f32,
+            micro_batch_size: job.batch.micro_batch_size.max(1) as usize,
+            reader,
+            device,
+            config,
+            pending: None,
+            applied_steps: 0,
+            inject_non_finite: false,
+        };
+        tracing::info!(
+            parameters = trainer.layout.len(),
+            layout = %trainer.layout.fingerprint_hex(),
+            seed = job.seed,
+            "trainer ready"
+        );
+        Ok(trainer)
+    }
+
+    fn model_ref(&self) -> Result<&Model<B>> {
+        self.model.as_ref().ok_or(WorkerError::Poisoned)
+    }
+
+    /// The model (for hashing, export and checkpoints).
+    pub fn model(&self) -> Result<&Model<B>> {
+        self.model_ref()
+    }
+
+    /// The model configuration trained (the job's, with the SOP head's dropout off).
+    pub fn config(&self) -> &AlbertConfig {
+        &self.config
+    }
+
+    /// The flat buffer's layout; peers compare its fingerprint before exchanging bytes.
+    pub fn layout(&self) -> &GradLayout {
+        &self.layout
+    }
+
+    /// The learning rate `apply` uses for global step `step`.
+    pub fn learning_rate(&self, step: u64) -> f64 {
+        self.schedule.lr_at(step)
+    }
+
+    /// Optimizer steps applied since construction.
+    pub fn applied_steps(&self) -> u64 {
+        self.applied_steps
+    }
+
+    /// Test hook for fault tests: the next `compute` writes a NaN into its buffer, as a
+    /// diverging model would, so the cluster-wide skip can be exercised.
+    pub fn inject_non_finite_once(&mut self) {
+        self.inject_non_finite = true;
+    }
+
+    /// Reads this rank's samples for `ranges` (positions in each range's epoch order) and
+    /// returns the sum over them of per-sample loss gradients (see the module doc), computed
+    /// in micro-batches of `batch.micro_batch_size` so memory does not grow with the slice.
+    /// An empty slice gives a zero buffer: the rank still joins the all-reduce.
+    pub fn compute(&mut self, ranges: &[SampleRange]) -> Result<StepGradients> {
+        let samples = self.reader.read(ranges)?;
+        let mut buffer = vec![0.0f32; self.layout.len()];
+        let mut stats = StepStats::default();
+        let pad = self.reader.pad_id();
+        let model = self.model.as_ref().ok_or(WorkerError::Poisoned)?;
+        for (index, chunk) in samples.chunks(self.micro_batch_size).enumerate() {
+            let mb = micro_batch(chunk, pad)?;
+            let out = micro_loss(model, &self.config, &mb, &self.device)?;
+            let mut grads = GradientsParams::from_grads(out.loss.backward(), model);
+            // The first micro-batch lands directly in the buffer, so a slice that fits one
+            // micro-batch gives exactly the unaccumulated gradient.
+            if index == 0 {
+                self.layout.flatten_into::<B::InnerBackend>(&mut grads, &mut buffer)?;
+            } else {
+                self.layout.flatten_into::<B::InnerBackend>(&mut grads, &mut self.scratch)?;
+                accumulate(&mut buffer, &self.scratch);
+            }
+            stats.merge(&out.stats);
+        }
+        if std::mem::take(&mut self.inject_non_finite) {
+            tracing::warn!("test hook: injecting a NaN into the gradient buffer");
+            if let Some(first) = buffer.first_mut() {
+                *first = f32::NAN;
+            }
+        }
+        let losses = [stats.mlm_loss_sum, stats.mlm_token_loss_sum, stats.sop_loss_sum];
+        let bad = non_finite(&buffer);
+        let non_finite = bad.is_some() || losses.iter().any(|l| !l.is_finite());
+        if non_finite {
+            let (count, first) = bad.unwrap_or((0, 0));
+            tracing::warn!(count, first, loss = ?stats.mean_loss(), "non-finite gradient or loss");
+        }
+        tracing::debug!(
+            samples = stats.samples,
+            micro_batches = samples.len().div_ceil(self.micro_batch_size),
+            loss = ?stats.mean_loss(),
+            "gradients computed"
+        );
+        self.pending = Some(Pending { samples: stats.samples });
+        Ok(StepGradients { buffer, stats, non_finite })
+    }
+
+    /// After a commit: divides the all-reduced sum `reduced` by `global_samples`, clips it by
+    /// global norm, and takes a LAMB step with the learning rate of global step `step`.
+    /// `reduced` holds the clipped mean gradient afterwards. A non-finite buffer is refused
+    /// (and the step stays pending, to be discarded): it must never reach the parameters.
+    pub fn apply(
+        &mut self,
+        reduced: &mut [f32],
+        global_samples: u64,
+        step: u64,
+    ) -> Result<ApplyReport> {
+        let Some(pending) = self.pending else {
+            return Err(WorkerError::InvalidStep(format!(
+                "apply of step {step} without a computed step"
+            )));
+        };
+        if global_samples == 0 || global_samples < pending.samples {
+            return Err(WorkerError::InvalidStep(format!(
+                "global sample count {global_samples} is below this rank's {}",
+                pending.samples
+            )));
+        }
+        if reduced.len() != self.layout.len() {
+            return Err(ModelError::WrongSize {
+                what: "reduced gradient buffer".to_owned(),
+                expected: format!("{} f32 elements", self.layout.len()),
+                actual: format!("{} elements", reduced.len()),
+            }
+            .into());
+        }
+        if let Some((count, first)) = non_finite(reduced) {
+            return Err(WorkerError::NonFinite { count, first });
+        }
+        // Division (not multiplication by a rounded reciprocal) keeps the mean as exact as f32
+        // allows; every rank does the same operations on the same bytes, so results agree.
+        let n = global_samples as f32;
+        reduced.iter_mut().for_each(|g| *g /= n);
+        let grad_norm = clip_by_global_norm(reduced, self.clip_norm);
+        let learning_rate = self.schedule.lr_at(step);
+        let grads = self.layout.unflatten::<B::InnerBackend>(reduced, &self.device)?;
+        let model = self.model.take().ok_or(WorkerError::Poisoned)?;
+        self.model = Some(self.optim.step(learning_rate, model, grads));
+        self.pending = None;
+        self.applied_steps += 1;
+        let clipped = grad_norm > self.clip_norm;
+        tracing::debug!(step, global_samples, grad_norm, clipped, learning_rate, "step applied");
+        Ok(ApplyReport { grad_norm, clipped, learning_rate })
+    }
+
+    /// After an abort: forgets the computed step; parameters and optimizer state are untouched.
+    pub fn discard(&mut self) {
+        if self.pending.take().is_some() {
+            tracing::debug!("computed step discarded");
+        }
+    }
+
+    /// SHA-256 of the parameters (the model crate's `parameter_hash`), hex.
+    pub fn parameter_hash(&self) -> Result<String> {
+        Ok(parameter_hash(self.model_ref()?)?)
+    }
+
+    /// SHA-256 over the parameter hash and every LAMB moment in layout order, hex: what
+    /// replicas compare in votes (equal parameters but different moments would diverge later).
+    pub fn state_hash(&self) -> Result<String> {
+        let mut hasher = Sha256::new().chain_update(b"albatross.trainer-state/v1");
+        hasher.update(self.parameter_hash()?.as_bytes());
+        let mut records = self.optim.to_record();
+        for entry in self.layout.entries() {
+            hasher.update((entry.name.len() as u64).to_le_bytes());
+            hasher.update(entry.name.as_bytes());
+            let Some(record) = records.remove(&entry.id) else {
+                hasher.update([0u8]); // no state yet: before the first step
+                continue;
+            };
+            hasher.update([1u8]);
+            match entry.shape.len() {
+                1 => hash_moments::<B::InnerBackend, 1>(
+                    &mut hasher,
+                    &entry.name,
+                    record.into_state(),
+                )?,
+                2 => hash_moments::<B::InnerBackend, 2>(
+                    &mut hasher,
+                    &entry.name,
+                    record.into_state(),
+                )?,
+                rank => {
+                    return Err(ModelError::ParamMismatch {
+                        name: entry.name.clone(),
+                        reason: format!("rank {rank} is not supported (1 or 2)"),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(hex(&hasher.finalize()))
+    }
+}
+
+fn hash_moments<B: Backend, const D: usize>(
+    hasher: &mut Sha256,
+    name: &str,
+    state: LambState<B, D>,
+) -> Result<()> {
+    for moment in [state.moment_1, state.moment_2] {
+        let data = moment.into_data().convert::<f32>();
+        let values = data.as_slice::<f32>().map_err(|e| ModelError::TensorData {
+            name: name.to_owned(),
+            reason: format!("{e:?}"),
+        })?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        hasher.update(&bytes);
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+#[path = "trainer_test.rs"]
+mod tests;

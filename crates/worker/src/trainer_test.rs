@@ -1,0 +1,266 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use albatross_data::{
+    AlbertTokenizer, Dataset, EpochSampler, Format, PrepareConfig, SampleCursor, prepare,
+    rank_ranges,
+};
+use albatross_model::{DefaultAutodiffBackend, collect_params};
+use albatross_proto::domain::SampleRange;
+use albatross_proto::job::JobSpec;
+use tempfile::TempDir;
+
+use super::*;
+
+type B = DefaultAutodiffBackend;
+
+const SEED: u64 = 7;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures").join(name)
+}
+
+/// A small prepared dataset: the first ~40 KB of the `persuasion.txt` fixture (cut at a
+/// paragraph break), tokenised with the fixture tokenizer into 64-token examples.
+fn dataset() -> (TempDir, Arc<Dataset>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read(fixture("persuasion.txt")).expect("fixture");
+    let cut = text[..40_000].windows(2).rposition(|w| w == b"\n\n").expect("a paragraph break");
+    let input = dir.path().join("persuasion-slice.txt");
+    std::fs::write(&input, &text[..cut]).expect("write slice");
+    let tokenizer =
+        AlbertTokenizer::from_file(&fixture("albert-8k-tokenizer.json")).expect("tokenizer");
+    let out = dir.path().join("data");
+    let config = PrepareConfig {
+        format: Format::Book,
+        examples_per_shard: 64,
+        threads: 1,
+        ..PrepareConfig::new(&out, 64)
+    };
+    prepare(&[input], &tokenizer, &config, &mut |_| {}).expect("prepare");
+    let dataset = Dataset::open(&out).expect("open");
+    assert!(dataset.len() >= 64, "only {} samples", dataset.len());
+    (dir, Arc::new(dataset))
+}
+
+/// The tiny preset with the tokenizer's vocabulary, 8-sample steps.
+fn job(dataset: &Dataset, micro_batch_size: u32) -> JobSpec {
+    let text = format!(
+        "seed = {SEED}\n\
+         [model]\npreset = \"tiny\"\nvocab_size = {}\n\
+         [data]\ndir = \"unused-here\"\nmax_seq_length = 64\n\
+         [optimizer]\nlearning_rate = 0.05\nwarmup_steps = 0\ntotal_steps = 1000\n\
+         [batch]\nglobal_batch_size = 8\nmicro_batch_size = {micro_batch_size}\n\
+         [fault_tolerance]\nmin_workers = 1\nmax_workers = 4\n",
+        dataset.manifest().tokenizer.vocab_size
+    );
+    JobSpec::from_toml_str(&text, "test").expect("valid job")
+}
+
+fn trainer(dataset: &Arc<Dataset>, micro_batch_size: u32) -> Trainer<B> {
+    Trainer::new(&job(dataset, micro_batch_size), Arc::clone(dataset), Default::default())
+        .expect("trainer")
+}
+
+/// The global batch of `size` samples starting at `cursor`, and the cursor after it.
+fn global_batch(
+    dataset: &Dataset,
+    cursor: SampleCursor,
+    size: u64,
+) -> (Vec<albatross_data::SampleRange>, SampleCursor) {
+    let sampler = EpochSampler::new(dataset.len(), SEED).expect("sampler");
+    sampler.next_batch(cursor, size).expect("batch")
+}
+
+fn domain(ranges: &[albatross_data::SampleRange]) -> Vec<SampleRange> {
+    ranges.iter().map(|r| SampleRange { epoch: r.epoch, start: r.start, end: r.end }).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn max_abs(a: &[f32]) -> f32 {
+    a.iter().map(|x| x.abs()).fold(0.0, f32::max)
+}
+
+fn parameters(trainer: &Trainer<B>) -> Vec<f32> {
+    let model = trainer.model().expect("model");
+    collect_params(model, true)
+        .expect("params")
+        .into_iter()
+        .flat_map(|p| p.values.expect("values"))
+        .collect()
+}
+
+#[test]
+fn micro_batch_accumulation_matches_one_big_micro_batch() {
+    let (_dir, data) = dataset();
+    let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
+    let ranges = domain(&batch);
+    let whole = trainer(&data, 8).compute(&ranges).expect("one micro-batch");
+    assert!(!whole.non_finite);
+    assert_eq!(whole.stats.samples, 8);
+    let scale = max_abs(&whole.buffer);
+    assert!(scale > 0.0, "a real gradient");
+    // 3 + 3 + 2 and 1 × 8: the same sum up to f32 summation order (and padding lengths).
+    for micro in [3, 1] {
+        let accumulated = trainer(&data, micro).compute(&ranges).expect("accumulated");
+        let diff = max_abs_diff(&whole.buffer, &accumulated.buffer);
+        assert!(diff <= 1e-5 * scale, "micro {micro}: max diff {diff} vs max |g| {scale}");
+        let (a, b) = (whole.stats, accumulated.stats);
+        assert_eq!((a.samples, a.tokens, a.masked_tokens), (b.samples, b.tokens, b.masked_tokens));
+        assert_eq!((a.mlm_correct, a.sop_correct), (b.mlm_correct, b.sop_correct));
+        let (la, lb) = (a.mean_loss().expect("loss"), b.mean_loss().expect("loss"));
+        assert!((la - lb).abs() <= 1e-5 * la, "micro {micro}: loss {la} vs {lb}");
+    }
+}
+
+#[test]
+fn two_ranks_agree_bit_for_bit_and_match_one_process_on_the_whole_batch() {
+    let (_dir, data) = dataset();
+    let mut ranks = [trainer(&data, 3), trainer(&data, 3)];
+    let mut single = trainer(&data, 8);
+    let mut cursor = SampleCursor::default();
+    for step in 0..3 {
+        let (batch, next) = global_batch(&data, cursor, 8);
+        cursor = next;
+        let mut sum = vec![0.0f32; single.layout().len()];
+        let mut stats = StepStats::default();
+        for (rank, trainer) in ranks.iter_mut().enumerate() {
+            let slice = rank_ranges(&batch, 2, rank as u64).expect("slice");
+            let g = trainer.compute(&domain(&slice)).expect("compute");
+            assert!(!g.non_finite);
+            sum.iter_mut().zip(&g.buffer).for_each(|(s, x)| *s += *x);
+            stats.merge(&g.stats);
+        }
+        // Every rank receives the same reduced bytes, as the ring all-reduce guarantees.
+        let reports: Vec<ApplyReport> =
+            ranks.iter_mut().map(|t| t.apply(&mut sum.clone(), 8, step).expect("apply")).collect();
+        assert_eq!(reports[0], reports[1]);
+        let hashes: Vec<String> = ranks.iter().map(|t| t.state_hash().expect("hash")).collect();
+        assert_eq!(hashes[0], hashes[1], "step {step}: replicas diverged");
+
+        let mut whole = single.compute(&domain(&batch)).expect("compute whole");
+        let report = single.apply(&mut whole.buffer, 8, step).expect("apply whole");
+        assert_eq!(stats.samples, whole.stats.samples);
+        assert_eq!(stats.masked_tokens, whole.stats.masked_tokens);
+        let (split, one) =
+            (stats.mean_loss().expect("loss"), whole.stats.mean_loss().expect("loss"));
+        assert!((split - one).abs() <= 1e-5 * one, "step {step}: loss {split} vs {one}");
+        assert!((reports[0].grad_norm - report.grad_norm).abs() <= 1e-5 * report.grad_norm);
+        let diff = max_abs_diff(&parameters(&ranks[0]), &parameters(&single));
+        assert!(diff <= 1e-5, "step {step}: parameters differ by {diff}");
+    }
+}
+
+#[test]
+fn same_job_same_bytes_run_to_run_and_on_retry() {
+    let (_dir, data) = dataset();
+    let mut a = trainer(&data, 3);
+    let mut b = trainer(&data, 3);
+    assert_eq!(a.parameter_hash().expect("hash"), b.parameter_hash().expect("hash"));
+    assert_eq!(a.state_hash().expect("hash"), b.state_hash().expect("hash"));
+    let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
+    let ranges = domain(&batch);
+    let first = a.compute(&ranges).expect("compute");
+    // An aborted step retried: identical inputs, identical bytes, nothing applied meanwhile.
+    let before = a.state_hash().expect("hash");
+    a.discard();
+    assert_eq!(a.state_hash().expect("hash"), before, "discard leaves state untouched");
+    let retry = a.compute(&ranges).expect("retry");
+    assert_eq!(first, retry);
+    let other = b.compute(&ranges).expect("compute");
+    assert_eq!(first, other, "another trainer from the same job computes the same bytes");
+    a.apply(&mut retry.buffer.clone(), 8, 0).expect("apply");
+    b.apply(&mut other.buffer.clone(), 8, 0).expect("apply");
+    assert_eq!(a.state_hash().expect("hash"), b.state_hash().expect("hash"));
+    assert_ne!(a.state_hash().expect("hash"), before, "the step changed the state");
+    assert_eq!(a.applied_steps(), 1);
+}
+
+#[test]
+fn loss_falls_over_twenty_steps() {
+    let (_dir, data) = dataset();
+    let mut t = trainer(&data, 4);
+    let mut cursor = SampleCursor::default();
+    let mut losses = Vec::new();
+    for step in 0..20 {
+        let (batch, next) = global_batch(&data, cursor, 8);
+        cursor = next;
+        let mut g = t.compute(&domain(&batch)).expect("compute");
+        losses.push(g.stats.mean_loss().expect("loss"));
+        t.apply(&mut g.buffer, g.stats.samples, step).expect("apply");
+    }
+    let head = losses[..3].iter().sum::<f64>() / 3.0;
+    let tail = losses[17..].iter().sum::<f64>() / 3.0;
+    assert!(tail < head - 0.5, "loss {head:.3} → {tail:.3}: {losses:?}");
+}
+
+#[test]
+fn non_finite_gradients_are_flagged_and_never_applied() {
+    let (_dir, data) = dataset();
+    let mut t = trainer(&data, 4);
+    let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
+    let ranges = domain(&batch);
+    let before = t.state_hash().expect("hash");
+    t.inject_non_finite_once();
+    let mut bad = t.compute(&ranges).expect("compute");
+    assert!(bad.non_finite, "the injected NaN is flagged");
+    let err = t.apply(&mut bad.buffer, 8, 0).expect_err("a NaN must not be applied");
+    assert!(matches!(err, WorkerError::NonFinite { count: 1, first: 0 }), "{err}");
+    assert_eq!(t.state_hash().expect("hash"), before);
+    t.discard();
+    let err = t.apply(&mut bad.buffer, 8, 0).expect_err("nothing pending after discard");
+    assert!(matches!(err, WorkerError::InvalidStep(_)), "{err}");
+    // The hook fires once; the retry is clean.
+    let good = t.compute(&ranges).expect("compute");
+    assert!(!good.non_finite);
+    let err = t.apply(&mut good.buffer.clone(), 3, 0).expect_err("fewer samples than computed");
+    assert!(matches!(err, WorkerError::InvalidStep(_)), "{err}");
+    let err = t.apply(&mut [0.0; 3], 8, 0).expect_err("wrong length");
+    assert!(err.to_string().contains("reduced gradient buffer"), "{err}");
+}
+
+#[test]
+fn an_empty_slice_gives_a_zero_buffer_and_a_model_too_small_for_the_data_is_refused() {
+    let (_dir, data) = dataset();
+    let mut t = trainer(&data, 4);
+    let g = t.compute(&[]).expect("empty slice");
+    assert_eq!(g.stats.samples, 0);
+    assert!(g.buffer.iter().all(|&x| x == 0.0) && !g.non_finite);
+
+    let mut spec = job(&data, 4);
+    spec.model.vocab_size = None; // tiny's 1000 ids < the tokenizer's 8000
+    let err = Trainer::<B>::new(&spec, Arc::clone(&data), Default::default())
+        .expect_err("vocabulary too small");
+    assert!(err.to_string().contains("model.vocab_size"), "{err}");
+}
+
+#[test]
+fn for_one_sample_the_objective_is_the_model_crates_pretraining_loss() {
+    // With one sample, "mean over its masked tokens + its SOP loss" is exactly transformers'
+    // loss, so the model crate's `pretraining_loss` is a reference for loss and gradient.
+    let (_dir, data) = dataset();
+    let mut t = trainer(&data, 4);
+    let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
+    let one = SampleRange { epoch: batch[0].epoch, start: 5, end: 6 };
+    let ours = t.compute(&[one]).expect("compute");
+
+    let reader = SampleReader::new(Arc::clone(&data), SEED, 64).expect("reader");
+    let samples = reader.read(&[one]).expect("read");
+    let host = micro_batch(&samples, reader.pad_id()).expect("micro-batch").host;
+    let model = t.model().expect("model");
+    let device = Default::default();
+    let out = model.pretraining_loss(&host.to_device::<B>(t.config(), &device).expect("upload"));
+    let reference = out.report().loss;
+    let mut grads = burn::optim::GradientsParams::from_grads(out.loss.backward(), model);
+    let expected =
+        t.layout().flatten::<<B as AutodiffBackend>::InnerBackend>(&mut grads).expect("flatten");
+
+    let loss = ours.stats.mean_loss().expect("loss");
+    assert!((loss - f64::from(reference)).abs() <= 1e-5 * loss, "{loss} vs {reference}");
+    let diff = max_abs_diff(&ours.buffer, &expected);
+    assert!(diff <= 1e-6 * max_abs(&expected), "max diff {diff}");
+}
