@@ -22,6 +22,9 @@ pub struct AlbertEmbeddings<B: Backend> {
     pub layer_norm: LayerNorm<B>,
     /// Dropout with `hidden_dropout_prob`.
     pub dropout: Dropout,
+    /// Lookups of this id pass no gradient to its row (transformers' `padding_idx`).
+    #[module(skip)]
+    pub pad_token_id: Option<usize>,
 }
 
 impl<B: Backend> AlbertEmbeddings<B> {
@@ -49,10 +52,15 @@ impl<B: Backend> AlbertEmbeddings<B> {
             ),
             layer_norm: f.layer_norm(&format!("{p}.LayerNorm"), e, config.layer_norm_eps),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            pad_token_id: config.pad_token_id,
         }
     }
 
     /// Embeds token ids; positions are `0..S`.
+    ///
+    /// As transformers' `nn.Embedding(padding_idx = pad_token_id)`, a lookup of the pad id
+    /// passes no gradient to the pad row (its value is used as is). At padded positions that
+    /// gradient is 0 anyway; this matters only where the pad id is attended to.
     ///
     /// Position embeddings are the first S rows of the table broadcast over the batch (a slice:
     /// no index tensor, no gather, and the backward is a sum over the batch, not a scatter-add).
@@ -68,9 +76,17 @@ impl<B: Backend> AlbertEmbeddings<B> {
     ) -> Tensor<B, 3> {
         let seq = input_ids.dims()[1];
         let positions = self.position_embeddings.weight.val().narrow(0, 0, seq).unsqueeze::<3>();
-        let x = self.word_embeddings.forward(input_ids)
-            + self.token_type_embeddings.forward(token_type_ids)
-            + positions;
+        let words = self.word_embeddings.forward(input_ids.clone());
+        let words = match self.pad_token_id {
+            Some(pad) => {
+                let [batch, seq, e] = words.dims();
+                let is_pad =
+                    input_ids.equal_elem(pad as i64).unsqueeze_dim::<3>(2).expand([batch, seq, e]);
+                words.clone().mask_where(is_pad, words.detach())
+            }
+            None => words,
+        };
+        let x = words + self.token_type_embeddings.forward(token_type_ids) + positions;
         self.dropout.forward(self.layer_norm.forward(x))
     }
 }

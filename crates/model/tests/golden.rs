@@ -1,0 +1,316 @@
+//! Golden tests: the burn model and LAMB against numbers transformers / the ALBERT recipe
+//! produced (`tests/golden/make_golden.py`). The data is committed; Python is never run here.
+//!
+//! Tolerance (issue 3): 1e-4, absolute where the reference is ~0, otherwise absolute plus
+//! relative: `|actual - expected| <= 1e-4 + 1e-4 * |expected|`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use albatross_model::{
+    AlbertConfig, DefaultAutodiffBackend, DefaultBackend, GradLayout, HostBatch, Lamb, LambConfig,
+    LambState, LrSchedule, clip_by_global_norm, import_hf, param_specs,
+};
+use anyhow::{Context, Result, bail, ensure};
+use burn::optim::{GradientsParams, SimpleOptimizer};
+use burn::tensor::{Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+type AD = DefaultAutodiffBackend;
+type B = DefaultBackend;
+
+/// The tolerance of the model comparisons.
+const TOL: f64 = 1e-4;
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// A safetensors file read as f64 values (f32, f64 and i64 tensors), with its metadata.
+#[derive(Debug)]
+struct Golden {
+    tensors: BTreeMap<String, (Vec<usize>, Vec<f64>)>,
+    metadata: HashMap<String, String>,
+}
+
+impl Golden {
+    fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes)?;
+        let file = SafeTensors::deserialize(&bytes)?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in file.tensors() {
+            let data = view.data();
+            let values: Vec<f64> = match view.dtype() {
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f64::from(f32::from_le_bytes(c.try_into().expect("4 bytes"))))
+                    .collect(),
+                Dtype::F64 => data
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+                Dtype::I64 => data
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64)
+                    .collect(),
+                other => bail!("tensor {name}: unsupported dtype {other:?}"),
+            };
+            tensors.insert(name, (view.shape().to_vec(), values));
+        }
+        Ok(Self { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
+    }
+
+    fn get(&self, name: &str) -> Result<&(Vec<usize>, Vec<f64>)> {
+        self.tensors.get(name).with_context(|| format!("golden tensor {name} is missing"))
+    }
+
+    fn values(&self, name: &str) -> Result<&[f64]> {
+        Ok(&self.get(name)?.1)
+    }
+
+    fn ints(&self, name: &str) -> Result<Vec<i64>> {
+        Ok(self.values(name)?.iter().map(|&v| v as i64).collect())
+    }
+}
+
+/// Largest errors seen in one comparison.
+#[derive(Debug, Default, Clone, Copy)]
+struct Errors {
+    max_abs: f64,
+    /// Largest `|a - e| / |e|` over elements with `|e| > 1e-3`.
+    max_rel: f64,
+}
+
+impl Errors {
+    fn merge(self, other: Self) -> Self {
+        Self { max_abs: self.max_abs.max(other.max_abs), max_rel: self.max_rel.max(other.max_rel) }
+    }
+}
+
+/// Compares element-wise with `|a - e| <= tol + tol * |e|`, naming the first offender.
+fn compare(what: &str, actual: &[f32], expected: &[f64], tol: f64) -> Result<Errors> {
+    ensure!(
+        actual.len() == expected.len(),
+        "{what}: {} values, expected {}",
+        actual.len(),
+        expected.len()
+    );
+    let mut errors = Errors::default();
+    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        let a = f64::from(a);
+        let diff = (a - e).abs();
+        ensure!(diff <= tol + tol * e.abs(), "{what}[{i}]: {a} vs reference {e} (|diff| {diff:e})");
+        errors.max_abs = errors.max_abs.max(diff);
+        if e.abs() > 1e-3 {
+            errors.max_rel = errors.max_rel.max(diff / e.abs());
+        }
+    }
+    Ok(errors)
+}
+
+fn to_vec<const D: usize>(t: Tensor<AD, D>) -> Result<Vec<f32>> {
+    t.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
+
+/// Loads one case, runs forward and backward, and compares everything the script saved.
+fn check_model_case(case: &str) -> Result<()> {
+    let dir = golden_dir().join(case);
+    let device = Default::default();
+    let (config, model) = import_hf::<AD>(&dir, &device).context("import_hf")?;
+    let golden = Golden::load(&dir.join("golden.safetensors"))?;
+    let [batch, seq] = golden.get("input_ids")?.0[..] else { bail!("input_ids is not 2-d") };
+    let host = HostBatch {
+        batch,
+        seq,
+        input_ids: golden.ints("input_ids")?,
+        token_type_ids: golden.ints("token_type_ids")?,
+        attention_mask: golden.ints("attention_mask")?,
+        labels: golden.ints("labels")?,
+        sentence_order_label: golden.ints("sentence_order_label")?,
+    };
+    ensure!(host.attention_mask.contains(&0), "the golden inputs must include padding");
+    let batch = host.to_device::<AD>(&config, &device)?;
+
+    let logits = model.forward(&batch.input);
+    let mut outputs = Errors::default();
+    for (name, values) in [
+        ("prediction_logits", to_vec(logits.prediction_logits)?),
+        ("sop_logits", to_vec(logits.sop_logits)?),
+    ] {
+        outputs = outputs.merge(compare(name, &values, golden.values(name)?, TOL)?);
+    }
+
+    let out = model.pretraining_loss(&batch);
+    let report = out.report();
+    for (name, value) in
+        [("loss", report.loss), ("mlm_loss", report.mlm_loss), ("sop_loss", report.sop_loss)]
+    {
+        outputs = outputs.merge(compare(name, &[value], golden.values(name)?, TOL)?);
+    }
+
+    let mut grads = GradientsParams::from_grads(out.loss.backward(), &model);
+    let layout = GradLayout::from_module(&model)?;
+    let flat = layout.flatten::<B>(&mut grads)?;
+    let specs: HashMap<String, _> =
+        param_specs(&config).into_iter().map(|s| (s.name.clone(), s)).collect();
+    let mut gradients = Errors::default();
+    let mut checked = 0;
+    for entry in layout.entries() {
+        let spec = specs.get(&entry.name).with_context(|| format!("no spec {}", entry.name))?;
+        let burn = &flat[entry.offset..entry.offset + entry.numel];
+        let hf = match (spec.hf_transposed, entry.shape.as_slice()) {
+            (true, &[rows, cols]) => transpose(burn, rows, cols),
+            _ => burn.to_vec(),
+        };
+        let name = format!("grad.{}", entry.name);
+        gradients = gradients.merge(compare(&name, &hf, golden.values(&name)?, TOL)?);
+        checked += 1;
+    }
+    let expected = golden.tensors.keys().filter(|k| k.starts_with("grad.")).count();
+    ensure!(checked == expected, "compared {checked} gradients, the golden file has {expected}");
+    eprintln!(
+        "{case}: outputs max abs {:.3e} max rel {:.3e}; {checked} gradients max abs {:.3e} \
+         max rel {:.3e}",
+        outputs.max_abs, outputs.max_rel, gradients.max_abs, gradients.max_rel
+    );
+    check_config(case, &config)
+}
+
+fn check_config(case: &str, config: &AlbertConfig) -> Result<()> {
+    let expected = AlbertConfig {
+        vocab_size: 100,
+        embedding_size: 16,
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 37,
+        ..config.clone()
+    };
+    ensure!(*config == expected, "{case}: unexpected config {config:?}");
+    Ok(())
+}
+
+#[test]
+fn gelu_new_model_matches_transformers() -> Result<()> {
+    check_model_case("gelu_new")
+}
+
+#[test]
+fn gelu_model_matches_transformers() -> Result<()> {
+    check_model_case("gelu")
+}
+
+/// Runs every LAMB step of one parameter (rank `D`) and compares each result.
+fn check_lamb_param<const D: usize>(
+    name: &str,
+    golden: &Golden,
+    clipped: &[HashMap<String, Vec<f32>>],
+    lrs: &[f64],
+) -> Result<Errors> {
+    const LAMB_TOL: f64 = 1e-5;
+    let device = Default::default();
+    let (shape, init) = golden.get(&format!("init.{name}"))?;
+    let dims: [usize; D] = shape.clone().try_into().map_err(|_| anyhow::anyhow!("rank"))?;
+    let tensor =
+        |values: Vec<f32>| Tensor::<B, D>::from_data(TensorData::new(values, dims), &device);
+    let read = |t: Tensor<B, D>| -> Result<Vec<f32>> {
+        t.into_data().into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
+    };
+    let lamb = Lamb::new(LambConfig::default());
+    let mut param = tensor(init.iter().map(|&v| v as f32).collect());
+    let mut state: Option<LambState<B, D>> = None;
+    let mut errors = Errors::default();
+    for (step, (grads, &lr)) in clipped.iter().zip(lrs).enumerate() {
+        let grad = tensor(grads[name].clone());
+        let (next, next_state) = lamb.step(lr, param, grad, state);
+        let expected = golden.values(&format!("param.{step}.{name}"))?;
+        let what = format!("{name} after step {step}");
+        errors = errors.merge(compare(&what, &read(next.clone())?, expected, LAMB_TOL)?);
+        (param, state) = (next, next_state);
+    }
+    let state = state.context("no LAMB state")?;
+    for (what, t) in [("moment_1", state.moment_1), ("moment_2", state.moment_2)] {
+        let expected = golden.values(&format!("{what}.{name}"))?;
+        errors = errors.merge(compare(&format!("{what}.{name}"), &read(t)?, expected, LAMB_TOL)?);
+    }
+    Ok(errors)
+}
+
+#[test]
+fn lamb_matches_the_albert_recipe_reference() -> Result<()> {
+    let golden = Golden::load(&golden_dir().join("lamb.safetensors"))?;
+    let names: Vec<String> = serde_json::from_str(&golden.metadata["names"])?;
+    let hyper: HashMap<String, f64> = serde_json::from_str(&golden.metadata["hyper"])?;
+    let steps: usize = golden.metadata["steps"].parse()?;
+    let config = LambConfig::default();
+    let expected_config = LambConfig {
+        beta_1: hyper["beta_1"],
+        beta_2: hyper["beta_2"],
+        epsilon: hyper["epsilon"],
+        weight_decay_rate: hyper["weight_decay_rate"],
+    };
+    ensure!(
+        config == expected_config,
+        "defaults {config:?} differ from ALBERT's {expected_config:?}"
+    );
+    let schedule = LrSchedule {
+        peak_lr: hyper["peak_lr"],
+        warmup_steps: hyper["warmup_steps"] as u64,
+        total_steps: hyper["total_steps"] as u64,
+        power: hyper["power"],
+    };
+    let lrs: Vec<f64> = (0..steps as u64).map(|s| schedule.lr_at(s)).collect();
+    let lr_f32: Vec<f32> = lrs.iter().map(|&l| l as f32).collect();
+    compare("learning rates", &lr_f32, golden.values("lr")?, 1e-7)?;
+
+    // Clip each step's gradients by their global norm over all tensors, as the recipe does.
+    let mut clipped = Vec::with_capacity(steps);
+    for step in 0..steps {
+        let mut buffer = Vec::new();
+        let mut sizes = Vec::new();
+        for name in &names {
+            let values = golden.values(&format!("grad.{step}.{name}"))?;
+            buffer.extend(values.iter().map(|&v| v as f32));
+            sizes.push(values.len());
+        }
+        let norm = clip_by_global_norm(&mut buffer, hyper["clip_norm"] as f32);
+        let expected = &golden.values("grad_norm")?[step..=step];
+        compare(&format!("global norm at step {step}"), &[norm], expected, 1e-6)?;
+        let mut rest = buffer.as_slice();
+        let mut per_name = HashMap::new();
+        for (name, n) in names.iter().zip(sizes) {
+            let (head, tail) = rest.split_at(n);
+            per_name.insert(name.clone(), head.to_vec());
+            rest = tail;
+        }
+        clipped.push(per_name);
+    }
+
+    let mut errors = Errors::default();
+    for name in &names {
+        let rank = golden.get(&format!("init.{name}"))?.0.len();
+        errors = errors.merge(match rank {
+            1 => check_lamb_param::<1>(name, &golden, &clipped, &lrs)?,
+            2 => check_lamb_param::<2>(name, &golden, &clipped, &lrs)?,
+            other => bail!("{name}: rank {other}"),
+        });
+    }
+    eprintln!(
+        "lamb: {} tensors x {steps} steps, max abs {:.3e} max rel {:.3e}",
+        names.len(),
+        errors.max_abs,
+        errors.max_rel
+    );
+    Ok(())
+}
