@@ -51,6 +51,8 @@ mod registry;
 mod scalar;
 pub mod schedule;
 mod server;
+#[doc(hidden)]
+pub mod testing;
 
 pub use channel::{ChannelOptions, connect, endpoint};
 pub use collective::{Collective, CollectiveConfig, OpProgress};

@@ -2,28 +2,10 @@
 
 use std::time::Duration;
 
-use albatross_collective::schedule::Segments;
+use albatross_collective::testing::ring_order_sum;
 use albatross_collective::{CollectiveConfig, WireFormat};
 
 use crate::support::{bits, inputs, start, tag};
-
-/// The sum in the order the ring promises: segment `c` folded from rank `c` around the ring.
-fn ring_order_sum(input: &[Vec<f32>]) -> Vec<f32> {
-    let n = input.len();
-    let len = input[0].len();
-    let segments = Segments::new(len, n);
-    let mut out = vec![0f32; len];
-    for c in 0..n {
-        for i in segments.range(c) {
-            let mut acc = input[c][i];
-            for j in 1..n {
-                acc += input[(c + j) % n][i];
-            }
-            out[i] = acc;
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_reduce_is_exact_and_bit_identical_for_2_3_4_ranks() {
@@ -32,7 +14,7 @@ async fn all_reduce_is_exact_and_bit_identical_for_2_3_4_ranks() {
         let ring = start(n, config).await;
         for (op_seq, len) in [0usize, 1, 7, 1000, (1 << 20) + 3].into_iter().enumerate() {
             let input = inputs(n, len, (n * 31 + len) as u64);
-            let expected = ring_order_sum(&input);
+            let expected = ring_order_sum(&input, WireFormat::F32);
             let out = ring.all_reduce(input.clone(), tag(1, op_seq as u64)).await;
             for (rank, buf) in out.iter().enumerate() {
                 assert!(bits(buf) == bits(&expected), "n {n} len {len}: rank {rank} differs");

@@ -97,22 +97,7 @@ impl Ring {
     }
 }
 
-/// Deterministic pseudo-random inputs in [-1, 1), different per rank.
-pub fn inputs(n: usize, len: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut state = seed | 1;
-    (0..n)
-        .map(|_| {
-            (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
-        })
-        .collect()
-}
+pub use albatross_collective::testing::inputs;
 
 pub fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
