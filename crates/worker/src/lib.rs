@@ -14,10 +14,12 @@ pub mod error;
 pub mod gradients;
 mod model_config;
 mod objective;
+pub mod state;
 pub mod trainer;
 
 pub use batches::{MicroBatch, SampleReader, micro_batch};
 pub use error::{Result, WorkerError};
 pub use gradients::{StepGradients, StepStats, non_finite};
 pub use model_config::albert_config;
+pub use state::TrainerState;
 pub use trainer::{ApplyReport, Trainer};

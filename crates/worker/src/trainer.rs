@@ -30,23 +30,27 @@
 use std::sync::Arc;
 
 use albatross_data::Dataset;
+use std::collections::HashMap;
+
 use albatross_model::{
     AlbertConfig, AlbertForPreTraining, GradLayout, Lamb, LambConfig, LambState, LrSchedule,
-    ModelError, clip_by_global_norm, parameter_hash,
+    ModelError, clip_by_global_norm, collect_params, parameter_hash,
 };
-use albatross_proto::domain::SampleRange;
+use albatross_proto::domain::{SampleRange, Sha256Digest};
 use albatross_proto::job::JobSpec;
 use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::record::AdaptorRecord;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
-use sha2::{Digest, Sha256};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::batches::{SampleReader, micro_batch};
 use crate::error::{Result, WorkerError};
 use crate::gradients::{StepGradients, StepStats, accumulate, non_finite};
 use crate::model_config::albert_config;
 use crate::objective::micro_loss;
+use crate::state::TrainerState;
 
 type Model<B> = AlbertForPreTraining<B>;
 
@@ -73,6 +77,7 @@ pub struct Trainer<B: AutodiffBackend> {
     /// `None` only if an optimizer step panicked half-way (see [`WorkerError::Poisoned`]).
     model: Option<Model<B>>,
     optim: OptimizerAdaptor<Lamb, Model<B>, B>,
+    lamb: LambConfig,
     layout: GradLayout,
     schedule: LrSchedule,
     clip_norm: f32,
@@ -149,6 +154,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         };
         let trainer = Self {
             optim: lamb.init::<B, Model<B>>(),
+            lamb,
             model: Some(model),
             scratch: vec![0.0; layout.len()],
             layout,
@@ -313,46 +319,111 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(parameter_hash(self.model_ref()?)?)
     }
 
-    /// SHA-256 over the parameter hash and every LAMB moment in layout order, hex: what
-    /// replicas compare in votes (equal parameters but different moments would diverge later).
-    pub fn state_hash(&self) -> Result<String> {
-        let mut hasher = Sha256::new().chain_update(b"albatross.trainer-state/v1");
-        hasher.update(self.parameter_hash()?.as_bytes());
+    /// SHA-256 of [`Self::export_state`] (see [`TrainerState::hash`]): what replicas compare
+    /// in votes (equal parameters but different moments would diverge later).
+    pub fn state_hash(&self) -> Result<Sha256Digest> {
+        Ok(self.export_state()?.hash(&self.layout.fingerprint()))
+    }
+
+    /// Parameters and LAMB moments as flat f32 sections in layout order.
+    pub fn export_state(&self) -> Result<TrainerState> {
+        let model = self.model_ref()?;
+        let mut parameters = Vec::with_capacity(self.layout.len());
+        for entry in collect_params(model, true)? {
+            parameters.extend_from_slice(&entry.values.unwrap_or_default());
+        }
         let mut records = self.optim.to_record();
-        for entry in self.layout.entries() {
-            hasher.update((entry.name.len() as u64).to_le_bytes());
-            hasher.update(entry.name.as_bytes());
-            let Some(record) = records.remove(&entry.id) else {
-                hasher.update([0u8]); // no state yet: before the first step
-                continue;
-            };
-            hasher.update([1u8]);
-            match entry.shape.len() {
-                1 => hash_moments::<B::InnerBackend, 1>(
-                    &mut hasher,
-                    &entry.name,
-                    record.into_state(),
-                )?,
-                2 => hash_moments::<B::InnerBackend, 2>(
-                    &mut hasher,
-                    &entry.name,
-                    record.into_state(),
-                )?,
-                rank => {
-                    return Err(ModelError::ParamMismatch {
-                        name: entry.name.clone(),
-                        reason: format!("rank {rank} is not supported (1 or 2)"),
-                    }
-                    .into());
+        let mut optimizer = Vec::new();
+        if !records.is_empty() {
+            optimizer.reserve(2 * self.layout.len());
+            for entry in self.layout.entries() {
+                let record = records.remove(&entry.id).ok_or_else(|| ModelError::ParamMismatch {
+                    name: entry.name.clone(),
+                    reason: "has no optimizer state while other parameters do".to_owned(),
+                })?;
+                match entry.shape.len() {
+                    1 => push_moments::<B::InnerBackend, 1>(
+                        &mut optimizer,
+                        &entry.name,
+                        record.into_state(),
+                    )?,
+                    2 => push_moments::<B::InnerBackend, 2>(
+                        &mut optimizer,
+                        &entry.name,
+                        record.into_state(),
+                    )?,
+                    rank => return Err(unsupported_rank(&entry.name, rank).into()),
                 }
             }
         }
-        Ok(hex(&hasher.finalize()))
+        let state = TrainerState { parameters, optimizer };
+        state.check_sizes(self.layout.len())?;
+        Ok(state)
+    }
+
+    /// Replaces parameters and optimizer state with `state` (from a peer or a checkpoint).
+    /// A computed-but-unapplied step is dropped. On error the trainer is unchanged.
+    pub fn load_state(&mut self, state: &TrainerState) -> Result<()> {
+        state.check_sizes(self.layout.len())?;
+        let values: HashMap<String, Vec<f32>> = self
+            .layout
+            .entries()
+            .iter()
+            .map(|e| (e.name.clone(), state.parameters[e.offset..e.offset + e.numel].to_vec()))
+            .collect();
+        let model = Model::<B>::from_values(&self.config, &values, &self.device)?;
+        // Ids derive from names, so the loaded model must have exactly our layout.
+        let layout = GradLayout::from_module(&model)?;
+        self.layout.check_peer(&layout.fingerprint())?;
+        let mut optim = self.lamb.init::<B, Model<B>>();
+        if !state.optimizer.is_empty() {
+            // A fresh optimizer's (empty) record map: burn keys it with its own map type.
+            let mut records = optim.to_record();
+            for entry in self.layout.entries() {
+                let m = &state.optimizer[2 * entry.offset..2 * entry.offset + entry.numel];
+                let v = &state.optimizer
+                    [2 * entry.offset + entry.numel..2 * entry.offset + 2 * entry.numel];
+                let record = match *entry.shape.as_slice() {
+                    [a] => moments_record::<B, 1>(m, v, [a], &self.device),
+                    [a, b] => moments_record::<B, 2>(m, v, [a, b], &self.device),
+                    _ => return Err(unsupported_rank(&entry.name, entry.shape.len()).into()),
+                };
+                records.insert(entry.id, record);
+            }
+            optim = optim.load_record(records);
+        }
+        self.model = Some(model);
+        self.optim = optim;
+        self.pending = None;
+        Ok(())
     }
 }
 
-fn hash_moments<B: Backend, const D: usize>(
-    hasher: &mut Sha256,
+type Record<B> = AdaptorRecord<Lamb, B>;
+
+fn moments_record<B: AutodiffBackend, const D: usize>(
+    m: &[f32],
+    v: &[f32],
+    shape: [usize; D],
+    device: &B::Device,
+) -> Record<B> {
+    let tensor = |values: &[f32]| {
+        Tensor::<B::InnerBackend, D>::from_data(TensorData::new(values.to_vec(), shape), device)
+    };
+    Record::<B>::from_state(LambState { moment_1: tensor(m), moment_2: tensor(v) })
+}
+
+fn unsupported_rank(name: &str, rank: usize) -> ModelError {
+    ModelError::ParamMismatch {
+        name: name.to_owned(),
+        reason: format!("rank {rank} is not supported (1 or 2)"),
+    }
+}
+
+/// Appends the first then the second moment of one parameter. The optimizer section stores,
+/// per parameter at element offset `o` with `n` elements, m at `2o..2o+n` and v after it.
+fn push_moments<B: Backend, const D: usize>(
+    out: &mut Vec<f32>,
     name: &str,
     state: LambState<B, D>,
 ) -> Result<()> {
@@ -362,14 +433,9 @@ fn hash_moments<B: Backend, const D: usize>(
             name: name.to_owned(),
             reason: format!("{e:?}"),
         })?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        hasher.update(&bytes);
+        out.extend_from_slice(values);
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ fn two_ranks_agree_bit_for_bit_and_match_one_process_on_the_whole_batch() {
         let reports: Vec<ApplyReport> =
             ranks.iter_mut().map(|t| t.apply(&mut sum.clone(), 8, step).expect("apply")).collect();
         assert_eq!(reports[0], reports[1]);
-        let hashes: Vec<String> = ranks.iter().map(|t| t.state_hash().expect("hash")).collect();
+        let hashes: Vec<_> = ranks.iter().map(|t| t.state_hash().expect("hash")).collect();
         assert_eq!(hashes[0], hashes[1], "step {step}: replicas diverged");
 
         let mut whole = single.compute(&domain(&batch)).expect("compute whole");
@@ -263,4 +263,40 @@ fn for_one_sample_the_objective_is_the_model_crates_pretraining_loss() {
     assert!((loss - f64::from(reference)).abs() <= 1e-5 * loss, "{loss} vs {reference}");
     let diff = max_abs_diff(&ours.buffer, &expected);
     assert!(diff <= 1e-6 * max_abs(&expected), "max diff {diff}");
+}
+
+#[test]
+fn exported_state_loads_into_a_fresh_trainer_and_trains_on_identically() {
+    let (_dir, data) = dataset();
+    let mut source = trainer(&data, 4);
+    let mut cursor = SampleCursor::default();
+    let fresh = trainer(&data, 4);
+    assert!(fresh.export_state().expect("export").optimizer.is_empty(), "no moments before a step");
+    for step in 0..2 {
+        let (batch, next) = global_batch(&data, cursor, 8);
+        cursor = next;
+        let mut g = source.compute(&domain(&batch)).expect("compute");
+        source.apply(&mut g.buffer, 8, step).expect("apply");
+    }
+    let state = source.export_state().expect("export");
+    assert_eq!(state.optimizer.len(), 2 * state.parameters.len());
+    let mut healed = trainer(&data, 4);
+    assert_ne!(healed.state_hash().expect("hash"), source.state_hash().expect("hash"));
+    healed.load_state(&state).expect("load");
+    assert_eq!(healed.state_hash().expect("hash"), source.state_hash().expect("hash"));
+    assert_eq!(healed.export_state().expect("export"), state, "export ∘ load is the identity");
+    // The next step is bit-identical on both: the moments came across, not just the weights.
+    let (batch, _) = global_batch(&data, cursor, 8);
+    for t in [&mut source, &mut healed] {
+        let mut g = t.compute(&domain(&batch)).expect("compute");
+        t.apply(&mut g.buffer, 8, 2).expect("apply");
+    }
+    assert_eq!(healed.state_hash().expect("hash"), source.state_hash().expect("hash"));
+    // A state of the wrong size is refused and leaves the trainer as it was.
+    let before = healed.state_hash().expect("hash");
+    let mut short = state.clone();
+    short.parameters.pop();
+    let err = healed.load_state(&short).expect_err("short parameter section");
+    assert!(err.to_string().contains("parameter section"), "{err}");
+    assert_eq!(healed.state_hash().expect("hash"), before);
 }
