@@ -10,7 +10,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::albert::AlbertForPreTraining;
 use crate::config::AlbertConfig;
 use crate::error::{ModelError, Result};
-use crate::hash::collect_params;
+use crate::hash::{ParamEntry, collect_params};
 use crate::params::{ParamSpec, param_specs};
 
 /// The config file of a checkpoint directory.
@@ -56,10 +56,19 @@ pub fn hf_state_dict<B: Backend>(
     model: &AlbertForPreTraining<B>,
     config: &AlbertConfig,
 ) -> Result<Vec<HfTensor>> {
+    hf_tensors_from_entries(collect_params(model, true)?, config)
+}
+
+/// [`hf_state_dict`] from parameters already taken out of a model (burn layout, with values),
+/// e.g. a replica's flat training state cut by its layout; a checkpoint writer needs no model.
+pub fn hf_tensors_from_entries(
+    entries: Vec<ParamEntry>,
+    config: &AlbertConfig,
+) -> Result<Vec<HfTensor>> {
     let specs: HashMap<String, ParamSpec> =
         param_specs(config).into_iter().map(|s| (s.name.clone(), s)).collect();
     let mut out = Vec::with_capacity(specs.len() + 2);
-    for entry in collect_params(model, true)? {
+    for entry in entries {
         let spec = specs.get(&entry.name).filter(|s| s.shape == entry.shape).ok_or_else(|| {
             ModelError::ParamMismatch {
                 name: entry.name.clone(),
@@ -152,6 +161,15 @@ pub fn import_hf<B: Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<(AlbertConfig, AlbertForPreTraining<B>)> {
+    let (config, values) = read_hf_values(dir)?;
+    let model = AlbertForPreTraining::from_values(&config, &values, device)?;
+    tracing::info!(dir = %dir.display(), "imported hugging face checkpoint");
+    Ok((config, model))
+}
+
+/// The configuration and every parameter (burn layout, keyed by Hugging Face name) of a
+/// transformers ALBERT checkpoint directory, checked as [`import_hf`] checks them.
+pub fn read_hf_values(dir: &Path) -> Result<(AlbertConfig, HashMap<String, Vec<f32>>)> {
     let config = AlbertConfig::from_json_file(&dir.join(CONFIG_FILE))?;
     let path: PathBuf = dir.join(WEIGHTS_FILE);
     let mut tensors = read_safetensors(&path)?;
@@ -189,9 +207,7 @@ pub fn import_hf<B: Backend>(
     if let Some(name) = tensors.keys().next() {
         return Err(checkpoint_error(format!("unexpected tensor {name}")));
     }
-    let model = AlbertForPreTraining::from_values(&config, &values, device)?;
-    tracing::info!(dir = %dir.display(), "imported hugging face checkpoint");
-    Ok((config, model))
+    Ok((config, values))
 }
 
 #[cfg(test)]

@@ -34,7 +34,10 @@ pub use error::{ModelError, Result};
 pub use eval::{EvalInputs, EvalOutput, eval_hf_dir, evaluate};
 pub use grads::{GradLayout, LayoutEntry};
 pub use hash::{ParamEntry, collect_params, parameter_hash};
-pub use hf::{HfTensor, export_hf, hf_state_dict, import_hf};
+pub use hf::{
+    CONFIG_FILE, HfTensor, TensorMap, WEIGHTS_FILE, export_hf, hf_state_dict,
+    hf_tensors_from_entries, import_hf, read_hf_values, read_safetensors, write_safetensors,
+};
 pub use info::{ModelInfo, ModuleSize};
 pub use init::{PathIdMapper, with_path_ids};
 pub use lamb::{Lamb, LambConfig, LambState, LrSchedule, clip_by_global_norm};

@@ -36,6 +36,14 @@ pub enum WorkerError {
         /// Index of the first one.
         first: usize,
     },
+    /// A checkpoint could not be written, or one on disk is incomplete, corrupt or foreign.
+    #[error("checkpoint {}: {reason}", path.display())]
+    Checkpoint {
+        /// The checkpoint directory or file at fault.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A previous call panicked half-way through an optimizer step and the model was lost;
     /// the trainer must be rebuilt (or healed from a peer).
     #[error("trainer state was lost by an interrupted optimizer step")]

@@ -10,6 +10,7 @@
 //! - every wait (coordinator, peers, collectives) has a deadline and is cancellable.
 
 pub mod batches;
+pub mod checkpoint;
 pub mod error;
 pub mod gradients;
 mod model_config;

@@ -337,10 +337,11 @@ impl<B: AutodiffBackend> Trainer<B> {
         if !records.is_empty() {
             optimizer.reserve(2 * self.layout.len());
             for entry in self.layout.entries() {
-                let record = records.remove(&entry.id).ok_or_else(|| ModelError::ParamMismatch {
-                    name: entry.name.clone(),
-                    reason: "has no optimizer state while other parameters do".to_owned(),
-                })?;
+                let record =
+                    records.remove(&entry.id).ok_or_else(|| ModelError::ParamMismatch {
+                        name: entry.name.clone(),
+                        reason: "has no optimizer state while other parameters do".to_owned(),
+                    })?;
                 match entry.shape.len() {
                     1 => push_moments::<B::InnerBackend, 1>(
                         &mut optimizer,
