@@ -27,6 +27,10 @@ pub struct ChannelOptions {
     /// First and largest pause between connection attempts (each pause is jittered).
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// Consecutive refused connections after which the peer counts as unreachable at once,
+    /// deadline or not: a quorum member listens before it joins, so a refusal means its
+    /// process is gone, and waiting out a step-long deadline would only delay recovery.
+    pub refused_limit: u32,
 }
 
 impl Default for ChannelOptions {
@@ -39,6 +43,7 @@ impl Default for ChannelOptions {
             connection_window_bytes: 32 << 20,
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(500),
+            refused_limit: 5,
         }
     }
 }
@@ -86,6 +91,7 @@ pub async fn connect(
     let endpoint = endpoint(address, options)?;
     let mut backoff = options.initial_backoff;
     let mut attempts = 0u32;
+    let mut refused = 0u32;
     loop {
         attempts += 1;
         let attempt = tokio::time::timeout_at(deadline, endpoint.connect());
@@ -98,11 +104,20 @@ pub async fn connect(
             }
             result = attempt => match result {
                 Ok(Ok(channel)) => return Ok(channel),
-                Ok(Err(err)) => err.to_string(),
+                Ok(Err(err)) => {
+                    refused = if is_refused(&err) { refused + 1 } else { 0 };
+                    err.to_string()
+                }
                 Err(_) => "deadline passed during a connection attempt".to_owned(),
             },
         };
         let pause = backoff.mul_f64(jitter());
+        if refused >= options.refused_limit.max(1) {
+            return Err(CollectiveError::Unreachable {
+                address: address.to_owned(),
+                reason: format!("connection refused {refused} times in a row: {reason}"),
+            });
+        }
         if Instant::now() + pause >= deadline {
             return Err(CollectiveError::Unreachable {
                 address: address.to_owned(),
@@ -116,6 +131,20 @@ pub async fn connect(
         }
         backoff = (backoff * 2).min(options.max_backoff);
     }
+}
+
+/// Whether a connection error is, somewhere in its chain, an actively refused connection.
+fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// One channel per peer address, reused across operations.
@@ -153,5 +182,32 @@ impl ChannelPool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
         self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_peer_is_unreachable_long_before_the_deadline() {
+        // A port that was just free: nothing listens there any more.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        drop(listener);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(30);
+        let err = connect(
+            &address,
+            &ChannelOptions::default(),
+            deadline,
+            &CancellationToken::new(),
+            "test op",
+        )
+        .await
+        .expect_err("nobody listens");
+        assert!(matches!(err, CollectiveError::Unreachable { .. }), "{err}");
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     }
 }
