@@ -3,7 +3,7 @@
 //! logs the core's effects, and bumps the version watches that wake long polls: quorum polls
 //! when a quorum formed or the job finished, vote polls when a step was decided.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use albatross_proto::domain::{
     CheckpointReport, Generation, Heartbeat, HeartbeatReply, JoinAccepted, JoinRequest,
@@ -12,6 +12,7 @@ use albatross_proto::domain::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+use crate::metrics_log::{MetricsLog, StepLine};
 use crate::telemetry::Telemetry;
 use crate::{CoordinatorError, Core, Effect, StateStore, StatusView, VoteStatus};
 
@@ -45,9 +46,10 @@ pub(crate) struct Snapshot {
 /// Version counters that long polls wait on.
 #[derive(Debug)]
 pub(crate) struct Wakeups {
-    /// Bumped when a quorum formed or a step committed (the job may have finished).
+    /// Bumped when a quorum formed or a step committed or was skipped (the job may have
+    /// finished).
     pub quorum: watch::Sender<u64>,
-    /// Bumped when a step was committed or aborted.
+    /// Bumped when a step was committed, skipped or aborted.
     pub decision: watch::Sender<u64>,
 }
 
@@ -61,6 +63,8 @@ pub(crate) struct Actor {
     /// Becomes true when the coordinator stops.
     pub stop: watch::Receiver<bool>,
     pub telemetry: Telemetry,
+    /// `--metrics-log`: one line per committed or skipped step.
+    pub metrics_log: Option<MetricsLog>,
 }
 
 impl std::fmt::Debug for Actor {
@@ -160,11 +164,18 @@ impl Actor {
             log_effect(effect);
         }
         self.telemetry.observe(Instant::now(), &self.core, &effects);
-        let quorum = effects
-            .iter()
-            .any(|e| matches!(e, Effect::QuorumFormed { .. } | Effect::Committed { .. }));
-        let decision =
-            effects.iter().any(|e| matches!(e, Effect::Committed { .. } | Effect::Aborted { .. }));
+        if let Some(log) = &mut self.metrics_log {
+            log_steps(log, &self.core, &effects);
+        }
+        let quorum = effects.iter().any(|e| {
+            matches!(
+                e,
+                Effect::QuorumFormed { .. } | Effect::Committed { .. } | Effect::Skipped { .. }
+            )
+        });
+        let decision = effects.iter().any(|e| {
+            matches!(e, Effect::Committed { .. } | Effect::Skipped { .. } | Effect::Aborted { .. })
+        });
         if quorum {
             self.wake.quorum.send_modify(|v| *v += 1);
         }
@@ -172,6 +183,28 @@ impl Actor {
             self.wake.decision.send_modify(|v| *v += 1);
         }
         Ok(())
+    }
+}
+
+/// Append a metrics line for every step `effects` committed or skipped. The counters are read
+/// after the decision, which is what a line reports.
+fn log_steps(log: &mut MetricsLog, core: &Core, effects: &[Effect]) {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    for effect in effects {
+        let (Effect::Committed { tag, cursor } | Effect::Skipped { tag, cursor, .. }) = effect
+        else {
+            continue;
+        };
+        let line = core.decision_of(*tag).and_then(|record| {
+            StepLine::new(record, *cursor, core.durable(), core.recoveries, unix_ms)
+        });
+        match line {
+            Some(line) => log.append(&line),
+            // Decisions are kept until sixteen newer ones exist; one event decides at most one.
+            None => warn!(%tag, "no decision record for a decided step; metrics line not written"),
+        }
     }
 }
 

@@ -97,6 +97,8 @@ pub async fn bench_coordinator(opts: BenchOptions) -> Result<BenchReport, Coordi
         state_dir: state_dir.clone(),
         token: None,
         data_fingerprint: None,
+        metrics_log: None,
+        ready_file: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::serve(options, Listeners { grpc, http: None }, async {

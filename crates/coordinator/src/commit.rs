@@ -1,6 +1,8 @@
 //! Commit votes: a step commits only if every member voted ok, without non-finite values, with
-//! the same state hash. Otherwise it aborts and is retried under a new generation with the same
-//! samples (the cursor has not moved).
+//! the same state hash. When the only problem is that some member saw non-finite values, the
+//! step is skipped: decided without an update, its samples consumed, the generation unchanged.
+//! Otherwise it aborts and is retried under a new generation with the same samples (the cursor
+//! has not moved).
 
 use std::time::Instant;
 
@@ -18,7 +20,7 @@ use crate::{CoordinatorError, Effect};
 const DECISIONS_KEPT: usize = 16;
 
 /// A decided step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DecisionRecord {
     pub tag: StepTag,
     pub decision: Decision,
@@ -26,6 +28,8 @@ pub(crate) struct DecisionRecord {
     pub divergent: Vec<WorkerRef>,
     pub members: Vec<WorkerRef>,
     pub checkpoint: Option<(WorkerRef, CheckpointDirective)>,
+    /// The quorum's summed figures of the votes received (all of them unless aborted early).
+    pub stats: StepStats,
 }
 
 impl DecisionRecord {
@@ -91,10 +95,11 @@ impl Core {
         }))
     }
 
-    /// Every member voted: commit or abort.
+    /// Every member voted: commit, skip or abort.
     fn decide(&mut self, now: Instant) {
         let Some(active) = &self.active else { return };
         let mut problems = Vec::new();
+        let mut non_finite = Vec::new();
         let mut groups: Vec<(Option<Sha256Digest>, Vec<WorkerRef>)> = Vec::new();
         for m in &active.members {
             let Some(v) = active.votes.get(&m.worker.id) else { return };
@@ -102,7 +107,7 @@ impl Core {
                 problems.push(format!("{} failed: {e}", m.worker));
             }
             if v.non_finite {
-                problems.push(format!("{} saw non-finite loss or gradients", m.worker));
+                non_finite.push(format!("{} saw non-finite loss or gradients", m.worker));
             }
             match groups.iter_mut().find(|g| g.0 == v.state_hash) {
                 Some(g) => g.1.push(m.worker.clone()),
@@ -129,22 +134,33 @@ impl Core {
                 groups[majority].1.len()
             ));
         }
-        if problems.is_empty() {
-            self.commit(now);
+        if problems.is_empty() && non_finite.is_empty() {
+            let reason =
+                format!("all {} members voted ok with the same state hash", active.members.len());
+            self.conclude(now, Decision::Commit, reason);
+        } else if problems.is_empty() {
+            // The replicas agree and nothing failed, so retrying the same samples would see the
+            // same non-finite values again: consume them without an update instead.
+            self.conclude(now, Decision::Skip, non_finite.join("; "));
         } else {
             for w in &divergent {
                 if let Some(m) = self.members.by_id_mut(&w.id) {
                     m.must_heal = true;
                 }
             }
+            problems.extend(non_finite);
             self.abort(now, problems.join("; "), divergent);
         }
     }
 
-    fn commit(&mut self, now: Instant) {
+    /// The running step is decided as `decision` (commit or skip): both advance the committed
+    /// step and the cursor past its samples and may ask for a checkpoint; only a skip leaves
+    /// the members' state unchanged, which every member does on its own.
+    fn conclude(&mut self, now: Instant, decision: Decision, reason: String) {
         let Some(active) = self.active.take() else { return };
         let step = active.tag.step;
         self.durable.committed_step = step;
+        self.durable.committed_generation = active.tag.generation;
         self.durable.cursor =
             advance(self.durable.cursor, self.cfg.global_batch, self.cfg.epoch_size);
         self.last_stats = sum_stats(active.votes.values().map(|v| &v.stats));
@@ -156,8 +172,14 @@ impl Core {
             }
         }
         let cursor = self.durable.cursor;
-        info!(tag = %active.tag, ?cursor, "step committed");
-        self.effects.push(Effect::Committed { tag: active.tag, cursor });
+        if decision == Decision::Skip {
+            self.durable.skipped_steps += 1;
+            info!(tag = %active.tag, ?cursor, %reason, "step skipped");
+            self.effects.push(Effect::Skipped { tag: active.tag, cursor, reason: reason.clone() });
+        } else {
+            info!(tag = %active.tag, ?cursor, "step committed");
+            self.effects.push(Effect::Committed { tag: active.tag, cursor });
+        }
         let every = self.cfg.checkpoint_every;
         let checkpoint = (step % every == 0 || step == self.cfg.total_steps).then(|| {
             let rank = usize::try_from(step / every).unwrap_or(0) % members.len().max(1);
@@ -180,11 +202,12 @@ impl Core {
         }
         self.record(DecisionRecord {
             tag: active.tag,
-            decision: Decision::Commit,
-            reason: format!("all {} members voted ok with the same state hash", members.len()),
+            decision,
+            reason,
             divergent: Vec::new(),
             members,
             checkpoint,
+            stats: self.last_stats,
         });
         self.last_decided_at = Some(now);
     }
@@ -206,9 +229,15 @@ impl Core {
             divergent,
             members: active.members.iter().map(|m| m.worker.clone()).collect(),
             checkpoint: None,
+            stats: sum_stats(active.votes.values().map(|v| &v.stats)),
         });
         self.bump_generation(format!("{} aborted", active.tag));
         self.last_decided_at = Some(now);
+    }
+
+    /// The decision on `tag`, while it is among the newest kept.
+    pub(crate) fn decision_of(&self, tag: StepTag) -> Option<&DecisionRecord> {
+        self.decided.iter().rev().find(|d| d.tag == tag)
     }
 
     fn record(&mut self, d: DecisionRecord) {

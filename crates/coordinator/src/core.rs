@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use albatross_proto::domain::{
-    CheckpointDirective, DataCursor, Generation, HealInstruction, Heartbeat, HeartbeatAction,
-    HeartbeatReply, JoinAccepted, JoinRequest, LeaveRequest, Member, SampleRange, Sha256Digest,
-    StepStats, StepTag, Vote, WorkerId, WorkerPhase, WorkerRef,
+    CheckpointDirective, DataCursor, Decision, Generation, HealInstruction, Heartbeat,
+    HeartbeatAction, HeartbeatReply, JoinAccepted, JoinRequest, LeaveRequest, Member, SampleRange,
+    Sha256Digest, StepStats, StepTag, Vote, WorkerId, WorkerPhase, WorkerRef,
 };
 use albatross_proto::job::JobSpec;
 use tracing::info;
@@ -208,6 +208,7 @@ impl Core {
             cursor: self.durable.cursor,
             resume_from: if holder_alive { None } else { self.durable.latest_checkpoint.clone() },
             coordinator_instance: self.instance.clone(),
+            committed_generation: self.durable.committed_generation,
         })
     }
 
@@ -309,11 +310,10 @@ impl Core {
         }
     }
 
-    /// Whether `tag` is a step that committed (its late heartbeats are not aborted).
+    /// Whether `tag` is a step that committed or was skipped (its late heartbeats are not
+    /// aborted: its members finish it, they do not retry it).
     fn committed(&self, tag: StepTag) -> bool {
-        self.decided
-            .iter()
-            .any(|d| d.tag == tag && d.decision == albatross_proto::domain::Decision::Commit)
+        self.decided.iter().any(|d| d.tag == tag && d.decision != Decision::Abort)
     }
 
     /// Move to a new generation, so every message tagged with the old one is stale.

@@ -663,6 +663,8 @@ fn a_new_worker_gets_the_checkpoint_on_cold_start_and_rolls_back_to_it() {
         cursor: DataCursor { epoch: 3, next_sample: 0 },
         latest_checkpoint: Some(ckpt.clone()),
         aborted_steps: 2,
+        skipped_steps: 0,
+        committed_generation: Generation(6),
     };
     let mut s = Sim::restored(Some(durable));
     assert_eq!(s.core.generation(), Generation(8));
@@ -721,4 +723,196 @@ fn client_text_is_bounded_and_addresses_must_be_host_port() {
     let (_, reason, _, _) = decided(s.ok("b", tag(1, 1)));
     assert!(reason.len() < crate::core::MAX_TEXT + 100, "{}", reason.len());
     assert!(reason.starts_with("a#1 failed: éé"));
+}
+
+#[test]
+fn non_finite_with_agreeing_hashes_skips_the_step_and_consumes_its_samples() {
+    let mut s = two_running();
+    s.vote("a", tag(1, 1), VoteOutcome::Ok, true, hash(1)).expect("vote");
+    let (d, reason, divergent, ckpt) = decided(s.ok("b", tag(1, 1)));
+    let why = "a#1 saw non-finite loss or gradients";
+    assert_eq!((d, reason.as_str(), divergent, ckpt), (Decision::Skip, why, vec![], None));
+    // A late poller learns the same decision.
+    assert_eq!(decided(s.ok("a", tag(1, 1))).0, Decision::Skip);
+    let cursor = DataCursor { epoch: 0, next_sample: 12 };
+    // Decided, not retried: no generation change.
+    assert_eq!(s.effects(), [Effect::Skipped { tag: tag(1, 1), cursor, reason: why.into() }]);
+    let d = s.core.durable();
+    assert_eq!(
+        (d.generation, d.committed_step, d.cursor, d.skipped_steps, d.aborted_steps),
+        (Generation(1), 1, cursor, 1, 0)
+    );
+    assert_eq!(d.committed_generation, Generation(1));
+    // Its members finish the step rather than abort it.
+    assert_eq!(s.beat("a", tag(1, 1), WorkerPhase::Voting).0, HeartbeatAction::Continue);
+    // The next step takes the samples after the skipped ones, under the same generation.
+    let q = round(&mut s, &["a", "b"], 2, 1);
+    assert_eq!((q[0].tag, q[0].samples.clone()), (tag(1, 2), vec![r(0, 12, 18)]));
+    assert_eq!(q[0].heal, None);
+    assert_eq!(s.core.status(s.now).skipped_steps, 1);
+}
+
+#[test]
+fn a_skipped_step_may_ask_for_its_checkpoint_like_a_commit() {
+    let mut s = two_running();
+    commit_step(&mut s, &["a", "b"], tag(1, 1));
+    round(&mut s, &["a", "b"], 2, 1);
+    s.ok("a", tag(1, 2));
+    let status = s.vote("b", tag(1, 2), VoteOutcome::Ok, true, hash(1)).expect("vote");
+    let directive = CheckpointDirective { step: 2, path: "/ckpt/step-00000002".into() };
+    let (d, _, _, ckpt) = decided(status);
+    assert_eq!((d, ckpt), (Decision::Skip, Some(directive.clone())));
+    let cursor = DataCursor { epoch: 1, next_sample: 4 };
+    assert_eq!(
+        s.effects()[2..],
+        [
+            Effect::Skipped {
+                tag: tag(1, 2),
+                cursor,
+                reason: "b#1 saw non-finite loss or gradients".into()
+            },
+            Effect::CheckpointRequested { worker: w("b", 1), directive },
+        ]
+    );
+    let accepted = s.join("c", 1).expect("join c");
+    assert_eq!(
+        (accepted.committed_step, accepted.committed_generation, accepted.cursor),
+        (2, Generation(1), cursor)
+    );
+}
+
+#[test]
+fn non_finite_with_a_hash_mismatch_or_an_error_still_aborts() {
+    let mut s = Sim::new();
+    for id in ["a", "b", "c"] {
+        s.join(id, 1).expect("join");
+    }
+    round(&mut s, &["a", "b", "c"], 1, 0);
+    s.effects();
+    s.vote("a", tag(1, 1), VoteOutcome::Ok, true, hash(1)).expect("vote");
+    s.vote("b", tag(1, 1), VoteOutcome::Ok, false, hash(2)).expect("vote");
+    let (d, reason, divergent, _) = decided(s.ok("c", tag(1, 1)));
+    assert_eq!((d, divergent), (Decision::Abort, vec![w("b", 1)]));
+    assert_eq!(
+        reason,
+        "state hash mismatch: b#1 differ from the majority of 2; \
+         a#1 saw non-finite loss or gradients"
+    );
+    let d = s.core.durable();
+    assert_eq!((d.committed_step, d.skipped_steps, d.aborted_steps), (0, 0, 1));
+    assert_eq!(d.committed_generation, Generation(0));
+}
+
+/// Committed step 5 with the latest checkpoint at step 4, restored after a restart.
+fn restored_at_step_5() -> Sim {
+    let ckpt = CheckpointRef {
+        step: 4,
+        path: "/ckpt/step-00000004".into(),
+        manifest_sha256: Sha256Digest([3; 32]),
+        cursor: DataCursor { epoch: 2, next_sample: 8 },
+    };
+    Sim::restored(Some(Durable {
+        generation: Generation(7),
+        committed_step: 5,
+        cursor: DataCursor { epoch: 3, next_sample: 0 },
+        latest_checkpoint: Some(ckpt),
+        aborted_steps: 0,
+        skipped_steps: 0,
+        committed_generation: Generation(6),
+    }))
+}
+
+#[test]
+fn rollback_resumes_from_the_newest_step_a_ready_worker_holds() {
+    let mut s = restored_at_step_5();
+    s.join("a", 1).expect("join");
+    s.join("b", 1).expect("join");
+    s.effects();
+    // The checkpoint of step 4 was corrupt: a fell back to step 2's, b to step 3's.
+    s.ask("a", 1, 3, 2);
+    assert_eq!(
+        not_yet(s.ask("b", 1, 4, 3)),
+        "no ready worker holds step 5; waiting 2s for one before resuming from an older state"
+    );
+    s.wait(2.0);
+    s.core.tick(s.now);
+    // 3 steps of 12 samples in epochs of 20: the cursor after step 3 is epoch 1, sample 16.
+    let cursor = DataCursor { epoch: 1, next_sample: 16 };
+    assert_eq!(
+        s.effects(),
+        [
+            Effect::RolledBack {
+                from_step: 5,
+                to_step: 3,
+                cursor,
+                reason: "no live worker holds step 5; resuming from step 3 as held by b#1".into()
+            },
+            Effect::QuorumFormed {
+                tag: tag(8, 4),
+                members: vec![w("a", 1), w("b", 1)],
+                healing: vec![w("a", 1)],
+                fast: false,
+                reason: "all 2 live workers are ready".into(),
+            },
+        ]
+    );
+    let qa = ready(s.ask("a", 1, 3, 2));
+    assert_eq!(qa.heal.map(|h| (h.source.worker, h.target_step)), Some((w("b", 1), 3)));
+    assert_eq!(qa.samples, vec![r(1, 16, 20), r(2, 0, 2)]);
+    let d = s.core.durable();
+    assert_eq!((d.committed_step, d.cursor, d.committed_generation), (3, cursor, Generation(0)));
+    // The checkpoint of step 4 is not on the resumed history any more.
+    assert_eq!(d.latest_checkpoint, None);
+}
+
+#[test]
+fn a_worker_ahead_of_the_committed_step_is_no_rollback_source() {
+    let mut s = restored_at_step_5();
+    s.join("a", 1).expect("join");
+    s.join("b", 1).expect("join");
+    s.effects();
+    s.ask("a", 1, 2, 1);
+    // A stale report (say from before an earlier rollback) claims a step nobody committed:
+    // resuming from it would roll forward.
+    s.core.members.by_id_mut(&w("a", 1).id).expect("registered").applied_step = Some(9);
+    s.ask("b", 1, 2, 1);
+    s.core.members.by_id_mut(&w("a", 1).id).expect("registered").applied_step = Some(9);
+    s.wait(2.0);
+    s.core.tick(s.now);
+    let effects = s.effects();
+    assert_eq!(
+        effects[0],
+        Effect::RolledBack {
+            from_step: 5,
+            to_step: 1,
+            cursor: DataCursor { epoch: 0, next_sample: 12 },
+            reason: "no live worker holds step 5; resuming from step 1 as held by b#1".into()
+        }
+    );
+    assert!(
+        matches!(&effects[1], Effect::QuorumFormed { healing, .. } if *healing == [w("a", 1)]),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn rollback_to_the_initial_parameters_restarts_the_stream() {
+    let mut s = restored_at_step_5();
+    s.join("a", 1).expect("join");
+    s.join("b", 1).expect("join");
+    s.effects();
+    s.ask("a", 1, 1, 0);
+    s.ask("b", 1, 1, 0);
+    s.wait(2.0);
+    s.core.tick(s.now);
+    assert_eq!(
+        s.effects()[0],
+        Effect::RolledBack {
+            from_step: 5,
+            to_step: 0,
+            cursor: DataCursor::default(),
+            reason: "no live worker holds step 5; resuming from the initial parameters".into()
+        }
+    );
+    assert_eq!(ready(s.ask("a", 1, 1, 0)).samples, vec![r(0, 0, 6)]);
 }

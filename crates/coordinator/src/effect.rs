@@ -45,6 +45,14 @@ pub enum Effect {
         tag: StepTag,
         cursor: DataCursor,
     },
+    /// Every member voted with the same hash and no error, but at least one saw non-finite
+    /// values: no member applies an update, the step counts as decided, the cursor moved past its
+    /// samples to `cursor` (they are consumed, never retried) and the generation stays.
+    Skipped {
+        tag: StepTag,
+        cursor: DataCursor,
+        reason: String,
+    },
     /// The step is discarded and will be retried under a new generation with the same samples.
     Aborted {
         tag: StepTag,
@@ -87,4 +95,11 @@ pub struct Durable {
     pub cursor: DataCursor,
     pub latest_checkpoint: Option<CheckpointRef>,
     pub aborted_steps: u64,
+    /// Steps skipped for non-finite values (they count as decided).
+    pub skipped_steps: u64,
+    /// Generation of the quorum that committed or skipped `committed_step`; `Generation(0)` when
+    /// none did (no step decided yet, or a rollback to a step decided under an unknown
+    /// generation). Told to joining workers so one that lost the reply to its vote knows whether
+    /// its pending gradients were committed.
+    pub committed_generation: Generation,
 }

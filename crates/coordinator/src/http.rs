@@ -86,7 +86,7 @@ async function refresh(){
   try{
     const s=await (await fetch('/status')).json();
     document.getElementById('job').textContent=s.job.name;
-    document.getElementById('summary').textContent=`generation ${s.generation} · step ${s.committed_step}/${s.total_steps} · cursor epoch ${s.cursor.epoch} sample ${s.cursor.next_sample} · aborted ${s.aborted_steps} · recoveries ${s.recoveries}`;
+    document.getElementById('summary').textContent=`generation ${s.generation} · step ${s.committed_step}/${s.total_steps} · cursor epoch ${s.cursor.epoch} sample ${s.cursor.next_sample} · aborted ${s.aborted_steps} · skipped ${s.skipped_steps} · recoveries ${s.recoveries}`;
     document.getElementById('members').innerHTML=s.members.map(m=>`<tr><td>${m.rank}</td><td>${esc(m.worker_id)}#${m.incarnation}</td><td>${esc(m.address)}</td><td>${esc(m.phase)}</td><td>${m.in_quorum?'yes':''}</td><td>${m.last_heartbeat_age_ms} ms</td></tr>`).join('');
     document.getElementById('events').textContent=s.recent_events.map(e=>`${e.at_s.toFixed(1)}s  ${e.event}`).reverse().join('\n');
     draw(s.loss);

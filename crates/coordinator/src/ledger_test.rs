@@ -1,6 +1,6 @@
-//! Property test: random sequences of joins, deaths, leaves, restarts, votes and aborts never
-//! lose or duplicate a sample. The ledger holds, per committed step, the samples every rank of
-//! its quorum was given; a rollback (every holder of the newest state died) drops the steps whose
+//! Property test: random sequences of joins, deaths, leaves, restarts, votes, aborts and skips
+//! never lose or duplicate a sample. The ledger holds, per committed or skipped step, the samples
+//! every rank of its quorum was given (a skipped step's samples are consumed, never retried); a rollback (every holder of the newest state died) drops the steps whose
 //! updates were lost. At every point the ledger must cover the stream from its start up to the
 //! cursor exactly once.
 
@@ -46,6 +46,7 @@ fn random_fault_sequences_never_lose_or_duplicate_a_sample() {
     for seed in 1..=40 {
         let c = run(seed);
         totals.commits += c.commits;
+        totals.skips += c.skips;
         totals.aborts += c.aborts;
         totals.evictions += c.evictions;
         totals.rollbacks += c.rollbacks;
@@ -53,6 +54,7 @@ fn random_fault_sequences_never_lose_or_duplicate_a_sample() {
     // The sequences must actually exercise the faults.
     assert!(totals.commits > 500, "{totals:?}");
     assert!(totals.aborts > 100, "{totals:?}");
+    assert!(totals.skips > 10, "{totals:?}");
     assert!(totals.evictions > 50, "{totals:?}");
     assert!(totals.rollbacks > 0, "{totals:?}");
     eprintln!("{totals:?}");
@@ -61,6 +63,7 @@ fn random_fault_sequences_never_lose_or_duplicate_a_sample() {
 #[derive(Debug, Default)]
 struct Counts {
     commits: u64,
+    skips: u64,
     aborts: u64,
     evictions: u64,
     rollbacks: u64,
@@ -153,7 +156,9 @@ fn run(seed: u64) -> Counts {
                         };
                         match s.core.vote(s.now, &vote) {
                             Ok(VoteStatus::Decided(d)) => {
-                                if d.decision == albatross_proto::domain::Decision::Commit {
+                                // A skipped step is applied without change: the worker's
+                                // state is that of the step.
+                                if d.decision != albatross_proto::domain::Decision::Abort {
                                     wk.applied = tag.step;
                                 }
                                 wk.view = None;
@@ -168,13 +173,18 @@ fn run(seed: u64) -> Counts {
         }
         for effect in s.effects() {
             match effect {
-                Effect::Committed { tag, .. } => {
-                    counts.commits += 1;
+                // A skipped step consumes its samples exactly as a commit does.
+                Effect::Committed { tag, .. } | Effect::Skipped { tag, .. } => {
+                    if matches!(effect, Effect::Skipped { .. }) {
+                        counts.skips += 1;
+                    } else {
+                        counts.commits += 1;
+                    }
                     let ranks = told.get(&tag).expect("a committed quorum was told to its members");
                     let samples: Vec<SampleRange> = ranks.values().flatten().copied().collect();
                     assert!(
                         ledger.insert(tag.step, samples).is_none(),
-                        "seed {seed}: step {} committed twice",
+                        "seed {seed}: step {} decided twice",
                         tag.step
                     );
                 }

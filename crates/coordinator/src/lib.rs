@@ -5,12 +5,13 @@
 //! - the decision core ([`Core`]) is sans-IO: events plus an injected clock in, replies and
 //!   [`Effect`]s out; the gRPC service and HTTP page are thin shells around an actor owning it;
 //! - a step commits only if every member of its quorum voted ok with the same state hash;
-//! - the data cursor advances only on commit;
+//! - the data cursor advances only when a step is decided (committed, or skipped for
+//!   non-finite values), by exactly one global batch;
 //! - generations strictly increase, across restarts too (persisted before use), and the durable
 //!   state is written before any reply that depends on it.
 //!
 //! Entry point for `albatross coordinator --job FILE --listen ADDR --http ADDR --state-dir DIR
-//! [--token-file F]`:
+//! [--token-file F] [--metrics-log F] [--ready-file F]`:
 //!
 //! ```no_run
 //! # async fn cli() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,6 +25,8 @@
 //!     state_dir: "state".into(),
 //!     token: Some(read_token_file("token".as_ref())?),
 //!     data_fingerprint: None, // or the prepared data manifest's SHA-256
+//!     metrics_log: Some("metrics.jsonl".into()), // one JSON line per decided step
+//!     ready_file: None, // or where to write the bound addresses once serving
 //! };
 //! run_coordinator(options, async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -45,7 +48,9 @@ mod error;
 mod failure;
 mod http;
 mod membership;
+mod metrics_log;
 mod quorum;
+mod ready_file;
 mod server;
 mod service;
 mod state_file;
@@ -61,6 +66,7 @@ pub use core::Core;
 pub use cursor::{advance, ranges, split};
 pub use effect::{Durable, Effect};
 pub use error::CoordinatorError;
+pub use ready_file::{ReadyInfo, write_ready_file};
 pub use server::{CoordinatorOptions, Listeners, MAX_REQUEST_BYTES, run_coordinator, serve};
 pub use service::{CoordinatorGrpc, MAX_POLL, parse_grpc_timeout, poll_deadline};
 pub use state_file::{Restored, StateStore};

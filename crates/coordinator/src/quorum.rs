@@ -4,13 +4,13 @@
 use std::time::Instant;
 
 use albatross_proto::domain::{
-    DataCursor, HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome, QuorumRequest,
-    StepTag, WorkerPhase, WorkerRef,
+    DataCursor, Generation, HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome,
+    QuorumRequest, StepTag, WorkerPhase, WorkerRef,
 };
 use tracing::info;
 
 use crate::core::{ActiveStep, Core};
-use crate::cursor::split;
+use crate::cursor::{advance, split};
 use crate::membership::{MemberState, Waiting};
 use crate::{CoordinatorError, Effect};
 
@@ -155,24 +155,15 @@ impl Core {
                 }
                 Some((step, cursor, source)) => {
                     if step != committed {
-                        let reason = format!(
-                            "no live worker holds step {committed}; resuming from {source}"
-                        );
-                        info!(from_step = committed, to_step = step, %reason, "rolled back");
-                        self.effects.push(Effect::RolledBack {
-                            from_step: committed,
-                            to_step: step,
-                            cursor,
-                            reason,
-                        });
-                        self.durable.committed_step = step;
-                        self.durable.cursor = cursor;
+                        self.roll_back(step, cursor, &source);
                     }
-                    up = (0..chosen.len()).filter(|&i| chosen[i].1 == Some(step)).collect();
+                    up = (0..chosen.len())
+                        .filter(|&i| chosen[i].1 == Some(step) && !chosen[i].2)
+                        .collect();
                 }
                 None => {
                     return format!(
-                        "no ready worker holds step {committed} or a checkpoint; waiting for one"
+                        "no ready worker holds step {committed} or an older step; waiting for one"
                     );
                 }
             }
@@ -181,23 +172,68 @@ impl Core {
         String::new()
     }
 
-    /// Where to resume when nobody holds the committed step: the latest checkpoint if a ready
-    /// worker loaded it, else the initial parameters if a ready worker holds them.
+    /// Where to resume when nobody holds the committed step: the newest step at or below it
+    /// that a chosen worker holds (a worker whose newest checkpoint was corrupt loaded an older
+    /// one; a fresh worker holds step 0, the initial parameters). Never a step above the
+    /// committed one: nothing past it was decided, so such a state is not a source. Nor the state
+    /// of a worker whose hash disagreed in a vote.
     fn rollback_target(
         &self,
         chosen: &[(Member, Option<u64>, bool)],
     ) -> Option<(u64, DataCursor, String)> {
-        let holds = |step: u64| chosen.iter().any(|c| c.1 == Some(step));
+        let committed = self.durable.committed_step;
+        let (holder, step) = chosen
+            .iter()
+            .filter(|c| !c.2)
+            .filter_map(|c| c.1.filter(|s| *s <= committed).map(|s| (&c.0.worker, s)))
+            .max_by_key(|(_, s)| *s)?;
         if let Some(c) = &self.durable.latest_checkpoint
-            && holds(c.step)
+            && c.step == step
         {
             return Some((
-                c.step,
+                step,
                 c.cursor,
                 format!("the checkpoint of step {} at {}", c.step, c.path),
             ));
         }
-        holds(0).then(|| (0, DataCursor::default(), "the initial parameters".to_owned()))
+        if step == 0 {
+            return Some((0, DataCursor::default(), "the initial parameters".to_owned()));
+        }
+        // The cursor moves by exactly one global batch per decided step, so the cursor after
+        // `step` is a pure function of it.
+        let cursor = advance(
+            DataCursor::default(),
+            step.saturating_mul(self.cfg.global_batch),
+            self.cfg.epoch_size,
+        );
+        Some((step, cursor, format!("step {step} as held by {holder}")))
+    }
+
+    /// Resume from the older `step`: the steps after it are undone (their samples will be used
+    /// again), and nothing may name a step past it any more.
+    fn roll_back(&mut self, step: u64, cursor: DataCursor, source: &str) {
+        let committed = self.durable.committed_step;
+        let reason = format!("no live worker holds step {committed}; resuming from {source}");
+        info!(from_step = committed, to_step = step, %reason, "rolled back");
+        self.effects.push(Effect::RolledBack {
+            from_step: committed,
+            to_step: step,
+            cursor,
+            reason,
+        });
+        self.durable.committed_step = step;
+        self.durable.cursor = cursor;
+        // Which generation decided `step` is not known any more; 0 matches no worker's pending
+        // vote, so none applies gradients of a step that was undone.
+        self.durable.committed_generation = Generation(0);
+        // A checkpoint of an undone step is not on the resumed history: no cold start may load
+        // it, and a report of one still being written is refused.
+        if self.durable.latest_checkpoint.as_ref().is_some_and(|c| c.step > step) {
+            self.durable.latest_checkpoint = None;
+        }
+        if self.pending_checkpoint.as_ref().is_some_and(|p| p.directive.step > step) {
+            self.pending_checkpoint = None;
+        }
     }
 
     fn start_step(

@@ -18,6 +18,8 @@ use tracing::{info, warn};
 
 use crate::actor::{Actor, Wakeups};
 use crate::auth::TokenCheck;
+use crate::metrics_log::MetricsLog;
+use crate::ready_file::{ReadyInfo, write_ready_file};
 use crate::service::CoordinatorGrpc;
 use crate::telemetry::Telemetry;
 use crate::{CoordinatorError, Core, CoreConfig, StateStore};
@@ -43,6 +45,11 @@ pub struct CoordinatorOptions {
     pub token: Option<String>,
     /// SHA-256 of the prepared data manifest, if known; workers reading other data are refused.
     pub data_fingerprint: Option<albatross_proto::domain::Sha256Digest>,
+    /// `--metrics-log`: append one JSON line per committed or skipped step to this file.
+    pub metrics_log: Option<PathBuf>,
+    /// `--ready-file`: once listening with the state saved, write the bound addresses here
+    /// (JSON, atomically), so a launcher that bound port 0 learns the ports.
+    pub ready_file: Option<PathBuf>,
 }
 
 /// The sockets a coordinator serves on.
@@ -95,9 +102,13 @@ pub async fn serve(
     cfg.data_fingerprint = options.data_fingerprint;
     let tick = (cfg.heartbeat_interval.min(cfg.join_grace) / 4)
         .clamp(Duration::from_millis(10), Duration::from_millis(250));
-    let core = Core::new(cfg, &options.job, restored.map(|r| r.durable), instance_id());
+    let instance = instance_id();
+    let core = Core::new(cfg, &options.job, restored.map(|r| r.durable), instance.clone());
     // The new generation is durable before anyone can see it.
     store.save(core.durable())?;
+    // Opened before serving, so a wrong path stops the coordinator at once instead of costing
+    // a warning on every step.
+    let metrics_log = options.metrics_log.as_deref().map(MetricsLog::open).transpose()?;
     info!(
         %addr,
         job = %options.job.name,
@@ -122,6 +133,7 @@ pub async fn serve(
         tick,
         stop: stop_rx,
         telemetry,
+        metrics_log,
     };
     let actor_failed = Arc::clone(&failed);
     let actor_task = tokio::spawn(async move {
@@ -139,10 +151,19 @@ pub async fn serve(
     let reflection =
         services::reflection().map_err(|e| CoordinatorError::Transport(e.to_string()))?;
     let handle = CoordinatorGrpc::new(events_tx, quorum_rx, decision_rx);
-    let http_task = match http {
-        Some(http) => {
-            let http_addr =
-                http.local_addr().map_err(|e| CoordinatorError::Transport(e.to_string()))?;
+    let http_addr = http
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(|e| CoordinatorError::Transport(e.to_string()))?;
+    if let Some(path) = &options.ready_file {
+        // Both listeners are bound and the state is saved: a connection made now is served.
+        let info = ReadyInfo { grpc: addr, http: http_addr, pid: std::process::id(), instance };
+        write_ready_file(path, &info)?;
+        info!(path = %path.display(), "ready file written");
+    }
+    let http_task = match http.zip(http_addr) {
+        Some((http, http_addr)) => {
             info!(%http_addr, "status page and metrics serving");
             let app = crate::http::router(handle.clone(), metrics);
             let mut stop = http_stop;
@@ -192,3 +213,7 @@ fn instance_id() -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{}-{nanos:x}", std::process::id())
 }
+
+#[cfg(test)]
+#[path = "server_test.rs"]
+mod tests;

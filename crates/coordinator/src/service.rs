@@ -224,6 +224,7 @@ pub(crate) fn status_to_wire(v: StatusView) -> wire::GetStatusResponse {
             .collect(),
         latest_checkpoint: v.latest_checkpoint.map(Into::into),
         aborted_steps: v.aborted_steps,
+        skipped_steps: v.skipped_steps,
         recoveries: v.recoveries,
         last_step: Some(v.last_step.into()),
         coordinator_instance: v.instance,

@@ -28,6 +28,13 @@ struct Record {
     generation: u64,
     committed_step: u64,
     aborted_steps: u64,
+    /// Added after format 1 was first written: files without it load as 0.
+    #[serde(default)]
+    skipped_steps: u64,
+    /// Added after format 1 was first written: files without it load as 0 (unknown), which
+    /// matches no worker's pending vote, so none applies gradients on that account.
+    #[serde(default)]
+    committed_generation: u64,
     cursor: CursorRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checkpoint: Option<CheckpointRecord>,
@@ -142,6 +149,8 @@ impl StateStore {
             generation: durable.generation.0,
             committed_step: durable.committed_step,
             aborted_steps: durable.aborted_steps,
+            skipped_steps: durable.skipped_steps,
+            committed_generation: durable.committed_generation.0,
             cursor: cursor_record(durable.cursor),
             checkpoint: durable.latest_checkpoint.as_ref().map(|c| CheckpointRecord {
                 step: c.step,
@@ -254,6 +263,8 @@ fn to_durable(r: &Record) -> Result<Durable, CoordinatorError> {
         cursor: DataCursor { epoch: r.cursor.epoch, next_sample: r.cursor.next_sample },
         latest_checkpoint,
         aborted_steps: r.aborted_steps,
+        skipped_steps: r.skipped_steps,
+        committed_generation: Generation(r.committed_generation),
     })
 }
 

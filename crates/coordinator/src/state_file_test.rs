@@ -13,6 +13,8 @@ fn durable(step: u64) -> Durable {
             cursor: DataCursor { epoch: 1, next_sample: step },
         }),
         aborted_steps: 2,
+        skipped_steps: step / 2,
+        committed_generation: Generation(2 + step),
     }
 }
 
@@ -110,5 +112,31 @@ fn a_restarted_core_resumes_under_a_higher_generation() {
             to: Generation(8),
             reason: "coordinator restarted".into()
         }]
+    );
+}
+
+#[test]
+fn a_state_file_written_before_skips_and_committed_generations_still_loads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let s = store(tmp.path());
+    let old = durable(6);
+    s.save(&old).expect("save");
+    // Rewrite the file as an older coordinator wrote it: without the two added keys, with a
+    // valid checksum, so only the missing keys are under test.
+    let current = tmp.path().join(CURRENT);
+    let text = fs::read_to_string(&current).expect("read");
+    let (_, body) = text.split_once('\n').expect("header");
+    let body: String = body
+        .lines()
+        .filter(|l| !l.starts_with("skipped_steps") && !l.starts_with("committed_generation"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&current, format!("{HEADER}{}\n{body}", Sha256Digest::of(&body).to_hex()))
+        .expect("write");
+    let restored = s.load().expect("load").expect("state");
+    assert_eq!(restored.fell_back, None);
+    assert_eq!(
+        restored.durable,
+        Durable { skipped_steps: 0, committed_generation: Generation(0), ..old }
     );
 }

@@ -30,6 +30,8 @@ pub struct StatusView {
     pub members: Vec<MemberView>,
     pub latest_checkpoint: Option<CheckpointRef>,
     pub aborted_steps: u64,
+    /// Steps decided without an update because a member saw non-finite values.
+    pub skipped_steps: u64,
     pub recoveries: u64,
     pub last_step: StepStats,
     pub instance: String,
@@ -41,7 +43,7 @@ impl Core {
         self.members.iter().count()
     }
 
-    /// The summed figures of the last committed step.
+    /// The summed figures of the last committed (or skipped) step.
     pub fn last_step_stats(&self) -> StepStats {
         self.last_stats
     }
@@ -77,6 +79,7 @@ impl Core {
             members,
             latest_checkpoint: self.durable.latest_checkpoint.clone(),
             aborted_steps: self.durable.aborted_steps,
+            skipped_steps: self.durable.skipped_steps,
             recoveries: self.recoveries,
             last_step: self.last_stats,
             instance: self.instance.clone(),

@@ -95,6 +95,7 @@ pub fn status_json(s: &wire::GetStatusResponse) -> Value {
         "members": members,
         "latest_checkpoint": checkpoint,
         "aborted_steps": s.aborted_steps,
+        "skipped_steps": s.skipped_steps,
         "recoveries": s.recoveries,
         "last_step": {
             "samples": last.samples,
@@ -113,7 +114,8 @@ pub fn status_json(s: &wire::GetStatusResponse) -> Value {
 pub fn status_table(s: &wire::GetStatusResponse) -> String {
     let cursor = s.cursor.unwrap_or_default();
     let mut out = format!(
-        "job {} · generation {} · step {}/{} · cursor epoch {} sample {} · aborted {} · recoveries {}\n",
+        "job {} · generation {} · step {}/{} · cursor epoch {} sample {} · aborted {} · skipped {} \
+         · recoveries {}\n",
         s.job_name,
         s.generation,
         s.committed_step,
@@ -121,6 +123,7 @@ pub fn status_table(s: &wire::GetStatusResponse) -> String {
         cursor.epoch,
         cursor.next_sample,
         s.aborted_steps,
+        s.skipped_steps,
         s.recoveries
     );
     if let Some(c) = &s.latest_checkpoint {
@@ -170,6 +173,7 @@ mod tests {
                 in_quorum: true,
             }],
             aborted_steps: 1,
+            skipped_steps: 2,
             ..Default::default()
         }
     }
@@ -180,7 +184,8 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
-            "job demo · generation 3 · step 7/100 · cursor epoch 1 sample 12 · aborted 1 · recoveries 0"
+            "job demo · generation 3 · step 7/100 · cursor epoch 1 sample 12 · aborted 1 · \
+             skipped 2 · recoveries 0"
         );
         assert!(lines[1].starts_with("RANK  WORKER"), "{table}");
         assert!(
@@ -199,6 +204,7 @@ mod tests {
         assert_eq!(v["members"][0]["phase"], "computing");
         assert_eq!(v["members"][0]["worker_id"], "w-0");
         assert_eq!(v["cursor"]["next_sample"], 12);
+        assert_eq!((v["aborted_steps"].clone(), v["skipped_steps"].clone()), (json!(1), json!(2)));
         assert_eq!(v["latest_checkpoint"], Value::Null);
     }
 }

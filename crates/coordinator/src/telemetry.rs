@@ -87,6 +87,11 @@ impl Telemetry {
                             self.losses.push_back((core.durable().committed_step, loss));
                         }
                     }
+                    Effect::Skipped { .. } => {
+                        // No update was applied: not a step for the throughput and loss
+                        // figures, and not a recovery from a failure either.
+                        counter!("albatross_skipped_steps_total").increment(1);
+                    }
                     Effect::Aborted { .. } => {
                         counter!("albatross_aborted_steps_total").increment(1);
                         self.failure_since.get_or_insert(now);
@@ -140,6 +145,7 @@ fn describe(effect: &Effect) -> String {
             format!("quorum {tag} of {} members: {reason}", members.len())
         }
         Effect::Committed { tag, .. } => format!("{tag} committed"),
+        Effect::Skipped { tag, reason, .. } => format!("{tag} skipped: {reason}"),
         Effect::Aborted { tag, reason, .. } => format!("{tag} aborted: {reason}"),
         Effect::SuspicionNotConfirmed { reporter, suspect, reason } => {
             format!("{reporter} suspects {suspect} (not confirmed): {reason}")

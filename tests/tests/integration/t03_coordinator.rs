@@ -66,6 +66,8 @@ async fn start(state_dir: &Path) -> Running {
         state_dir: state_dir.to_owned(),
         token: Some(TOKEN.to_owned()),
         data_fingerprint: Some(Sha256Digest::of("t03 data")),
+        metrics_log: None,
+        ready_file: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let listeners = Listeners { grpc, http: Some(http) };

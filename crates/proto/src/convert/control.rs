@@ -61,6 +61,7 @@ impl From<JoinAccepted> for wire::JoinResponse {
             cursor: Some(j.cursor.into()),
             resume_from: j.resume_from.map(Into::into),
             coordinator_instance: j.coordinator_instance,
+            committed_generation: j.committed_generation.0,
         }
     }
 }
@@ -79,6 +80,7 @@ impl TryFrom<wire::JoinResponse> for JoinAccepted {
             cursor: required(j.cursor, "cursor")?,
             resume_from: optional(j.resume_from, "resume_from")?,
             coordinator_instance: j.coordinator_instance,
+            committed_generation: Generation(j.committed_generation),
         })
     }
 }
@@ -170,6 +172,7 @@ impl From<VoteDecision> for wire::VoteResponse {
         let decision = match d.decision {
             Decision::Commit => wire::Decision::Commit,
             Decision::Abort => wire::Decision::Abort,
+            Decision::Skip => wire::Decision::Skip,
         };
         Self {
             decision: decision.into(),
@@ -187,6 +190,7 @@ impl TryFrom<wire::VoteResponse> for VoteDecision {
             wire::Decision::Unspecified => return Err(ConvertError::missing("decision")),
             wire::Decision::Commit => Decision::Commit,
             wire::Decision::Abort => Decision::Abort,
+            wire::Decision::Skip => Decision::Skip,
         };
         Ok(Self {
             decision,

@@ -97,6 +97,7 @@ fn control_messages_round_trip() {
         cursor: DataCursor { epoch: 0, next_sample: 99 * 32 },
         resume_from: Some(checkpoint()),
         coordinator_instance: "c-1".into(),
+        committed_generation: Generation(8),
     });
     round_trip::<_, wire::HeartbeatRequest>(Heartbeat {
         worker: worker("w", 2),
@@ -128,6 +129,13 @@ fn control_messages_round_trip() {
         reason: "hash mismatch".into(),
         divergent: vec![worker("worker-2", 1)],
         checkpoint: Some(CheckpointDirective { step: 120, path: "step-120".into() }),
+    });
+    // A skip may carry a checkpoint directive, as a commit does.
+    round_trip::<_, wire::VoteResponse>(VoteDecision {
+        decision: Decision::Skip,
+        reason: "w#2 saw non-finite loss or gradients".into(),
+        divergent: vec![],
+        checkpoint: Some(CheckpointDirective { step: 8, path: "step-8".into() }),
     });
     round_trip::<_, wire::OpTag>(OpTag { generation: Generation(2), step: 5, op_seq: 1 });
 }
@@ -246,4 +254,22 @@ fn conversion_errors_become_invalid_argument() {
     let status = tonic::Status::from(err);
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("members"), "{}", status.message());
+}
+
+#[test]
+fn wire_numbers_of_added_values_are_fixed() {
+    // Added values keep their numbers forever (proto evolution rule): a worker built against an
+    // older contract must read DECISION_SKIP as the unknown value 3, not as another decision.
+    assert_eq!(wire::Decision::Skip as i32, 3);
+    let skip = wire::VoteResponse { decision: 3, ..Default::default() };
+    assert_eq!(VoteDecision::try_from(skip).map(|d| d.decision), Ok(Decision::Skip));
+    // A JoinResponse from a coordinator that predates committed_generation reads as "none".
+    let old = wire::JoinResponse {
+        job_spec_toml: "name = \"x\"\n".into(),
+        job_fingerprint: Sha256Digest::of("job").0.to_vec().into(),
+        cursor: Some(DataCursor::default().into()),
+        ..Default::default()
+    };
+    let accepted = JoinAccepted::try_from(old).expect("converts");
+    assert_eq!(accepted.committed_generation, Generation(0));
 }

@@ -38,4 +38,10 @@ pub struct JoinAccepted {
     pub cursor: DataCursor,
     pub resume_from: Option<CheckpointRef>,
     pub coordinator_instance: String,
+    /// Generation of the quorum that decided (committed or skipped) `committed_step`;
+    /// `Generation(0)` when no step was decided yet. A worker that voted ok on step `s` under
+    /// generation `g` and lost the reply (the coordinator crashed after persisting its decision)
+    /// applies its pending reduced gradients on re-join if and only if
+    /// `(committed_step, committed_generation) == (s, g)`, and discards them otherwise.
+    pub committed_generation: Generation,
 }

@@ -33,11 +33,18 @@ pub struct Vote {
     pub stats: StepStats,
 }
 
-/// Commit or abort.
+/// What the quorum decided on a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Decision {
+    /// Apply the reduced gradients and advance.
     Commit,
+    /// Discard the gradients; the step is retried under a new generation with the same samples.
     Abort,
+    /// A member saw non-finite loss or gradients while every member agreed otherwise: discard the
+    /// gradients and treat the step as applied without change. Its samples are consumed (a model
+    /// that really diverges would otherwise retry the same samples forever) and the generation
+    /// stays the same.
+    Skip,
 }
 
 /// The quorum's decision on a step, as told to one member.
