@@ -157,8 +157,12 @@ pub fn list(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
 }
 
 /// Writes step `contents.step`'s checkpoint under `root` atomically and keeps the newest
-/// `keep` (at least 1). Returns the checkpoint's directory.
-pub fn write(root: &Path, contents: &CheckpointContents<'_>, keep: usize) -> Result<PathBuf> {
+/// `keep` (at least 1). Returns the checkpoint's directory and the SHA-256 of its manifest.
+pub fn write(
+    root: &Path,
+    contents: &CheckpointContents<'_>,
+    keep: usize,
+) -> Result<(PathBuf, Sha256Digest)> {
     std::fs::create_dir_all(root).map_err(io(root))?;
     let name = dir_name(contents.step);
     let target = root.join(&name);
@@ -172,6 +176,7 @@ pub fn write(root: &Path, contents: &CheckpointContents<'_>, keep: usize) -> Res
         return Err(e);
     }
     sync_dir(&tmp)?;
+    let (_, manifest_sha256) = digest_file(&tmp.join(MANIFEST_FILE))?;
     // A checkpoint of the same step (written before a rollback) is replaced, never merged.
     if target.exists() {
         let old = root.join(format!(".old-{name}-{}", std::process::id()));
@@ -184,7 +189,7 @@ pub fn write(root: &Path, contents: &CheckpointContents<'_>, keep: usize) -> Res
     sync_dir(root)?;
     prune(root, keep)?;
     tracing::info!(dir = %target.display(), step = contents.step, "checkpoint written");
-    Ok(target)
+    Ok((target, manifest_sha256))
 }
 
 fn write_files(dir: &Path, c: &CheckpointContents<'_>) -> Result<()> {

@@ -36,7 +36,10 @@ fn write_step(root: &Path, step: u64, st: &TrainerState, keep: usize) -> PathBuf
         layout: &layout,
         state: st,
     };
-    write(root, &contents, keep).expect("write checkpoint")
+    let (dir, manifest) = write(root, &contents, keep).expect("write checkpoint");
+    let (_, actual) = digest_file(&dir.join(MANIFEST_FILE)).expect("digest");
+    assert_eq!(manifest, actual);
+    dir
 }
 
 #[test]

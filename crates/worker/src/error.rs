@@ -36,6 +36,23 @@ pub enum WorkerError {
         /// Index of the first one.
         first: usize,
     },
+    /// A call to the coordinator failed.
+    #[error("coordinator call {call} failed: {code}: {message}")]
+    Rpc {
+        /// The RPC (`Join`, `Vote`, …).
+        call: &'static str,
+        code: tonic::Code,
+        message: String,
+    },
+    /// A state transfer from a peer failed or was refused.
+    #[error("state transfer from {peer} failed: {reason}")]
+    Transfer { peer: String, reason: String },
+    /// A collective operation failed.
+    #[error(transparent)]
+    Collective(#[from] albatross_collective::CollectiveError),
+    /// The worker cannot start: bad options, an unreachable or foreign job, unusable data.
+    #[error("{0}")]
+    Setup(String),
     /// A checkpoint could not be written, or one on disk is incomplete, corrupt or foreign.
     #[error("checkpoint {}: {reason}", path.display())]
     Checkpoint {

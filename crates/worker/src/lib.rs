@@ -15,6 +15,7 @@ pub mod error;
 pub mod gradients;
 mod model_config;
 mod objective;
+pub mod runtime;
 pub mod state;
 pub mod trainer;
 

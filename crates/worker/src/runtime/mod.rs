@@ -1,0 +1,422 @@
+//! The worker process: join → (resume from a checkpoint) → per step: await quorum → heal if
+//! told → compute → all-reduce → vote → apply or discard, with heartbeats in the background,
+//! state served to healing peers, checkpoints written when asked, and a graceful leave.
+//!
+//! Every wait has a deadline or is a bounded long poll, and every step can be cancelled by the
+//! coordinator (through a heartbeat answer) or by the shutdown signal.
+
+mod client;
+mod heartbeat;
+mod hooks;
+mod step;
+mod transfer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use albatross_collective::{Collective, CollectiveConfig};
+use albatross_data::Dataset;
+use albatross_model::DefaultAutodiffBackend;
+use albatross_proto::domain::{
+    BuildInfo, JoinAccepted, JoinRequest, LeaveRequest, StepTag, WorkerId, WorkerPhase, WorkerRef,
+};
+use albatross_proto::job::JobSpec;
+use albatross_proto::services;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+pub use client::{CoordinatorClient, LONG_POLL};
+pub use heartbeat::{Beacon, Directive, Position};
+pub use hooks::{ENV as TEST_HOOKS_ENV, TestHooks};
+pub use transfer::{PublishedState, Snapshot};
+
+use crate::error::{Result, WorkerError};
+use crate::trainer::Trainer;
+
+/// The training backend of the worker process.
+pub type Backend = DefaultAutodiffBackend;
+
+/// How to run one worker (`albatross worker …`).
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The coordinator's gRPC URL, `http://host:port`.
+    pub coordinator: String,
+    /// Where this worker serves `PeerService` (port 0: any free port).
+    pub listen: SocketAddr,
+    /// `host:port` peers use to reach this worker; by default the bound address, with
+    /// `127.0.0.1` standing in for an unspecified IP.
+    pub advertise: Option<String>,
+    /// Stable worker name (a restarted process keeps it and fences its old incarnation).
+    pub id: String,
+    /// Prepared data; the job's `data.dir` when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Checkpoint root; the job's `checkpoint.dir` when `None`.
+    pub checkpoint_dir: Option<PathBuf>,
+    pub token: Option<String>,
+    /// The job this worker was started with; the coordinator's must have the same fingerprint.
+    pub expected_job: Option<JobSpec>,
+    pub hooks: TestHooks,
+}
+
+/// Why the worker stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// The job reached its last step.
+    Finished { final_step: u64 },
+    /// The shutdown signal arrived; the worker left the job.
+    Stopped,
+    /// The coordinator told it to stop (a newer incarnation, or the job ended).
+    ToldToStop(String),
+}
+
+/// What a worker reports when it stops (`--report-file`): the launcher compares replicas.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerSummary {
+    pub worker: String,
+    pub exit: String,
+    /// The last step whose update this worker holds.
+    pub applied_step: u64,
+    /// Hex state hash (parameters and LAMB moments) at exit, when a model was built.
+    pub state_hash: Option<String>,
+    /// Hex parameter hash at exit, when a model was built.
+    pub parameter_hash: Option<String>,
+}
+
+impl WorkerExit {
+    fn describe(&self) -> String {
+        match self {
+            Self::Finished { final_step } => format!("finished at step {final_step}"),
+            Self::Stopped => "stopped by signal".to_owned(),
+            Self::ToldToStop(why) => format!("told to stop: {why}"),
+        }
+    }
+}
+
+/// A worker that has joined: job, data, trainer, collective, and its published state.
+pub(crate) struct Session {
+    pub options: WorkerOptions,
+    pub me: WorkerRef,
+    pub advertise: String,
+    pub client: CoordinatorClient,
+    pub job: JobSpec,
+    pub job_fingerprint: albatross_proto::domain::Sha256Digest,
+    pub dataset_len: u64,
+    pub checkpoint_root: PathBuf,
+    /// `None` only while a blocking call holds it.
+    pub trainer: Option<Trainer<Backend>>,
+    pub collective: Collective,
+    pub published: Arc<PublishedState>,
+    pub beacon: Arc<Beacon>,
+    pub shutdown: CancellationToken,
+    pub hooks: TestHooks,
+    /// Checkpoint writes in flight (waited for before exiting).
+    pub checkpoints: tokio::task::JoinSet<()>,
+    /// A step voted ok whose decision was not heard (see [`step::PendingUpdate`]).
+    pub pending: Option<step::PendingUpdate>,
+}
+
+fn incarnation_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
+}
+
+/// Runs a worker until the job finishes, `shutdown` completes, or the coordinator says stop.
+///
+/// # Errors
+/// Bad options, a job or data this worker cannot run, or a fatal local failure.
+pub async fn run_worker(
+    options: WorkerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<WorkerSummary> {
+    let stop = CancellationToken::new();
+    let stop_on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested");
+        stop_on_signal.cancel();
+    });
+    let id = WorkerId::new(options.id.clone())
+        .map_err(|e| WorkerError::Setup(format!("--id {:?}: {}", e.id, e.reason)))?;
+    let me = WorkerRef { id, incarnation: incarnation_now() };
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| WorkerError::Setup(format!("cannot listen on {}: {e}", options.listen)))?;
+    let bound = listener.local_addr().map_err(|e| WorkerError::Setup(e.to_string()))?;
+    let advertise = options.advertise.clone().unwrap_or_else(|| {
+        let ip = if bound.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            bound.ip().to_string()
+        };
+        format!("{ip}:{}", bound.port())
+    });
+    let collective = Collective::new(CollectiveConfig::default())?;
+    let server_stop = stop.clone();
+    let peer_service = collective.peer_server().into_service();
+    let (health_reporter, health) = services::health();
+    health_reporter
+        .set_service_status("albatross.v1.PeerService", tonic_health::ServingStatus::Serving)
+        .await;
+    let server = collective
+        .config()
+        .server
+        .server_builder()
+        .add_service(health)
+        .add_service(peer_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            server_stop.cancelled().await;
+        });
+    let server = tokio::spawn(server);
+    tracing::info!(worker = %me, %bound, %advertise, coordinator = %options.coordinator, "worker serving peers");
+
+    let client = CoordinatorClient::new(
+        &options.coordinator,
+        options.token.as_deref(),
+        Duration::from_secs(5),
+    )?;
+    let result = session_loop(options, me, advertise, client, collective, stop.clone()).await;
+    stop.cancel();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "peer server stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "peer server task failed"),
+    }
+    result
+}
+
+/// Join, run until told to rejoin, repeat.
+async fn session_loop(
+    options: WorkerOptions,
+    me: WorkerRef,
+    advertise: String,
+    client: CoordinatorClient,
+    collective: Collective,
+    stop: CancellationToken,
+) -> Result<WorkerSummary> {
+    let unjoined = |exit: WorkerExit| WorkerSummary {
+        worker: me.to_string(),
+        exit: exit.describe(),
+        applied_step: 0,
+        state_hash: None,
+        parameter_hash: None,
+    };
+    let Some(accepted) = join(&client, &me, &advertise, &options, &stop).await? else {
+        return Ok(unjoined(WorkerExit::Stopped));
+    };
+    let mut session =
+        Session::open(options, me, advertise, client, collective, stop, &accepted).await?;
+    let mut accepted = Some(accepted);
+    loop {
+        let exit = match session.run(accepted.take()).await {
+            Ok(step::SessionEnd::Rejoin(reason)) => {
+                tracing::warn!(%reason, "joining the coordinator again");
+                let again = join(
+                    &session.client,
+                    &session.me,
+                    &session.advertise,
+                    &session.options,
+                    &session.shutdown,
+                )
+                .await?;
+                match again {
+                    Some(again) => {
+                        accepted = Some(again);
+                        continue;
+                    }
+                    None => WorkerExit::Stopped,
+                }
+            }
+            Ok(step::SessionEnd::Exit(exit)) => exit,
+            Err(e) => {
+                session.finish_checkpoints().await;
+                session.leave(&WorkerExit::ToldToStop(e.to_string())).await;
+                return Err(e);
+            }
+        };
+        // The final checkpoint is reported while this worker is still registered.
+        session.finish_checkpoints().await;
+        session.leave(&exit).await;
+        return Ok(session.summary(&exit).await);
+    }
+}
+
+/// Joins, retrying while the coordinator is unreachable; `None` when stopped meanwhile.
+async fn join(
+    client: &CoordinatorClient,
+    me: &WorkerRef,
+    advertise: &str,
+    options: &WorkerOptions,
+    stop: &CancellationToken,
+) -> Result<Option<JoinAccepted>> {
+    let request = JoinRequest {
+        worker: me.clone(),
+        advertise_address: advertise.to_owned(),
+        build: BuildInfo::current(),
+        expected_job_fingerprint: options.expected_job.as_ref().map(JobSpec::fingerprint),
+        data_fingerprint: None,
+    };
+    let mut backoff = Duration::from_millis(100);
+    let mut attempts = 0u32;
+    loop {
+        if stop.is_cancelled() {
+            return Ok(None);
+        }
+        attempts += 1;
+        match client.join(request.clone()).await {
+            Ok(accepted) => {
+                tracing::info!(
+                    worker = %me,
+                    generation = %accepted.generation,
+                    committed_step = accepted.committed_step,
+                    instance = %accepted.coordinator_instance,
+                    "joined"
+                );
+                return Ok(Some(accepted));
+            }
+            Err(WorkerError::Rpc { code, .. }) if retryable(code) => {}
+            Err(e) => return Err(e),
+        }
+        if attempts == 5 || attempts % 50 == 0 {
+            tracing::warn!(attempts, coordinator = %options.coordinator, "coordinator not reachable yet; retrying");
+        }
+        // Jittered exponential backoff, so a restarted coordinator is not stampeded.
+        let jitter = 0.5
+            + f64::from(
+                SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 1000,
+            ) / 1000.0;
+        tokio::select! {
+            () = stop.cancelled() => return Ok(None),
+            () = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Errors that mean "the coordinator is not there right now", worth retrying.
+pub(crate) fn retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::Internal
+    )
+}
+
+impl Session {
+    async fn open(
+        options: WorkerOptions,
+        me: WorkerRef,
+        advertise: String,
+        client: CoordinatorClient,
+        collective: Collective,
+        shutdown: CancellationToken,
+        accepted: &JoinAccepted,
+    ) -> Result<Self> {
+        let job = JobSpec::from_toml_str(&accepted.job_spec_toml, "the coordinator's job")
+            .map_err(|e| {
+                WorkerError::Setup(format!("the coordinator sent a job this build refuses: {e}"))
+            })?;
+        let job_fingerprint = job.fingerprint();
+        if job_fingerprint != accepted.job_fingerprint {
+            return Err(WorkerError::Setup(format!(
+                "the coordinator's job fingerprint {} does not match its job text ({job_fingerprint})",
+                accepted.job_fingerprint
+            )));
+        }
+        let data_dir = options.data_dir.clone().unwrap_or_else(|| job.data.dir.clone());
+        let checkpoint_root =
+            options.checkpoint_dir.clone().unwrap_or_else(|| job.checkpoint.dir.clone());
+        let dir = data_dir.clone();
+        let dataset = tokio::task::spawn_blocking(move || Dataset::open(&dir))
+            .await
+            .map_err(|e| WorkerError::Setup(format!("opening the data panicked: {e}")))?
+            .map_err(|e| {
+                WorkerError::Setup(format!(
+                    "cannot open the prepared data at {}: {e}",
+                    data_dir.display()
+                ))
+            })?;
+        let dataset = Arc::new(dataset);
+        let dataset_len = dataset.len();
+        let job_for_trainer = job.clone();
+        let trainer = tokio::task::spawn_blocking(move || {
+            Trainer::<Backend>::new(&job_for_trainer, dataset, Default::default())
+        })
+        .await
+        .map_err(|e| WorkerError::Setup(format!("building the model panicked: {e}")))??;
+        let layout = trainer.layout().fingerprint();
+        let published = Arc::new(PublishedState::new(job_fingerprint, layout));
+        collective.install_state_source(
+            Arc::clone(&published) as Arc<dyn albatross_collective::StateSource>
+        );
+        let beacon = Beacon::new(Position {
+            tag: StepTag { generation: accepted.generation, step: 0 },
+            phase: WorkerPhase::Idle,
+        });
+        let hooks = options.hooks.clone();
+        let mut session = Self {
+            options,
+            me,
+            advertise,
+            client,
+            job,
+            job_fingerprint,
+            dataset_len,
+            checkpoint_root,
+            trainer: Some(trainer),
+            collective,
+            published,
+            beacon,
+            shutdown,
+            hooks,
+            checkpoints: tokio::task::JoinSet::new(),
+            pending: None,
+        };
+        session.publish_current(0).await?;
+        Ok(session)
+    }
+
+    /// Leaves the job (best effort, bounded): the next quorum forms without waiting.
+    async fn leave(&self, exit: &WorkerExit) {
+        let reason = match exit {
+            WorkerExit::Finished { final_step } => format!("the job finished at step {final_step}"),
+            WorkerExit::Stopped => "shutdown signal".to_owned(),
+            WorkerExit::ToldToStop(why) => why.clone(),
+        };
+        self.beacon.set_phase(WorkerPhase::Leaving);
+        let leave =
+            self.client.leave(LeaveRequest { worker: self.me.clone(), reason: reason.clone() });
+        match tokio::time::timeout(Duration::from_secs(3), leave).await {
+            Ok(Ok(())) => tracing::info!(%reason, "left the job"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "leave not delivered"),
+            Err(_) => tracing::debug!("leave timed out"),
+        }
+    }
+
+    async fn summary(&mut self, exit: &WorkerExit) -> WorkerSummary {
+        let snapshot = self.published.current();
+        let parameter_hash = match self.trainer.as_ref().map(Trainer::parameter_hash) {
+            Some(Ok(hash)) => Some(hash),
+            _ => None,
+        };
+        WorkerSummary {
+            worker: self.me.to_string(),
+            exit: exit.describe(),
+            applied_step: snapshot.as_ref().map_or(0, |s| s.applied_step),
+            state_hash: snapshot.map(|s| s.state_hash.to_hex()),
+            parameter_hash,
+        }
+    }
+
+    async fn finish_checkpoints(&mut self) {
+        while self.checkpoints.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,329 @@
+//! Live recovery: a worker that is new or behind streams a healthy peer's full state
+//! (`PeerService.FetchState`) instead of reading a checkpoint.
+//!
+//! The serving side publishes a [`Snapshot`] after every applied step: the state as bytes and
+//! its hash, computed once and shared by the vote, the transfer and checkpoints. The stream is
+//! one header, the parameter section, the optimizer section (pieces of at most
+//! [`PIECE_BYTES`], each a zero-copy slice), then a trailer with the SHA-256 of every payload.
+//! The receiving side checks the header against its own job and layout, every piece's place,
+//! the trailer's checksum, and finally that the state it rebuilt hashes to the header's state
+//! hash — so what it loads is bit for bit what the source votes with.
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use albatross_collective::{ChannelOptions, StateSource, StateStream, connect};
+use albatross_proto::domain::{Member, Sha256Digest, WorkerRef};
+use albatross_proto::wire::v1 as wire;
+use albatross_proto::wire::v1::peer_service_client::PeerServiceClient;
+use albatross_proto::wire::v1::state_chunk::Part;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::error::{Result, WorkerError};
+use crate::state::{TrainerState, f32s_to_le_bytes, le_bytes_to_f32s};
+
+/// Largest data piece of a transfer (well under the peer server's message limit).
+pub const PIECE_BYTES: usize = 1 << 20;
+
+/// A replica's state after some applied step, ready to serve and to hash.
+pub struct Snapshot {
+    pub applied_step: u64,
+    pub state_hash: Sha256Digest,
+    pub parameters: Bytes,
+    pub optimizer: Bytes,
+    /// The same state as f32 sections (checkpoints are written from it).
+    pub state: Arc<TrainerState>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("applied_step", &self.applied_step)
+            .field("state_hash", &self.state_hash)
+            .field("bytes", &(self.parameters.len() + self.optimizer.len()))
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Encodes `state` (after step `applied_step`) and hashes it under `layout`.
+    pub fn new(applied_step: u64, state: TrainerState, layout: &[u8; 32]) -> Self {
+        let state_hash = state.hash(layout);
+        Self {
+            applied_step,
+            state_hash,
+            parameters: Bytes::from(f32s_to_le_bytes(&state.parameters)),
+            optimizer: Bytes::from(f32s_to_le_bytes(&state.optimizer)),
+            state: Arc::new(state),
+        }
+    }
+
+    /// The same state relabelled as the state after a later step (a skipped step changes
+    /// nothing but the step).
+    pub fn relabel(&self, applied_step: u64) -> Self {
+        Self {
+            applied_step,
+            state_hash: self.state_hash,
+            parameters: self.parameters.clone(),
+            optimizer: self.optimizer.clone(),
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+/// The worker's [`StateSource`]: serves whatever snapshot was published last.
+#[derive(Debug)]
+pub struct PublishedState {
+    job_fingerprint: Sha256Digest,
+    layout_fingerprint: [u8; 32],
+    current: RwLock<Option<Arc<Snapshot>>>,
+}
+
+impl PublishedState {
+    pub fn new(job_fingerprint: Sha256Digest, layout_fingerprint: [u8; 32]) -> Self {
+        Self { job_fingerprint, layout_fingerprint, current: RwLock::new(None) }
+    }
+
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(snapshot);
+    }
+
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+fn section_pieces(
+    section: wire::StateSection,
+    bytes: &Bytes,
+) -> impl Iterator<Item = wire::StateChunk> {
+    let bytes = bytes.clone();
+    (0..bytes.len()).step_by(PIECE_BYTES).map(move |offset| wire::StateChunk {
+        part: Some(Part::Data(wire::StateData {
+            section: section as i32,
+            byte_offset: offset as u64,
+            payload: bytes.slice(offset..(offset + PIECE_BYTES).min(bytes.len())),
+        })),
+    })
+}
+
+impl StateSource for PublishedState {
+    fn fetch_state(&self, request: wire::FetchStateRequest) -> Result<StateStream, Status> {
+        let Some(snapshot) = self.current() else {
+            return Err(Status::unavailable("this worker holds no state yet"));
+        };
+        if snapshot.applied_step != request.target_step {
+            return Err(Status::failed_precondition(format!(
+                "this worker holds step {}, the request wants step {}",
+                snapshot.applied_step, request.target_step
+            )));
+        }
+        let requester = request.requester.map(|r| r.worker_id).unwrap_or_default();
+        tracing::info!(%requester, step = snapshot.applied_step, "serving state to a healing peer");
+        let header = wire::StateHeader {
+            tag: Some(wire::StepTag { generation: request.generation, step: request.target_step }),
+            applied_step: snapshot.applied_step,
+            cursor: None,
+            job_fingerprint: Bytes::copy_from_slice(self.job_fingerprint.as_bytes()),
+            layout_fingerprint: Bytes::copy_from_slice(&self.layout_fingerprint),
+            state_hash: Bytes::copy_from_slice(snapshot.state_hash.as_bytes()),
+            sections: vec![
+                wire::SectionLength {
+                    section: wire::StateSection::Parameters as i32,
+                    byte_len: snapshot.parameters.len() as u64,
+                },
+                wire::SectionLength {
+                    section: wire::StateSection::Optimizer as i32,
+                    byte_len: snapshot.optimizer.len() as u64,
+                },
+            ],
+        };
+        let checksum = Sha256::new()
+            .chain_update(&snapshot.parameters)
+            .chain_update(&snapshot.optimizer)
+            .finalize();
+        let trailer = wire::StateChunk {
+            part: Some(Part::Trailer(wire::StateTrailer {
+                sha256: Bytes::copy_from_slice(&checksum),
+            })),
+        };
+        let chunks = std::iter::once(wire::StateChunk { part: Some(Part::Header(header)) })
+            .chain(section_pieces(wire::StateSection::Parameters, &snapshot.parameters))
+            .chain(section_pieces(wire::StateSection::Optimizer, &snapshot.optimizer))
+            .chain(std::iter::once(trailer))
+            .map(Ok)
+            .collect::<Vec<_>>();
+        Ok(Box::pin(tokio_stream::iter(chunks)))
+    }
+}
+
+/// What the healing worker must end up with.
+#[derive(Debug, Clone)]
+pub struct FetchTarget<'a> {
+    pub me: &'a WorkerRef,
+    pub source: &'a Member,
+    pub generation: u64,
+    pub step: u64,
+    pub job_fingerprint: Sha256Digest,
+    pub layout_fingerprint: [u8; 32],
+    /// Bytes of the parameter section the layout implies.
+    pub parameter_bytes: usize,
+    pub deadline: Instant,
+}
+
+fn refuse(source: &Member, reason: impl Into<String>) -> WorkerError {
+    WorkerError::Transfer {
+        peer: format!("{} ({})", source.worker, source.address),
+        reason: reason.into(),
+    }
+}
+
+/// Streams `target.source`'s state after `target.step`, verified, within the deadline.
+pub async fn fetch_state(
+    target: &FetchTarget<'_>,
+    cancel: &CancellationToken,
+) -> Result<(TrainerState, Sha256Digest)> {
+    let source = target.source;
+    let work = async {
+        let channel = connect(
+            &source.address,
+            &ChannelOptions::default(),
+            target.deadline,
+            cancel,
+            "state transfer",
+        )
+        .await?;
+        let mut client =
+            PeerServiceClient::new(channel).max_decoding_message_size(PIECE_BYTES + (64 << 10));
+        let mut request = tonic::Request::new(wire::FetchStateRequest {
+            requester: Some(target.me.clone().into()),
+            generation: target.generation,
+            target_step: target.step,
+        });
+        request.set_timeout(target.deadline.saturating_duration_since(Instant::now()));
+        let mut stream = client
+            .fetch_state(request)
+            .await
+            .map_err(|s| refuse(source, format!("{}: {}", s.code(), s.message())))?
+            .into_inner();
+        receive(target, &mut stream).await
+    };
+    tokio::select! {
+        () = cancel.cancelled() => Err(refuse(source, "cancelled")),
+        () = tokio::time::sleep_until(target.deadline) => Err(refuse(source, "deadline passed")),
+        result = work => result,
+    }
+}
+
+async fn receive(
+    target: &FetchTarget<'_>,
+    stream: &mut tonic::Streaming<wire::StateChunk>,
+) -> Result<(TrainerState, Sha256Digest)> {
+    let source = target.source;
+    let next = |m: Option<Result<wire::StateChunk, Status>>| -> Result<Part> {
+        match m {
+            None => Err(refuse(source, "stream ended early")),
+            Some(Err(s)) => Err(refuse(source, format!("{}: {}", s.code(), s.message()))),
+            Some(Ok(chunk)) => chunk.part.ok_or_else(|| refuse(source, "empty chunk")),
+        }
+    };
+    let Part::Header(header) = next(stream.next().await)? else {
+        return Err(refuse(source, "the stream does not start with a header"));
+    };
+    if header.applied_step != target.step {
+        return Err(refuse(
+            source,
+            format!("sent step {}, wanted {}", header.applied_step, target.step),
+        ));
+    }
+    if header.job_fingerprint.as_ref() != target.job_fingerprint.as_bytes() {
+        return Err(refuse(source, "runs another job (job fingerprint differs)"));
+    }
+    if header.layout_fingerprint.as_ref() != target.layout_fingerprint {
+        return Err(refuse(source, "has another parameter layout"));
+    }
+    let expected_hash = Sha256Digest::try_from(header.state_hash.as_ref())
+        .map_err(|e| refuse(source, format!("state_hash: {e}")))?;
+    let mut lengths = [0usize; 2];
+    for s in &header.sections {
+        let index = section_index(s.section).ok_or_else(|| refuse(source, "unknown section"))?;
+        lengths[index] =
+            usize::try_from(s.byte_len).map_err(|_| refuse(source, "section too large"))?;
+    }
+    let [param_len, optim_len] = lengths;
+    if param_len != target.parameter_bytes || (optim_len != 0 && optim_len != 2 * param_len) {
+        return Err(refuse(
+            source,
+            format!("section sizes {param_len} and {optim_len} bytes do not fit the layout"),
+        ));
+    }
+    let mut sections = [Vec::with_capacity(param_len), Vec::with_capacity(optim_len)];
+    let mut checksum = Sha256::new();
+    let mut current = 0;
+    loop {
+        match next(stream.next().await)? {
+            Part::Header(_) => return Err(refuse(source, "a second header")),
+            Part::Data(data) => {
+                let index = section_index(data.section)
+                    .ok_or_else(|| refuse(source, "data of an unknown section"))?;
+                // Sections arrive in order, pieces contiguous: anything else is refused.
+                if index < current {
+                    return Err(refuse(source, "sections out of order"));
+                }
+                current = index;
+                let buf = &mut sections[index];
+                if data.byte_offset != buf.len() as u64
+                    || buf.len() + data.payload.len() > lengths[index]
+                {
+                    return Err(refuse(
+                        source,
+                        format!("piece at byte {} is out of place", data.byte_offset),
+                    ));
+                }
+                checksum.update(&data.payload);
+                buf.extend_from_slice(&data.payload);
+            }
+            Part::Trailer(trailer) => {
+                if trailer.sha256.as_ref() != checksum.finalize().as_slice() {
+                    return Err(refuse(source, "the transfer checksum does not match"));
+                }
+                break;
+            }
+        }
+    }
+    if sections[0].len() != param_len || sections[1].len() != optim_len {
+        return Err(refuse(source, "the stream ended before every section was complete"));
+    }
+    let [parameters, optimizer] = sections;
+    let state = TrainerState {
+        parameters: le_bytes_to_f32s("parameter section", &parameters)?,
+        optimizer: le_bytes_to_f32s("optimizer section", &optimizer)?,
+    };
+    let hash = state.hash(&target.layout_fingerprint);
+    if hash != expected_hash {
+        return Err(refuse(
+            source,
+            format!("state hash {hash} differs from the announced {expected_hash}"),
+        ));
+    }
+    Ok((state, hash))
+}
+
+fn section_index(section: i32) -> Option<usize> {
+    match wire::StateSection::try_from(section).ok()? {
+        wire::StateSection::Parameters => Some(0),
+        wire::StateSection::Optimizer => Some(1),
+        wire::StateSection::Unspecified => None,
+    }
+}
+
+/// Default time allowed for a state transfer of `bytes`: 10 s plus 20 MB/s.
+pub fn transfer_deadline(bytes: usize) -> Duration {
+    Duration::from_secs(10) + Duration::from_secs_f64(bytes as f64 / 20e6)
+}
