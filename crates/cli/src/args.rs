@@ -34,6 +34,12 @@ pub enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Train on this machine: a coordinator and N worker processes on loopback, with a progress
+    /// bar; writes summary.json, metrics.jsonl, loss.png and checkpoints to --out. With no
+    /// arguments: the tiny preset on the bundled sample corpus.
+    Launch(LaunchArgs),
+    /// Run a worker: join the coordinator, train, serve state to peers, write checkpoints.
+    Worker(WorkerArgs),
     /// Run the coordinator of a job (the control plane; one per job).
     Coordinator(CoordinatorArgs),
     /// Show a running job's status, asked from its coordinator.
@@ -90,6 +96,82 @@ pub struct CoordinatorArgs {
     /// Samples per epoch; read from the prepared data's manifest (`data.dir`) when absent.
     #[arg(long)]
     pub epoch_size: Option<u64>,
+    /// Append one JSON object per line for every committed or skipped step (loss, accuracies,
+    /// throughput figures, cursor, counters) to FILE; a restarted coordinator keeps appending.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_log: Option<PathBuf>,
+    /// Once listening, write `{"grpc", "http", "pid", "instance"}` as JSON to FILE (atomically)
+    /// with the actually bound addresses, so a launcher that passed port 0 learns the ports.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The coordinator's gRPC URL.
+    #[arg(long, default_value = "http://127.0.0.1:7070", env = "ALBATROSS_COORDINATOR")]
+    pub coordinator: String,
+    /// Where to serve peers (all-reduce pieces, state transfer); port 0 picks a free one.
+    #[arg(long, default_value = "0.0.0.0:7071")]
+    pub listen: SocketAddr,
+    /// host:port peers use to reach this worker (default: the bound address; 127.0.0.1 for an
+    /// unspecified IP). On Kubernetes: the pod's stable DNS name.
+    #[arg(long, env = "ALBATROSS_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Stable name of this worker (a restarted process with the same name replaces the old
+    /// one); default: $HOSTNAME, else worker-<pid>.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Prepared data directory (default: the job's data.dir).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Checkpoint root (default: the job's checkpoint.dir).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// File holding the join token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// The job this worker expects; joining a coordinator with another job fails.
+    #[arg(long)]
+    pub job: Option<PathBuf>,
+    /// Compute threads (0: every core). One worker per core with 1 thread each is fastest.
+    #[arg(long, default_value_t = 0, env = "ALBATROSS_THREADS")]
+    pub threads: usize,
+    /// Write a JSON summary (final step, state and parameter hashes) here on exit.
+    #[arg(long)]
+    pub report_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LaunchArgs {
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Job spec; default: the built-in demo job (tiny preset, bundled corpus).
+    #[arg(long)]
+    pub job: Option<PathBuf>,
+    /// Prepared data; default: the job's data.dir, or for the demo job the bundled sample
+    /// corpus, prepared on first use into a cache directory.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output directory (summary.json, metrics.jsonl, loss.png, checkpoints, logs).
+    #[arg(long, default_value = "albatross-run")]
+    pub out: PathBuf,
+    /// Compute threads per worker (default: cores / workers, at least 1).
+    #[arg(long)]
+    pub threads_per_worker: Option<usize>,
+    /// Model preset of the demo job (ignored with --job).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Steps to train (overrides the job's optimizer.total_steps).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Samples per step over all workers (overrides the job's batch.global_batch_size).
+    #[arg(long)]
+    pub global_batch: Option<u32>,
+    /// Start over: remove the previous run's coordinator state and checkpoints in --out.
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -4,7 +4,9 @@
 
 mod args;
 mod commands;
+mod launch;
 mod logging;
+pub mod plot;
 
 use std::process::ExitCode;
 

@@ -554,6 +554,34 @@ fn slow_quorum_waits_the_join_grace_for_stragglers_and_bumps_the_generation() {
 }
 
 #[test]
+fn a_silent_previous_member_is_not_waited_for_past_one_heartbeat_interval() {
+    let mut s = two_running();
+    commit_step(&mut s, &["a", "b"], tag(1, 1));
+    s.join("c", 1).expect("join c");
+    s.effects();
+    assert_eq!(not_yet(s.ask("c", 1, 1, 0)), "1 of 3 live workers are ready; min_workers is 2");
+    s.wait(0.5);
+    assert_eq!(
+        not_yet(s.ask("a", 1, 2, 1)),
+        "waiting 1.5s more for stragglers: 2 of 3 live workers are ready"
+    );
+    // b (killed after its vote) has now been silent for longer than the heartbeat interval.
+    s.wait(0.6);
+    s.core.tick(s.now);
+    let qa = ready(s.ask("a", 1, 2, 1));
+    let members: Vec<WorkerRef> = qa.members.iter().map(|m| m.worker.clone()).collect();
+    assert_eq!(members, [w("a", 1), w("c", 1)]);
+    let formed = s.effects().into_iter().find_map(|e| match e {
+        Effect::QuorumFormed { reason, .. } => Some(reason),
+        _ => None,
+    });
+    assert_eq!(
+        formed.as_deref(),
+        Some("all 2 responsive workers are ready; 1 live workers silent for over 1s")
+    );
+}
+
+#[test]
 fn rejoin_with_a_higher_incarnation_replaces_the_old_self_and_aborts_its_step() {
     let mut s = two_running();
     let accepted = s.join("b", 2).expect("rejoin");

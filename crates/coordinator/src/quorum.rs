@@ -108,10 +108,26 @@ impl Core {
         let opened = self.last_decided_at.map_or(opened, |d| d.max(opened));
         let grace_end = opened + self.cfg.join_grace;
         let grace_over = now >= grace_end;
+        // A worker that is not ready and has not been heard for a whole heartbeat interval
+        // (healthy workers beat several times per interval, even mid-compute) is most likely
+        // dead: waiting the join grace for it would only delay recovery. It still counts as
+        // live until its heartbeat timeout, and rejoins the next quorum if it was just slow.
+        let interval = self.cfg.heartbeat_interval;
+        let responsive = self
+            .live(now)
+            .filter(|m| {
+                m.waiting.is_some() || now.saturating_duration_since(m.last_heard) <= interval
+            })
+            .count();
         let why = if fast {
             format!("fast quorum: every member of the previous quorum is ready ({ready} ready)")
         } else if ready == live {
             format!("all {live} live workers are ready")
+        } else if ready == responsive {
+            format!(
+                "all {ready} responsive workers are ready; {} live workers silent for over {interval:?}",
+                live - ready
+            )
         } else if grace_over {
             format!(
                 "join grace of {:?} expired with {ready} of {live} live workers ready",

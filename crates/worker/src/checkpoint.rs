@@ -413,6 +413,9 @@ pub fn read(dir: &Path, layout: &GradLayout, job: Sha256Digest) -> Result<Loaded
     Ok(LoadedCheckpoint { dir: dir.to_path_buf(), meta, state })
 }
 
+/// Checkpoints that failed verification: the directory and why.
+pub type Rejected = Vec<(PathBuf, String)>;
+
 /// The newest valid checkpoint under `root` at or before `at_most` (every step when `None`).
 /// Each newer one that fails verification is logged as a warning naming it and why, and
 /// returned in the second list, so the caller can report it.
@@ -421,7 +424,7 @@ pub fn newest_valid(
     at_most: Option<u64>,
     layout: &GradLayout,
     job: Sha256Digest,
-) -> Result<(Option<LoadedCheckpoint>, Vec<(PathBuf, String)>)> {
+) -> Result<(Option<LoadedCheckpoint>, Rejected)> {
     let mut rejected = Vec::new();
     for (step, dir) in list(root)?.into_iter().rev() {
         if at_most.is_some_and(|limit| step > limit) {

@@ -92,7 +92,7 @@ pub fn f32s_to_le_bytes(values: &[f32]) -> Vec<u8> {
 /// # Errors
 /// When the length is not a multiple of 4, naming `what`.
 pub fn le_bytes_to_f32s(what: &str, bytes: &[u8]) -> Result<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(ModelError::WrongSize {
             what: what.to_owned(),
             expected: "a multiple of 4 bytes".to_owned(),

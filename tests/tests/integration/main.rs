@@ -5,6 +5,7 @@ mod t01_cli;
 mod t02_grpc_services;
 mod t03_coordinator;
 mod t04_cli_pipeline;
+mod t05_cluster;
 
 use albatross_tests::Albatross;
 

@@ -37,6 +37,8 @@ pub fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         token,
         data_fingerprint: None,
+        metrics_log: args.metrics_log,
+        ready_file: args.ready_file,
     };
     runtime()?.block_on(run_coordinator(options, shutdown_signal()))?;
     Ok(())
@@ -69,12 +71,12 @@ pub fn bench(workers: u32, rounds: u32, channels: usize, json: bool) -> anyhow::
     write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")
 }
 
 /// Completes on SIGINT or SIGTERM (Kubernetes stops pods with SIGTERM).
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::warn!(%err, "cannot listen for Ctrl-C");

@@ -5,6 +5,7 @@ mod config;
 mod coordinator;
 mod data;
 mod model;
+mod worker;
 
 use std::io::Write;
 
@@ -17,6 +18,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Config(cmd) => config::run(cmd),
         Command::Model(cmd) => model::run(cmd),
         Command::Bench(cmd) => model::bench(cmd),
+        Command::Launch(args) => crate::launch::run(args),
+        Command::Worker(args) => worker::run(args),
         Command::Coordinator(args) => coordinator::run(args),
         Command::Status(args) => coordinator::status(args),
         Command::PrepareData(args) => data::prepare_data(args),
@@ -25,8 +28,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+pub(crate) use coordinator::{runtime, shutdown_signal};
+
 /// Command output goes to stdout (logs go to stderr).
-fn write_stdout(text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write to stdout")
 }

@@ -282,7 +282,7 @@ async fn join(
             Err(WorkerError::Rpc { code, .. }) if retryable(code) => {}
             Err(e) => return Err(e),
         }
-        if attempts == 5 || attempts % 50 == 0 {
+        if attempts == 5 || attempts.is_multiple_of(50) {
             tracing::warn!(attempts, coordinator = %options.coordinator, "coordinator not reachable yet; retrying");
         }
         // Jittered exponential backoff, so a restarted coordinator is not stampeded.

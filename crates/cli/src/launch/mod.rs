@@ -1,0 +1,450 @@
+//! `albatross launch`: a coordinator and N worker processes of this same binary on loopback,
+//! a progress bar fed by the coordinator's metrics log, and on exit `summary.json`,
+//! `metrics.jsonl`, `loss.png`, checkpoints and per-process logs under `--out`.
+//!
+//! The launcher supervises: a worker that dies is restarted under the same name (it heals from
+//! a live peer), up to a few times; Ctrl-C stops the workers with SIGTERM (they leave the job
+//! cleanly) and then the coordinator.
+
+mod demo;
+mod summary;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use albatross_coordinator::ReadyInfo;
+use albatross_data::Manifest;
+use albatross_proto::job::JobSpec;
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub use summary::{MetricsLine, Summary, WorkerReport, read_metrics, summarize};
+
+use crate::args::LaunchArgs;
+use crate::commands::{runtime, shutdown_signal, write_stdout};
+
+/// Restarts of crashed workers before the launcher gives up.
+const MAX_RESTARTS: u32 = 3;
+
+/// The files of one run directory.
+#[derive(Debug, Clone)]
+struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+    fn log(&self, name: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{name}.log"))
+    }
+    fn report(&self, worker: &str) -> PathBuf {
+        self.root.join("workers").join(format!("{worker}.json"))
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
+    let run = RunDir { root: absolute(&args.out)? };
+    if args.fresh {
+        for stale in
+            ["coordinator", "checkpoints", "metrics.jsonl", "workers", "summary.json", "loss.png"]
+        {
+            let path = run.path(stale);
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+    for dir in ["logs", "workers"] {
+        std::fs::create_dir_all(run.path(dir))
+            .with_context(|| format!("cannot create {}", run.path(dir).display()))?;
+    }
+    let job = effective_job(&args, &run)?;
+    let job_path = run.path("job.toml");
+    std::fs::write(&job_path, job.to_canonical_toml())
+        .with_context(|| format!("cannot write {}", job_path.display()))?;
+    let manifest = Manifest::load(&job.data.dir).with_context(|| {
+        format!("no prepared data in {} (run `albatross prepare-data`)", job.data.dir.display())
+    })?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = args.threads_per_worker.unwrap_or((cores / args.workers).max(1));
+    tracing::info!(
+        workers = args.workers,
+        threads_per_worker = threads,
+        preset = ?job.model.preset,
+        steps = job.optimizer.total_steps,
+        samples = manifest.stats.examples,
+        out = %run.root.display(),
+        "launching a local cluster"
+    );
+    let started = Instant::now();
+    let mut cluster =
+        Cluster::start(&run, &job_path, manifest.stats.examples, args.workers, threads)?;
+    let outcome = runtime()?.block_on(cluster.watch(&job, shutdown_signal()));
+    cluster.stop();
+    let outcome = outcome?;
+    let lines = read_metrics(&run.path("metrics.jsonl"))?;
+    let reports: Vec<WorkerReport> = (0..args.workers)
+        .filter_map(|i| {
+            let text = std::fs::read_to_string(run.report(&worker_name(i))).ok()?;
+            serde_json::from_str(&text).ok()
+        })
+        .collect();
+    let summary = summarize(
+        &lines,
+        &reports,
+        args.workers,
+        u64::from(job.batch.global_batch_size),
+        started.elapsed().as_secs_f64(),
+    );
+    let summary_path = run.path("summary.json");
+    std::fs::write(&summary_path, serde_json::to_string_pretty(&summary)? + "\n")
+        .with_context(|| format!("cannot write {}", summary_path.display()))?;
+    let points: Vec<(u64, f64)> = lines.iter().filter_map(|l| Some((l.step, l.loss?))).collect();
+    crate::plot::write_loss_png(&run.path("loss.png"), &points)?;
+    write_stdout(&describe(&summary, &run, outcome))?;
+    if outcome == Outcome::Interrupted {
+        bail!("interrupted at step {}", summary.final_step);
+    }
+    Ok(())
+}
+
+fn describe(s: &Summary, run: &RunDir, outcome: Outcome) -> String {
+    let loss = |l: Option<f64>| l.map_or("-".to_owned(), |l| format!("{l:.3}"));
+    format!(
+        "{} at step {}: loss {} -> {}, {} workers, {} aborted steps, {} recoveries, {} skipped\n\
+         samples: {} committed, {} duplicated, {} lost; replica hashes agree: {}\n\
+         {}tokens/s; wrote {}/{{summary.json,metrics.jsonl,loss.png,checkpoints/}}\n",
+        match outcome {
+            Outcome::Finished => "finished",
+            Outcome::Interrupted => "stopped",
+        },
+        s.final_step,
+        loss(s.initial_loss),
+        loss(s.final_loss),
+        s.workers,
+        s.aborted_steps,
+        s.recoveries,
+        s.steps_skipped,
+        s.samples_committed,
+        s.samples_duplicated,
+        s.samples_lost,
+        s.replica_hashes_agree,
+        s.tokens_per_second.map_or(String::new(), |t| format!("{t:.0} ")),
+        run.root.display(),
+    )
+}
+
+/// The job to run: `--job`, or the demo job on the bundled corpus; data and checkpoint
+/// directories made absolute (every process resolves them alike), overrides applied.
+fn effective_job(args: &LaunchArgs, run: &RunDir) -> anyhow::Result<JobSpec> {
+    let mut job = match &args.job {
+        Some(path) => JobSpec::from_path(path)?,
+        None => {
+            let preset = args.preset.as_deref().unwrap_or("tiny");
+            let steps = args.steps.unwrap_or(300);
+            let batch = args.global_batch.unwrap_or(16);
+            JobSpec::from_toml_str(
+                &demo::job_toml(preset, steps, batch, args.workers),
+                "the demo job",
+            )?
+        }
+    };
+    job.data.dir = match (&args.data, &args.job) {
+        (Some(dir), _) => absolute(dir)?,
+        (None, Some(_)) => absolute(&job.data.dir)?,
+        (None, None) => demo::prepared_sample(&demo::cache_root(&run.path("cache")))?,
+    };
+    job.checkpoint.dir = run.path("checkpoints");
+    if let Some(steps) = args.steps {
+        job.optimizer.total_steps = steps;
+    }
+    if let Some(batch) = args.global_batch {
+        job.batch.global_batch_size = batch;
+    }
+    job.fault_tolerance.max_workers = job.fault_tolerance.max_workers.max(args.workers as u32);
+    // Round-trip through the validator: overrides obey the same rules as a job file.
+    JobSpec::from_toml_str(&job.to_canonical_toml(), "the launch job").map_err(Into::into)
+}
+
+fn worker_name(i: usize) -> String {
+    format!("worker-{i}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Finished,
+    Interrupted,
+}
+
+/// One supervised worker process.
+#[derive(Debug)]
+struct WorkerProcess {
+    name: String,
+    child: Option<Child>,
+    restarts: u32,
+    done: bool,
+}
+
+/// The coordinator and workers of one launch.
+#[derive(Debug)]
+struct Cluster {
+    run: RunDir,
+    exe: PathBuf,
+    coordinator: Child,
+    grpc: String,
+    threads: usize,
+    workers: Vec<WorkerProcess>,
+}
+
+fn log_file(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open the log {}", path.display()))?;
+    let copy = file.try_clone().with_context(|| format!("cannot reopen {}", path.display()))?;
+    Ok((Stdio::from(file), Stdio::from(copy)))
+}
+
+impl Cluster {
+    fn start(
+        run: &RunDir,
+        job_path: &Path,
+        epoch_size: u64,
+        workers: usize,
+        threads: usize,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find this program's path")?;
+        let ready = run.path("coordinator.ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let (out, err) = log_file(&run.log("coordinator"))?;
+        let mut coordinator = Command::new(&exe)
+            .arg("coordinator")
+            .arg("--job")
+            .arg(job_path)
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--state-dir")
+            .arg(run.path("coordinator"))
+            .arg("--metrics-log")
+            .arg(run.path("metrics.jsonl"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--epoch-size")
+            .arg(epoch_size.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .context("cannot start the coordinator")?;
+        let info = match wait_ready(&ready, &mut coordinator, Duration::from_secs(30)) {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = coordinator.kill();
+                let _ = coordinator.wait();
+                return Err(e.context(format!("see {}", run.log("coordinator").display())));
+            }
+        };
+        tracing::info!(grpc = %info.grpc, http = ?info.http, "coordinator ready");
+        if let Some(http) = info.http {
+            tracing::info!("status page: http://{http}/");
+        }
+        let mut cluster = Self {
+            run: run.clone(),
+            exe,
+            coordinator,
+            grpc: format!("http://{}", info.grpc),
+            threads,
+            workers: (0..workers)
+                .map(|i| WorkerProcess {
+                    name: worker_name(i),
+                    child: None,
+                    restarts: 0,
+                    done: false,
+                })
+                .collect(),
+        };
+        for i in 0..workers {
+            cluster.spawn_worker(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn_worker(&mut self, i: usize) -> anyhow::Result<()> {
+        let name = self.workers[i].name.clone();
+        let (out, err) = log_file(&self.run.log(&name))?;
+        let report = self.run.report(&name);
+        let _ = std::fs::remove_file(&report);
+        let mut command = Command::new(&self.exe);
+        command
+            .arg("worker")
+            .args(["--coordinator", &self.grpc, "--listen", "127.0.0.1:0", "--id", &name])
+            .arg("--checkpoint-dir")
+            .arg(self.run.path("checkpoints"))
+            .arg("--threads")
+            .arg(self.threads.to_string())
+            .arg("--report-file")
+            .arg(&report)
+            .env("RAYON_NUM_THREADS", self.threads.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
+        self.workers[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Follows the metrics log until every worker exited or `interrupt` fires.
+    async fn watch(
+        &mut self,
+        job: &JobSpec,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<Outcome> {
+        let total = job.optimizer.total_steps;
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")
+                .context("invariant: the progress template is valid")?
+                .progress_chars("=> "),
+        );
+        let metrics = self.run.path("metrics.jsonl");
+        let mut ticker = tokio::time::interval(Duration::from_millis(250));
+        tokio::pin!(interrupt);
+        loop {
+            tokio::select! {
+                () = &mut interrupt => {
+                    bar.abandon_with_message("interrupted");
+                    return Ok(Outcome::Interrupted);
+                }
+                _ = ticker.tick() => {}
+            }
+            let lines = read_metrics(&metrics).unwrap_or_default();
+            if let Some(last) = lines.last() {
+                bar.set_position(last.step.min(total));
+                bar.set_message(progress_message(&lines));
+            }
+            if let Some(status) =
+                self.coordinator.try_wait().context("cannot poll the coordinator")?
+            {
+                bar.abandon();
+                bail!(
+                    "the coordinator exited ({status}); see {}",
+                    self.run.log("coordinator").display()
+                );
+            }
+            if self.poll_workers()? {
+                bar.finish();
+                return Ok(Outcome::Finished);
+            }
+        }
+    }
+
+    /// Reaps exited workers, restarting crashed ones; true when all are done.
+    fn poll_workers(&mut self) -> anyhow::Result<bool> {
+        for i in 0..self.workers.len() {
+            let w = &mut self.workers[i];
+            let Some(child) = w.child.as_mut() else { continue };
+            let Some(status) =
+                child.try_wait().with_context(|| format!("cannot poll {}", w.name))?
+            else {
+                continue;
+            };
+            w.child = None;
+            if status.success() {
+                w.done = true;
+                continue;
+            }
+            if w.restarts >= MAX_RESTARTS {
+                bail!(
+                    "{} failed {} times (last: {status}); see {}",
+                    w.name,
+                    w.restarts + 1,
+                    self.run.log(&w.name).display()
+                );
+            }
+            w.restarts += 1;
+            tracing::warn!(worker = %w.name, %status, restart = w.restarts, "worker died; restarting it");
+            self.spawn_worker(i)?;
+        }
+        Ok(self.workers.iter().all(|w| w.done))
+    }
+
+    /// SIGTERM everyone (workers first, so they leave while the coordinator still listens),
+    /// then SIGKILL whatever is still running after a grace period.
+    fn stop(&mut self) {
+        let mut children: Vec<&mut Child> =
+            self.workers.iter_mut().filter_map(|w| w.child.as_mut()).collect();
+        terminate(&mut children, Duration::from_secs(10));
+        terminate(&mut [&mut self.coordinator], Duration::from_secs(10));
+    }
+}
+
+fn terminate(children: &mut [&mut Child], grace: Duration) {
+    for child in children.iter_mut() {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    let until = Instant::now() + grace;
+    for child in children.iter_mut() {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= until => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+fn wait_ready(path: &Path, child: &mut Child, limit: Duration) -> anyhow::Result<ReadyInfo> {
+    let until = Instant::now() + limit;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(info) = serde_json::from_str::<ReadyInfo>(&text)
+        {
+            return Ok(info);
+        }
+        if let Some(status) = child.try_wait().context("cannot poll the coordinator")? {
+            bail!("the coordinator exited before it was ready ({status})");
+        }
+        if Instant::now() >= until {
+            bail!("the coordinator was not ready within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `loss 6.912 | 5,120 tok/s | 2 workers | 0 recoveries`.
+fn progress_message(lines: &[MetricsLine]) -> String {
+    let Some(last) = lines.last() else { return String::new() };
+    let recent = &lines[lines.len().saturating_sub(10)..];
+    let rate = match (recent.first(), recent.last()) {
+        (Some(a), Some(b)) if b.unix_ms > a.unix_ms => {
+            let tokens: u64 = recent.iter().skip(1).map(|l| l.tokens).sum();
+            format!("{:.0} tok/s", tokens as f64 * 1000.0 / (b.unix_ms - a.unix_ms) as f64)
+        }
+        _ => "- tok/s".to_owned(),
+    };
+    let loss = last.loss.map_or("-".to_owned(), |l| format!("{l:.3}"));
+    format!(
+        "loss {loss} | {rate} | {} workers | {} recoveries | {} aborted",
+        last.members, last.recoveries, last.aborted_steps
+    )
+}

@@ -1,0 +1,380 @@
+//! The training cluster as real processes: equivalence of 1, 2 and 3 workers, and the faults
+//! it must survive (SIGKILL during compute and during the all-reduce, restart and heal from a
+//! peer, SIGSTOP/SIGCONT, coordinator crash and restart, a corrupt newest checkpoint, a NaN
+//! gradient). Cluster tests run one at a time: they measure recovery times on 2 cores.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use albatross_tests::{Cluster, Proc, unix_ms};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use super::albatross;
+
+const GLOBAL_BATCH: u64 = 12;
+const LONG: Duration = Duration::from_secs(120);
+
+/// One cluster at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/data/tests/fixtures").join(name)
+}
+
+/// Prepared data shared by every cluster test: the first 1000 lines of Persuasion as 64-token
+/// samples (about 220 samples: an epoch is about 18 steps of 12).
+fn data() -> &'static Path {
+    static DATA: OnceLock<PathBuf> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        let text = std::fs::read_to_string(fixture("persuasion.txt")).expect("fixture");
+        let book = dir.join("book.txt");
+        std::fs::write(&book, text.lines().take(1000).collect::<Vec<_>>().join("\n"))
+            .expect("write");
+        let out = dir.join("data");
+        let tokenizer = fixture("albert-8k-tokenizer.json");
+        let args = [
+            "prepare-data".as_ref(),
+            "--input".as_ref(),
+            book.as_os_str(),
+            "--format".as_ref(),
+            "book".as_ref(),
+            "--tokenizer".as_ref(),
+            tokenizer.as_os_str(),
+            "--max-seq-len".as_ref(),
+            "64".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ];
+        let result = albatross().run(args, "").expect("prepare-data runs");
+        assert!(result.success, "{result:?}");
+        out
+    })
+}
+
+fn epoch_size() -> u64 {
+    let text = std::fs::read_to_string(data().join("manifest.json")).expect("manifest");
+    let manifest: Value = serde_json::from_str(&text).expect("json");
+    manifest["stats"]["examples"].as_u64().expect("examples")
+}
+
+/// The tiny model on the shared data; `extra` is appended to `[fault_tolerance]`.
+fn job(steps: u64, min_workers: u32, checkpoint_every: u64, extra: &str) -> String {
+    format!(
+        "name = \"t05\"\nseed = 7\n\
+         [model]\npreset = \"tiny\"\nvocab_size = 8000\nmax_position_embeddings = 64\n\
+         [data]\ndir = {:?}\nmax_seq_length = 64\n\
+         [optimizer]\nlearning_rate = 0.01\nwarmup_steps = 2\ntotal_steps = {steps}\n\
+         [batch]\nglobal_batch_size = {GLOBAL_BATCH}\nmicro_batch_size = 4\n\
+         [checkpoint]\ndir = \"unused\"\nevery_steps = {checkpoint_every}\nkeep = 3\n\
+         [fault_tolerance]\nmin_workers = {min_workers}\nmax_workers = 4\n{extra}",
+        data().display().to_string()
+    )
+}
+
+fn cluster(dir: &Path, job: &str) -> Cluster {
+    Cluster::new(albatross(), dir, job).expect("cluster files")
+}
+
+fn start(c: &Cluster, workers: usize) -> (Proc, String, Vec<Proc>) {
+    let (coordinator, url) = c.coordinator("127.0.0.1:0").expect("coordinator");
+    let procs = (0..workers)
+        .map(|i| c.worker(&format!("worker-{i}"), &url, None).expect("worker"))
+        .collect();
+    (coordinator, url, procs)
+}
+
+fn finish(procs: &mut [Proc]) {
+    for p in procs.iter_mut() {
+        let status = p.wait(LONG).expect("worker exits");
+        assert!(status.success(), "{} exited with {status}:\n{}", p.name, p.log_text());
+    }
+}
+
+/// Every step 1..=last decided exactly once with a full global batch and the cursor the step
+/// number implies: every sample of the stream used once, none lost.
+fn assert_exact_ledger(c: &Cluster, last: u64) {
+    let lines = c.metrics();
+    let steps: Vec<u64> = lines.iter().filter_map(|l| l["step"].as_u64()).collect();
+    assert_eq!(steps, (1..=last).collect::<Vec<_>>(), "each step decided once, in order");
+    let epoch = epoch_size();
+    for l in &lines {
+        let step = l["step"].as_u64().expect("step");
+        assert_eq!(l["samples"].as_u64(), Some(GLOBAL_BATCH), "step {step}: {l}");
+        let consumed = step * GLOBAL_BATCH;
+        assert_eq!(l["cursor"]["epoch"].as_u64(), Some(consumed / epoch), "step {step}");
+        assert_eq!(l["cursor"]["next_sample"].as_u64(), Some(consumed % epoch), "step {step}");
+    }
+}
+
+/// Exit reports of `names` all at `step` with one state hash.
+fn assert_replicas_agree(c: &Cluster, names: &[&str], step: u64) -> String {
+    let reports: Vec<Value> = names.iter().map(|n| c.report(n).expect("report")).collect();
+    for r in &reports {
+        assert_eq!(r["applied_step"].as_u64(), Some(step), "{r}");
+    }
+    let hash = reports[0]["state_hash"].as_str().expect("hash").to_owned();
+    for r in &reports {
+        assert_eq!(r["state_hash"].as_str(), Some(hash.as_str()), "replicas differ: {reports:?}");
+    }
+    hash
+}
+
+fn losses(c: &Cluster) -> Vec<f64> {
+    c.metrics().iter().map(|l| l["loss"].as_f64().expect("loss")).collect()
+}
+
+/// The first step committed after `since` (Unix ms), and when.
+fn first_commit_after(c: &Cluster, since: u64, limit: Duration) -> (u64, u64) {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(l) = c.metrics().iter().find(|l| l["unix_ms"].as_u64() > Some(since)) {
+            return (l["step"].as_u64().expect("step"), l["unix_ms"].as_u64().expect("time"));
+        }
+        assert!(Instant::now() < until, "no step committed within {limit:?} of the fault");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_members(c: &Cluster, members: u64) {
+    let until = Instant::now() + LONG;
+    while c.metrics().last().and_then(|l| l["members"].as_u64()) != Some(members) {
+        assert!(Instant::now() < until, "the quorum never reached {members} members");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn launch_trains_the_demo_and_writes_summary_metrics_plot_and_checkpoints() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let mut command = albatross().command(["launch", "--steps", "40", "--out"]);
+    command.arg(&out).env("ALBATROSS_CACHE_DIR", dir.path().join("cache"));
+    let result = command.output().expect("launch runs");
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
+    assert!(stdout.contains("finished at step 40"), "{stdout}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["steps_committed"], 40);
+    assert_eq!(summary["workers"], 2);
+    assert_eq!(summary["samples_committed"], 40 * 16);
+    assert_eq!(
+        (summary["samples_lost"].as_u64(), summary["samples_duplicated"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(summary["replica_hashes_agree"], true);
+    assert!(summary["final_param_hash"].as_str().is_some_and(|h| h.len() == 64));
+    let (first, last) = (summary["initial_loss"].as_f64(), summary["final_loss"].as_f64());
+    assert!(last < first, "loss falls: {first:?} -> {last:?}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
+    assert_eq!(metrics.lines().count(), 40);
+    let png = std::fs::read(out.join("loss.png")).expect("plot");
+    assert!(png.starts_with(b"\x89PNG"), "loss.png is a PNG");
+    // The last step is checkpointed, as a Hugging Face directory export-hf also writes.
+    let checkpoint = out.join("checkpoints").join("step-00000040");
+    assert!(
+        checkpoint.join("model.safetensors").is_file()
+            && checkpoint.join("manifest.json").is_file()
+    );
+}
+
+#[test]
+fn two_and_three_workers_match_one_worker_on_the_same_global_batch() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runs = Vec::new();
+    for workers in [1usize, 2, 3] {
+        let c = cluster(&dir.path().join(format!("w{workers}")), &job(20, workers as u32, 20, ""));
+        let (mut coordinator, _url, mut procs) = start(&c, workers);
+        finish(&mut procs);
+        coordinator.signal(Signal::SIGTERM).expect("stop");
+        coordinator.wait(LONG).expect("coordinator exits");
+        assert!(c.metrics().iter().all(|l| l["members"].as_u64() == Some(workers as u64)));
+        let names: Vec<String> = (0..workers).map(|i| format!("worker-{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_replicas_agree(&c, &names, 20);
+        let weights = c.checkpoints().join("step-00000020").join("model.safetensors");
+        let tensors = albatross_model::read_safetensors(&weights).expect("checkpoint weights");
+        runs.push((losses(&c), tensors));
+    }
+    let (one_loss, one_params) = &runs[0];
+    for (workers, (loss, params)) in [2, 3].iter().zip(&runs[1..]) {
+        for (step, (a, b)) in one_loss.iter().zip(loss).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * a.abs(),
+                "{workers} workers, step {}: {a} vs {b}",
+                step + 1
+            );
+        }
+        let mut worst = 0f32;
+        for (name, (_, values)) in one_params {
+            let (_, other) = &params[name];
+            for (x, y) in values.iter().zip(other) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+        assert!(worst <= 1e-5, "{workers} workers: parameters differ by {worst}");
+        eprintln!("{workers} workers vs 1: max parameter difference {worst:e}");
+    }
+}
+
+#[test]
+fn sigkill_during_compute_recovers_fast_and_the_restarted_worker_heals_from_a_peer() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cluster(dir.path(), &job(30, 2, 100, ""));
+    let (_coordinator, url, mut procs) = start(&c, 3);
+    wait_members(&c, 3);
+    c.wait_for_step(4, LONG).expect("training runs");
+    let killed_at = unix_ms();
+    procs[2].signal(Signal::SIGKILL).expect("kill");
+    let (step, at) = first_commit_after(&c, killed_at, Duration::from_secs(30));
+    eprintln!("SIGKILL during compute: step {step} committed {} ms after the kill", at - killed_at);
+    assert!(at - killed_at < 3000, "recovery took {} ms", at - killed_at);
+    // The restarted worker (same name) heals from a live peer, not from disk.
+    let _ = procs[2].wait(Duration::from_secs(5));
+    procs[2] = c.worker("worker-2", &url, None).expect("restart");
+    Cluster::wait_for_log(&procs[2], "healed from a live peer", LONG).expect("heals");
+    finish(&mut procs);
+    assert!(!procs[2].log_text().contains("resumed from checkpoint"));
+    assert_replicas_agree(&c, &["worker-0", "worker-1", "worker-2"], 30);
+    assert_exact_ledger(&c, 30);
+    // The survivors trained on alone until the restarted worker healed and joined again.
+    assert!(c.metrics().iter().any(|l| l["members"].as_u64() == Some(2)));
+}
+
+#[test]
+fn sigkill_during_the_all_reduce_aborts_the_step_cleanly() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cluster(dir.path(), &job(12, 2, 100, ""));
+    let (_coordinator, url, mut procs) = start(&c, 2);
+    let victim = c
+        .worker("worker-2", &url, Some("pause_before_reduce_at_step=6,pause_ms=20000"))
+        .expect("victim");
+    Cluster::wait_for_log(&victim, "pausing before the all-reduce", LONG).expect("hook fires");
+    // The others are inside step 6's all-reduce, waiting for the victim's pieces.
+    let killed_at = unix_ms();
+    victim.signal(Signal::SIGKILL).expect("kill");
+    let (step, at) = first_commit_after(&c, killed_at, Duration::from_secs(30));
+    eprintln!(
+        "SIGKILL during the all-reduce: step {step} committed {} ms after the kill",
+        at - killed_at
+    );
+    assert!(at - killed_at < 3000, "recovery took {} ms", at - killed_at);
+    assert_eq!(step, 6, "the interrupted step is retried, not skipped");
+    drop(victim);
+    finish(&mut procs);
+    assert_replicas_agree(&c, &["worker-0", "worker-1"], 12);
+    assert_exact_ledger(&c, 12);
+}
+
+#[test]
+fn a_stopped_worker_is_evicted_and_rejoins_by_healing_after_sigcont() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cluster(
+        dir.path(),
+        &job(40, 1, 100, "heartbeat_interval = \"500ms\"\nheartbeat_timeout = \"2s\"\n"),
+    );
+    let (_coordinator, _url, mut procs) = start(&c, 2);
+    wait_members(&c, 2);
+    procs[1].signal(Signal::SIGSTOP).expect("stop");
+    let stopped_at = c.last_step();
+    // The survivor trains on alone once the stopped worker is evicted.
+    c.wait_for_step(stopped_at + 3, LONG).expect("training goes on without it");
+    assert_eq!(c.metrics().last().and_then(|l| l["members"].as_u64()), Some(1));
+    procs[1].signal(Signal::SIGCONT).expect("continue");
+    Cluster::wait_for_log(&procs[1], "healed from a live peer", LONG).expect("rejoins by healing");
+    finish(&mut procs);
+    assert_replicas_agree(&c, &["worker-0", "worker-1"], 40);
+    assert_exact_ledger(&c, 40);
+}
+
+#[test]
+fn a_coordinator_crash_loses_no_committed_step() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cluster(dir.path(), &job(24, 2, 100, ""));
+    let (mut coordinator, url, mut procs) = start(&c, 2);
+    c.wait_for_step(6, LONG).expect("training runs");
+    coordinator.signal(Signal::SIGKILL).expect("kill");
+    let _ = coordinator.wait(Duration::from_secs(5));
+    let crashed_at = c.last_step();
+    // Same address, same state directory: the workers find it again.
+    let listen = url.trim_start_matches("http://").to_owned();
+    let (_restarted, _) = c.coordinator(&listen).expect("restart");
+    finish(&mut procs);
+    assert!(c.last_step() == 24 && crashed_at >= 6);
+    assert_exact_ledger(&c, 24);
+    assert_replicas_agree(&c, &["worker-0", "worker-1"], 24);
+}
+
+#[test]
+fn a_corrupt_newest_checkpoint_is_named_and_the_previous_one_resumes() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cluster(dir.path(), &job(16, 2, 4, ""));
+    let (mut coordinator, _url, mut procs) = start(&c, 2);
+    let newest = c.checkpoints().join("step-00000008");
+    c.wait_for_step(10, LONG).expect("training runs");
+    let until = Instant::now() + LONG;
+    while !newest.join("manifest.json").is_file() {
+        assert!(Instant::now() < until, "checkpoint 8 never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in procs.iter_mut() {
+        p.signal(Signal::SIGTERM).expect("stop");
+        p.wait(LONG).expect("exits");
+    }
+    coordinator.signal(Signal::SIGTERM).expect("stop");
+    coordinator.wait(LONG).expect("exits");
+    // Flip a byte in the middle of the newest checkpoint's weights.
+    let weights = newest.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).expect("weights");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&weights, bytes).expect("corrupt");
+
+    let (_coordinator, _url, mut procs) = start(&c, 2);
+    finish(&mut procs);
+    let log = procs[0].log_text() + &procs[1].log_text();
+    assert!(log.contains("step-00000008") && log.contains("corrupt"), "{log}");
+    assert!(log.contains("resumed from checkpoint"), "{log}");
+    let resumed: Vec<&str> =
+        log.lines().filter(|l| l.contains("resumed from checkpoint")).collect();
+    assert!(resumed.iter().all(|l| l.contains("step=4")), "{resumed:?}");
+    assert_replicas_agree(&c, &["worker-0", "worker-1"], 16);
+    // Steps 5..=10 ran twice: once before the stop, once after resuming from step 4.
+    let steps: Vec<u64> = c.metrics().iter().filter_map(|l| l["step"].as_u64()).collect();
+    assert_eq!(steps.last(), Some(&16));
+    assert!(steps.iter().filter(|&&s| s == 5).count() == 2, "{steps:?}");
+}
+
+#[test]
+fn a_nan_gradient_skips_the_step_on_every_worker() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cluster(dir.path(), &job(8, 2, 100, ""));
+    let (_coordinator, url, _) = start(&c, 0);
+    let mut procs = vec![
+        c.worker("worker-0", &url, None).expect("worker"),
+        c.worker("worker-1", &url, Some("nan_at_step=3")).expect("worker"),
+    ];
+    finish(&mut procs);
+    let lines = c.metrics();
+    let decisions: Vec<&str> = lines.iter().filter_map(|l| l["decision"].as_str()).collect();
+    assert_eq!(decisions[2], "skip", "{decisions:?}");
+    assert_eq!(decisions.iter().filter(|d| **d == "skip").count(), 1, "{decisions:?}");
+    assert_eq!(lines.last().and_then(|l| l["skipped_steps"].as_u64()), Some(1));
+    assert_replicas_agree(&c, &["worker-0", "worker-1"], 8);
+    assert_exact_ledger(&c, 8);
+}
