@@ -285,9 +285,13 @@ pub enum ModelCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write a model that `AlbertForPreTraining.from_pretrained(DIR)` loads. Until training
-    /// checkpoints exist this exports a freshly initialised model.
+    /// Write a model that `AlbertForPreTraining.from_pretrained(DIR)` loads: the model of a
+    /// training checkpoint (`--checkpoint`, verified against its manifest), or a freshly
+    /// initialised one.
     ExportHf {
+        /// A training checkpoint directory (`.../checkpoints/step-00001000`).
+        #[arg(long, conflicts_with_all = ["preset", "config"])]
+        checkpoint: Option<PathBuf>,
         #[command(flatten)]
         source: ModelSource,
         /// Initialisation seed.
@@ -301,6 +305,9 @@ pub enum ModelCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// A training cluster on loopback (coordinator + N worker processes) on the bundled corpus:
+    /// prints cluster tokens/s, step time and the all-reduce share. Build with `--release`.
+    Train(BenchTrainArgs),
     /// Ring all-reduce over gRPC on loopback: one process per rank; verifies the sum and prints
     /// median time, algbw and busbw (nccl-tests definitions) per size.
     Allreduce(AllreduceBenchArgs),
@@ -343,6 +350,34 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchTrainArgs {
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Compute threads per worker (default: cores / workers, at least 1).
+    #[arg(long)]
+    pub threads_per_worker: Option<usize>,
+    /// Model preset (its vocabulary, at least the bundled tokenizer's 8000 ids).
+    #[arg(long, default_value = "base")]
+    pub preset: String,
+    /// Samples per step over all workers.
+    #[arg(long, default_value_t = 8)]
+    pub batch: u32,
+    /// Tokens per sample.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: u64,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -165,7 +165,7 @@ fn launch_trains_the_demo_and_writes_summary_metrics_plot_and_checkpoints() {
             .expect("json");
     assert_eq!(summary["steps_committed"], 40);
     assert_eq!(summary["workers"], 2);
-    assert_eq!(summary["samples_committed"], 40 * 16);
+    assert_eq!(summary["samples_committed"], 40 * 32);
     assert_eq!(
         (summary["samples_lost"].as_u64(), summary["samples_duplicated"].as_u64()),
         (Some(0), Some(0))
@@ -180,10 +180,23 @@ fn launch_trains_the_demo_and_writes_summary_metrics_plot_and_checkpoints() {
     assert!(png.starts_with(b"\x89PNG"), "loss.png is a PNG");
     // The last step is checkpointed, as a Hugging Face directory export-hf also writes.
     let checkpoint = out.join("checkpoints").join("step-00000040");
-    assert!(
-        checkpoint.join("model.safetensors").is_file()
-            && checkpoint.join("manifest.json").is_file()
-    );
+    let hf = dir.path().join("hf");
+    let export = [
+        "model".as_ref(),
+        "export-hf".as_ref(),
+        "--checkpoint".as_ref(),
+        checkpoint.as_os_str(),
+        "--out".as_ref(),
+        hf.as_os_str(),
+    ];
+    let exported = albatross().run(export, "").expect("export runs");
+    assert!(exported.success, "{exported:?}");
+    assert!(exported.stdout.contains("step 40"), "{}", exported.stdout);
+    assert!(hf.join("config.json").is_file() && hf.join("model.safetensors").is_file());
+    // A damaged checkpoint is refused by name.
+    std::fs::write(checkpoint.join("config.json"), b"{}").expect("damage");
+    let refused = albatross().run(export, "").expect("export runs");
+    assert!(!refused.success && refused.stderr.contains("config.json"), "{refused:?}");
 }
 
 #[test]

@@ -51,7 +51,24 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 output.seq
             ))
         }
-        ModelCommand::ExportHf { source, seed, out } => {
+        ModelCommand::ExportHf { checkpoint: Some(dir), out, .. } => {
+            let meta = albatross_worker::checkpoint::verify(&dir)?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            for file in [albatross_model::CONFIG_FILE, albatross_model::WEIGHTS_FILE] {
+                let (from, to) = (dir.join(file), out.join(file));
+                std::fs::copy(&from, &to).with_context(|| {
+                    format!("cannot copy {} to {}", from.display(), to.display())
+                })?;
+            }
+            write_stdout(&format!(
+                "wrote {} (config.json, model.safetensors) from the checkpoint of step {} of job {}\n",
+                out.display(),
+                meta.step,
+                meta.job_name
+            ))
+        }
+        ModelCommand::ExportHf { checkpoint: None, source, seed, out } => {
             let config = load(&source)?;
             let model =
                 AlbertForPreTraining::<DefaultBackend>::init(&config, seed, &Default::default())?;
@@ -64,6 +81,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
 pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Allreduce(args) => super::allreduce::bench(&args),
+        BenchCommand::Train(args) => crate::launch::bench_train(&args),
         BenchCommand::Coordinator { workers, rounds, channels, json } => {
             super::coordinator::bench(workers, rounds, channels, json)
         }

@@ -17,26 +17,41 @@ const TOKENIZER: &[u8] = include_bytes!("../../../data/tests/fixtures/albert-8k-
 /// Tokens per example of the demo.
 pub const DEMO_SEQ_LEN: usize = 128;
 
-/// The demo job: `preset` sized to the bundled tokenizer, 2 s join grace, a checkpoint every
-/// 100 steps. `data` and `checkpoints` are filled in by the launcher.
-pub fn job_toml(preset: &str, steps: u64, global_batch: u32, workers: usize) -> String {
-    let micro = global_batch.div_ceil(u32::try_from(workers.max(1)).unwrap_or(1)).clamp(1, 8);
+/// A job on the bundled corpus.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoJob<'a> {
+    pub preset: &'a str,
+    /// At least the bundled tokenizer's 8000 ids.
+    pub vocab: usize,
+    pub seq_len: usize,
+    pub steps: u64,
+    pub global_batch: u32,
+    pub workers: usize,
+    pub checkpoint_every: u64,
+}
+
+/// The job text: `preset` with `vocab` ids, LAMB with a short warm-up, a 2 s join grace;
+/// each worker's slice is one micro-batch of at most 8. `data` and `checkpoints` are filled
+/// in by the launcher.
+pub fn job_toml(j: &DemoJob<'_>) -> String {
+    let workers = u32::try_from(j.workers.max(1)).unwrap_or(1);
+    let micro = j.global_batch.div_ceil(workers).clamp(1, 8);
     format!(
         "name = \"albatross-demo\"\n\
          seed = 42\n\
          [model]\n\
          preset = \"{preset}\"\n\
-         vocab_size = 8000\n\
-         max_position_embeddings = {DEMO_SEQ_LEN}\n\
+         vocab_size = {vocab}\n\
+         max_position_embeddings = {seq}\n\
          [data]\n\
          dir = \"data\"\n\
-         max_seq_length = {DEMO_SEQ_LEN}\n\
+         max_seq_length = {seq}\n\
          [optimizer]\n\
          learning_rate = 0.01\n\
          warmup_steps = {warmup}\n\
          total_steps = {steps}\n\
          [batch]\n\
-         global_batch_size = {global_batch}\n\
+         global_batch_size = {batch}\n\
          micro_batch_size = {micro}\n\
          [fault_tolerance]\n\
          min_workers = 1\n\
@@ -44,12 +59,18 @@ pub fn job_toml(preset: &str, steps: u64, global_batch: u32, workers: usize) -> 
          heartbeat_interval = \"1s\"\n\
          heartbeat_timeout = \"5s\"\n\
          join_grace = \"2s\"\n\
-         step_deadline = \"2m\"\n\
+         step_deadline = \"5m\"\n\
          [checkpoint]\n\
          dir = \"checkpoints\"\n\
-         every_steps = 100\n\
+         every_steps = {every}\n\
          keep = 3\n",
-        warmup = (steps / 10).max(1),
+        preset = j.preset,
+        vocab = j.vocab,
+        seq = j.seq_len,
+        steps = j.steps,
+        batch = j.global_batch,
+        every = j.checkpoint_every,
+        warmup = (j.steps / 10).max(1),
     )
 }
 
@@ -63,14 +84,15 @@ pub fn cache_root(fallback: &Path) -> PathBuf {
         .unwrap_or_else(|| fallback.to_path_buf())
 }
 
-/// The bundled corpus prepared for `DEMO_SEQ_LEN`, under `cache`: reused when a previous run
-/// prepared it (the data set verifies its shard checksums when opened), prepared otherwise.
-pub fn prepared_sample(cache: &Path) -> anyhow::Result<PathBuf> {
+/// The bundled corpus prepared as `seq_len`-token samples, under `cache`: reused when a
+/// previous run prepared it (the data set verifies its shard checksums when opened), prepared
+/// otherwise.
+pub fn prepared_sample(cache: &Path, seq_len: usize) -> anyhow::Result<PathBuf> {
     let digest = Sha256::new()
         .chain_update(PERSUASION)
         .chain_update(ENWIKI)
         .chain_update(TOKENIZER)
-        .chain_update(DEMO_SEQ_LEN.to_le_bytes())
+        .chain_update(seq_len.to_le_bytes())
         .finalize();
     let dir = cache.join(format!("sample-{}", &hex::encode(digest)[..12]));
     if Manifest::load(&dir).is_ok() {
@@ -94,7 +116,7 @@ pub fn prepared_sample(cache: &Path) -> anyhow::Result<PathBuf> {
     let config = PrepareConfig {
         format: Format::Auto,
         examples_per_shard: 512,
-        ..PrepareConfig::new(&out, DEMO_SEQ_LEN)
+        ..PrepareConfig::new(&out, seq_len)
     };
     prepare(&[book, wiki], &tokenizer, &config, &mut |_| {})?;
     std::fs::rename(&out, &dir)

@@ -67,21 +67,133 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
             };
         }
     }
+    let job = effective_job(&args, &run)?;
+    let (outcome, summary) = execute(&run, &job, args.workers, args.threads_per_worker, true)?;
+    write_stdout(&describe(&summary, &run, outcome))?;
+    if outcome == Outcome::Interrupted {
+        bail!("interrupted at step {}", summary.final_step);
+    }
+    Ok(())
+}
+
+/// `albatross bench train`: a cluster on the bundled corpus for `warmup + steps` steps; the
+/// figures exclude the warm-up steps.
+pub fn bench_train(args: &crate::args::BenchTrainArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.workers > 0 && args.steps > 0, "--workers and --steps must be > 0");
+    let dir = tempfile::Builder::new().prefix("albatross-bench-train-").tempdir()?;
+    let run = RunDir { root: dir.path().to_path_buf() };
+    let preset = albatross_model::AlbertConfig::preset(&args.preset)?;
+    // The bundled tokenizer has 8000 ids; larger presets keep their own vocabulary so the
+    // figures compare with transformers' model of the same size.
+    let vocab = preset.vocab_size.max(8000);
+    let text = demo::job_toml(&demo::DemoJob {
+        preset: &args.preset,
+        vocab,
+        seq_len: args.seq,
+        steps: args.warmup + args.steps,
+        global_batch: args.batch,
+        workers: args.workers,
+        checkpoint_every: u64::MAX / 2,
+    });
+    let mut job = JobSpec::from_toml_str(&text, "the benchmark job")?;
+    job.data.dir = demo::prepared_sample(&demo::cache_root(&run.path("cache")), args.seq)?;
+    job.checkpoint.dir = run.path("checkpoints");
+    let (_, summary) = execute(&run, &job, args.workers, args.threads_per_worker, !args.json)?;
+    let lines = read_metrics(&run.path("metrics.jsonl"))?;
+    let report = bench_report(args, &lines);
+    if args.json {
+        return write_stdout(&format!("{}\n", serde_json::to_string(&report)?));
+    }
+    let _ = summary;
+    write_stdout(&format!(
+        "{} workers x {} threads, {} (V {}), global batch {} x {} tokens, {} timed steps\n\
+         cluster {:.0} tokens/s, {:.3} s/step, all-reduce {:.1} % of the step \
+         (median {} ms), compute {:.3} s/step\n",
+        args.workers,
+        report.threads_per_worker,
+        args.preset,
+        vocab,
+        args.batch,
+        args.seq,
+        report.steps,
+        report.tokens_per_second,
+        report.step_seconds,
+        report.allreduce_share * 100.0,
+        report.allreduce_ms_median,
+        report.compute_seconds,
+    ))
+}
+
+/// What `bench train` prints.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchTrainReport {
+    pub workers: usize,
+    pub threads_per_worker: usize,
+    pub preset: String,
+    pub steps: usize,
+    pub tokens_per_second: f64,
+    pub step_seconds: f64,
+    pub compute_seconds: f64,
+    pub allreduce_ms_median: u64,
+    /// All-reduce time (the slowest rank's, waiting for stragglers included) over the step.
+    pub allreduce_share: f64,
+}
+
+fn bench_report(args: &crate::args::BenchTrainArgs, lines: &[MetricsLine]) -> BenchTrainReport {
+    // The first timed step's start is the last warm-up step's commit.
+    let timed: Vec<&MetricsLine> = lines.iter().filter(|l| l.step >= args.warmup).collect();
+    let span = match (timed.first(), timed.last()) {
+        (Some(a), Some(b)) if b.unix_ms > a.unix_ms => (b.unix_ms - a.unix_ms) as f64 / 1000.0,
+        _ => 0.0,
+    };
+    let measured: Vec<&MetricsLine> = timed.iter().skip(1).copied().collect();
+    let tokens: u64 = measured.iter().map(|l| l.tokens).sum();
+    let steps = measured.len().max(1);
+    let mut reduce: Vec<u64> = measured.iter().map(|l| l.reduce_ms).collect();
+    reduce.sort_unstable();
+    let step_seconds = span / steps as f64;
+    let reduce_total: u64 = reduce.iter().sum();
+    let compute_total: u64 = measured.iter().map(|l| l.compute_ms).sum();
+    BenchTrainReport {
+        workers: args.workers,
+        threads_per_worker: threads_for(args.workers, args.threads_per_worker),
+        preset: args.preset.clone(),
+        steps: measured.len(),
+        tokens_per_second: if span > 0.0 { tokens as f64 / span } else { 0.0 },
+        step_seconds,
+        compute_seconds: compute_total as f64 / 1000.0 / steps as f64,
+        allreduce_ms_median: reduce.get(reduce.len() / 2).copied().unwrap_or(0),
+        allreduce_share: if span > 0.0 { reduce_total as f64 / 1000.0 / span } else { 0.0 },
+    }
+}
+
+fn threads_for(workers: usize, asked: Option<usize>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    asked.unwrap_or((cores / workers.max(1)).max(1))
+}
+
+/// Runs `job` on a fresh cluster in `run` until it finishes or Ctrl-C; writes summary.json
+/// and loss.png.
+fn execute(
+    run: &RunDir,
+    job: &JobSpec,
+    workers: usize,
+    threads_per_worker: Option<usize>,
+    progress: bool,
+) -> anyhow::Result<(Outcome, Summary)> {
     for dir in ["logs", "workers"] {
         std::fs::create_dir_all(run.path(dir))
             .with_context(|| format!("cannot create {}", run.path(dir).display()))?;
     }
-    let job = effective_job(&args, &run)?;
     let job_path = run.path("job.toml");
     std::fs::write(&job_path, job.to_canonical_toml())
         .with_context(|| format!("cannot write {}", job_path.display()))?;
     let manifest = Manifest::load(&job.data.dir).with_context(|| {
         format!("no prepared data in {} (run `albatross prepare-data`)", job.data.dir.display())
     })?;
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads = args.threads_per_worker.unwrap_or((cores / args.workers).max(1));
+    let threads = threads_for(workers, threads_per_worker);
     tracing::info!(
-        workers = args.workers,
+        workers,
         threads_per_worker = threads,
         preset = ?job.model.preset,
         steps = job.optimizer.total_steps,
@@ -90,13 +202,12 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         "launching a local cluster"
     );
     let started = Instant::now();
-    let mut cluster =
-        Cluster::start(&run, &job_path, manifest.stats.examples, args.workers, threads)?;
-    let outcome = runtime()?.block_on(cluster.watch(&job, shutdown_signal()));
+    let mut cluster = Cluster::start(run, &job_path, manifest.stats.examples, workers, threads)?;
+    let outcome = runtime()?.block_on(cluster.watch(job, progress, shutdown_signal()));
     cluster.stop();
     let outcome = outcome?;
     let lines = read_metrics(&run.path("metrics.jsonl"))?;
-    let reports: Vec<WorkerReport> = (0..args.workers)
+    let reports: Vec<WorkerReport> = (0..workers)
         .filter_map(|i| {
             let text = std::fs::read_to_string(run.report(&worker_name(i))).ok()?;
             serde_json::from_str(&text).ok()
@@ -105,7 +216,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     let summary = summarize(
         &lines,
         &reports,
-        args.workers,
+        workers,
         u64::from(job.batch.global_batch_size),
         started.elapsed().as_secs_f64(),
     );
@@ -114,11 +225,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", summary_path.display()))?;
     let points: Vec<(u64, f64)> = lines.iter().filter_map(|l| Some((l.step, l.loss?))).collect();
     crate::plot::write_loss_png(&run.path("loss.png"), &points)?;
-    write_stdout(&describe(&summary, &run, outcome))?;
-    if outcome == Outcome::Interrupted {
-        bail!("interrupted at step {}", summary.final_step);
-    }
-    Ok(())
+    Ok((outcome, summary))
 }
 
 fn describe(s: &Summary, run: &RunDir, outcome: Outcome) -> String {
@@ -154,18 +261,26 @@ fn effective_job(args: &LaunchArgs, run: &RunDir) -> anyhow::Result<JobSpec> {
         Some(path) => JobSpec::from_path(path)?,
         None => {
             let preset = args.preset.as_deref().unwrap_or("tiny");
-            let steps = args.steps.unwrap_or(300);
-            let batch = args.global_batch.unwrap_or(16);
-            JobSpec::from_toml_str(
-                &demo::job_toml(preset, steps, batch, args.workers),
-                "the demo job",
-            )?
+            let steps = args.steps.unwrap_or(500);
+            let batch = args.global_batch.unwrap_or(32);
+            let text = demo::job_toml(&demo::DemoJob {
+                preset,
+                vocab: 8000,
+                seq_len: demo::DEMO_SEQ_LEN,
+                steps,
+                global_batch: batch,
+                workers: args.workers,
+                checkpoint_every: 100,
+            });
+            JobSpec::from_toml_str(&text, "the demo job")?
         }
     };
     job.data.dir = match (&args.data, &args.job) {
         (Some(dir), _) => absolute(dir)?,
         (None, Some(_)) => absolute(&job.data.dir)?,
-        (None, None) => demo::prepared_sample(&demo::cache_root(&run.path("cache")))?,
+        (None, None) => {
+            demo::prepared_sample(&demo::cache_root(&run.path("cache")), demo::DEMO_SEQ_LEN)?
+        }
     };
     job.checkpoint.dir = run.path("checkpoints");
     if let Some(steps) = args.steps {
@@ -310,10 +425,11 @@ impl Cluster {
     async fn watch(
         &mut self,
         job: &JobSpec,
+        progress: bool,
         interrupt: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<Outcome> {
         let total = job.optimizer.total_steps;
-        let bar = ProgressBar::new(total);
+        let bar = if progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
         bar.set_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")
                 .context("invariant: the progress template is valid")?
