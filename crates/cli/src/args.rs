@@ -375,6 +375,9 @@ pub struct BenchTrainArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
+    /// Keep the run (logs, metrics) in this directory instead of a temporary one.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -80,8 +80,15 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
 /// figures exclude the warm-up steps.
 pub fn bench_train(args: &crate::args::BenchTrainArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.workers > 0 && args.steps > 0, "--workers and --steps must be > 0");
-    let dir = tempfile::Builder::new().prefix("albatross-bench-train-").tempdir()?;
-    let run = RunDir { root: dir.path().to_path_buf() };
+    let temporary = tempfile::Builder::new().prefix("albatross-bench-train-").tempdir()?;
+    let root = match &args.out {
+        Some(out) => {
+            let _ = std::fs::remove_dir_all(out);
+            absolute(out)?
+        }
+        None => temporary.path().to_path_buf(),
+    };
+    let run = RunDir { root };
     let preset = albatross_model::AlbertConfig::preset(&args.preset)?;
     // The bundled tokenizer has 8000 ids; larger presets keep their own vocabulary so the
     // figures compare with transformers' model of the same size.

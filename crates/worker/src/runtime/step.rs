@@ -369,8 +369,18 @@ impl Session {
     /// Applies a committed update and publishes the new state.
     async fn apply(&mut self, pending: PendingUpdate) -> Result<()> {
         let PendingUpdate { tag, mut reduced, global_samples } = pending;
-        self.blocking(move |t| t.apply(&mut reduced, global_samples, tag.step - 1)).await??;
+        let started = Instant::now();
+        let report =
+            self.blocking(move |t| t.apply(&mut reduced, global_samples, tag.step - 1)).await??;
+        let applied_ms = elapsed_ms(started);
         self.publish_current(tag.step).await?;
+        tracing::debug!(
+            step = tag.step,
+            grad_norm = report.grad_norm,
+            applied_ms,
+            published_ms = elapsed_ms(started) - applied_ms,
+            "update applied and state published"
+        );
         Ok(())
     }
 

@@ -31,13 +31,12 @@ use crate::state::{TrainerState, f32s_to_le_bytes, le_bytes_to_f32s};
 /// Largest data piece of a transfer (well under the peer server's message limit).
 pub const PIECE_BYTES: usize = 1 << 20;
 
-/// A replica's state after some applied step, ready to serve and to hash.
+/// A replica's state after some applied step, hashed once; encoded to bytes only when a peer
+/// asks for it (every step publishes one, few are ever transferred).
 pub struct Snapshot {
     pub applied_step: u64,
     pub state_hash: Sha256Digest,
-    pub parameters: Bytes,
-    pub optimizer: Bytes,
-    /// The same state as f32 sections (checkpoints are written from it).
+    /// The state as f32 sections (transfers and checkpoints are made from it).
     pub state: Arc<TrainerState>,
 }
 
@@ -46,34 +45,22 @@ impl fmt::Debug for Snapshot {
         f.debug_struct("Snapshot")
             .field("applied_step", &self.applied_step)
             .field("state_hash", &self.state_hash)
-            .field("bytes", &(self.parameters.len() + self.optimizer.len()))
+            .field("elements", &(self.state.parameters.len() + self.state.optimizer.len()))
             .finish()
     }
 }
 
 impl Snapshot {
-    /// Encodes `state` (after step `applied_step`) and hashes it under `layout`.
+    /// `state` (after step `applied_step`), hashed under `layout`.
     pub fn new(applied_step: u64, state: TrainerState, layout: &[u8; 32]) -> Self {
         let state_hash = state.hash(layout);
-        Self {
-            applied_step,
-            state_hash,
-            parameters: Bytes::from(f32s_to_le_bytes(&state.parameters)),
-            optimizer: Bytes::from(f32s_to_le_bytes(&state.optimizer)),
-            state: Arc::new(state),
-        }
+        Self { applied_step, state_hash, state: Arc::new(state) }
     }
 
     /// The same state relabelled as the state after a later step (a skipped step changes
     /// nothing but the step).
     pub fn relabel(&self, applied_step: u64) -> Self {
-        Self {
-            applied_step,
-            state_hash: self.state_hash,
-            parameters: self.parameters.clone(),
-            optimizer: self.optimizer.clone(),
-            state: Arc::clone(&self.state),
-        }
+        Self { applied_step, state_hash: self.state_hash, state: Arc::clone(&self.state) }
     }
 }
 
@@ -125,6 +112,8 @@ impl StateSource for PublishedState {
             )));
         }
         let requester = request.requester.map(|r| r.worker_id).unwrap_or_default();
+        let parameters = Bytes::from(f32s_to_le_bytes(&snapshot.state.parameters));
+        let optimizer = Bytes::from(f32s_to_le_bytes(&snapshot.state.optimizer));
         tracing::info!(%requester, step = snapshot.applied_step, "serving state to a healing peer");
         let header = wire::StateHeader {
             tag: Some(wire::StepTag { generation: request.generation, step: request.target_step }),
@@ -136,26 +125,23 @@ impl StateSource for PublishedState {
             sections: vec![
                 wire::SectionLength {
                     section: wire::StateSection::Parameters as i32,
-                    byte_len: snapshot.parameters.len() as u64,
+                    byte_len: parameters.len() as u64,
                 },
                 wire::SectionLength {
                     section: wire::StateSection::Optimizer as i32,
-                    byte_len: snapshot.optimizer.len() as u64,
+                    byte_len: optimizer.len() as u64,
                 },
             ],
         };
-        let checksum = Sha256::new()
-            .chain_update(&snapshot.parameters)
-            .chain_update(&snapshot.optimizer)
-            .finalize();
+        let checksum = Sha256::new().chain_update(&parameters).chain_update(&optimizer).finalize();
         let trailer = wire::StateChunk {
             part: Some(Part::Trailer(wire::StateTrailer {
                 sha256: Bytes::copy_from_slice(&checksum),
             })),
         };
         let chunks = std::iter::once(wire::StateChunk { part: Some(Part::Header(header)) })
-            .chain(section_pieces(wire::StateSection::Parameters, &snapshot.parameters))
-            .chain(section_pieces(wire::StateSection::Optimizer, &snapshot.optimizer))
+            .chain(section_pieces(wire::StateSection::Parameters, &parameters))
+            .chain(section_pieces(wire::StateSection::Optimizer, &optimizer))
             .chain(std::iter::once(trailer))
             .map(Ok)
             .collect::<Vec<_>>();
