@@ -241,3 +241,19 @@ pub fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// The pid of the running process whose command line holds every one of `needles` as
+/// separate arguments (for processes a test did not start itself, e.g. a launcher's workers).
+pub fn find_pid(needles: &[&str]) -> Option<i32> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<String> =
+            cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if needles.iter().all(|n| args.iter().any(|a| a.contains(n))) {
+            return Some(pid);
+        }
+    }
+    None
+}

@@ -3,5 +3,5 @@
 mod cluster;
 mod process;
 
-pub use cluster::{Cluster, Proc, unix_ms};
+pub use cluster::{Cluster, Proc, find_pid, unix_ms};
 pub use process::{Albatross, Output};

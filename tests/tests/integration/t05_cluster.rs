@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use albatross_tests::{Cluster, Proc, unix_ms};
+use albatross_tests::{Cluster, Proc, find_pid, unix_ms};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -197,6 +197,46 @@ fn launch_trains_the_demo_and_writes_summary_metrics_plot_and_checkpoints() {
     std::fs::write(checkpoint.join("config.json"), b"{}").expect("damage");
     let refused = albatross().run(export, "").expect("export runs");
     assert!(!refused.success && refused.stderr.contains("config.json"), "{refused:?}");
+}
+
+#[test]
+fn launch_restarts_a_killed_worker_which_heals_from_its_peer() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let mut command = albatross().command(["launch", "--steps", "100", "--global-batch", "16"]);
+    command
+        .arg("--out")
+        .arg(&out)
+        .env("ALBATROSS_CACHE_DIR", dir.path().join("cache"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let launcher = command.spawn().expect("launch starts");
+    let mut launcher =
+        Proc { name: "launch".into(), child: launcher, log: out.join("logs/launch") };
+    let metrics = Cluster { program: albatross(), root: out.clone(), job: out.join("job.toml") };
+    metrics.wait_for_step(15, LONG).expect("training runs");
+    let out_text = out.display().to_string();
+    let pid = find_pid(&["worker", "worker-1", &out_text]).expect("worker-1 is running");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).expect("kill");
+    let status = launcher.wait(LONG).expect("launch finishes");
+    let mut stdout = String::new();
+    if let Some(mut pipe) = launcher.child.stdout.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stdout).expect("stdout");
+    }
+    assert!(status.success(), "{stdout}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["final_step"], 100, "{summary}");
+    assert_eq!(summary["replica_hashes_agree"], true, "{summary}");
+    assert_eq!(
+        (summary["samples_lost"].as_u64(), summary["samples_duplicated"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let log = std::fs::read_to_string(out.join("logs/worker-1.log")).expect("worker log");
+    assert!(log.contains("healed from a live peer"), "{log}");
 }
 
 #[test]
