@@ -431,3 +431,58 @@ fn a_nan_gradient_skips_the_step_on_every_worker() {
     assert_replicas_agree(&c, &["worker-0", "worker-1"], 8);
     assert_exact_ledger(&c, 8);
 }
+
+#[test]
+fn sigterm_leaves_gracefully_and_the_next_step_commits_without_a_timeout() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cluster(dir.path(), &job(30, 1, 100, ""));
+    let (_coordinator, _url, mut procs) = start(&c, 3);
+    wait_members(&c, 3);
+    c.wait_for_step(4, LONG).expect("training runs");
+    let stopped_at = unix_ms();
+    procs[2].signal(Signal::SIGTERM).expect("terminate");
+    let (step, at) = first_commit_after(&c, stopped_at, Duration::from_secs(30));
+    eprintln!("SIGTERM: step {step} committed {} ms after the signal", at - stopped_at);
+    assert!(at - stopped_at < 1500, "the next commit took {} ms", at - stopped_at);
+    let status = procs[2].wait(Duration::from_secs(10)).expect("the leaver exits");
+    assert!(status.success(), "a graceful leave exits 0: {status}");
+    assert!(procs[2].log_text().contains("left the job"), "{}", procs[2].log_text());
+    procs.truncate(2);
+    finish(&mut procs);
+    assert_replicas_agree(&c, &["worker-0", "worker-1"], 30);
+    assert_exact_ledger(&c, 30);
+}
+
+#[test]
+fn workers_scale_up_and_down_mid_run_without_losing_a_step() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cluster(dir.path(), &job(36, 1, 100, ""));
+    let (_coordinator, url, mut procs) = start(&c, 2);
+    wait_members(&c, 2);
+    c.wait_for_step(5, LONG).expect("training runs");
+    // Scale up: two new workers heal from live peers and join.
+    procs.push(c.worker("worker-2", &url, None).expect("worker"));
+    procs.push(c.worker("worker-3", &url, None).expect("worker"));
+    wait_members(&c, 4);
+    for p in &procs[2..] {
+        assert!(p.log_text().contains("healed from a live peer"), "{}", p.log_text());
+    }
+    // Scale down: two leave gracefully, one of the originals and one newcomer.
+    let at = c.last_step();
+    for i in [0, 3] {
+        procs[i].signal(Signal::SIGTERM).expect("terminate");
+    }
+    for i in [0, 3] {
+        let status = procs[i].wait(Duration::from_secs(10)).expect("exits");
+        assert!(status.success(), "{} exits 0: {status}", procs[i].name);
+    }
+    c.wait_for_step(at + 3, LONG).expect("training goes on");
+    assert_eq!(c.metrics().last().and_then(|l| l["members"].as_u64()), Some(2));
+    let mut remaining: Vec<Proc> =
+        procs.drain(..).enumerate().filter(|(i, _)| [1, 2].contains(i)).map(|(_, p)| p).collect();
+    finish(&mut remaining);
+    assert_replicas_agree(&c, &["worker-1", "worker-2"], 36);
+    assert_exact_ledger(&c, 36);
+}
