@@ -100,6 +100,11 @@ pub struct CoordinatorArgs {
     /// throughput figures, cursor, counters) to FILE; a restarted coordinator keeps appending.
     #[arg(long, value_name = "FILE")]
     pub metrics_log: Option<PathBuf>,
+    /// Append one JSON object per line for every decision of the coordinator (join, leave,
+    /// eviction, generation change, quorum, commit, skip, abort, checkpoint, rollback) and one
+    /// `started` line per start to FILE; a restarted coordinator keeps appending.
+    #[arg(long, value_name = "FILE")]
+    pub events_log: Option<PathBuf>,
     /// Once listening, write `{"grpc", "http", "pid", "instance"}` as JSON to FILE (atomically)
     /// with the actually bound addresses, so a launcher that passed port 0 learns the ports.
     #[arg(long, value_name = "FILE")]
@@ -172,6 +177,11 @@ pub struct LaunchArgs {
     /// Start over: remove the previous run's coordinator state and checkpoints in --out.
     #[arg(long)]
     pub fresh: bool,
+    /// Inject faults on a schedule and write chaos-report.json: e.g.
+    /// `kill:worker-1@step=30,pause:worker-0@step=50+5s,term:worker-1@step=60,kill:coordinator@step=80`
+    /// or `random:rate=5,seed=1` (faults per 100 steps, reproducible from the seed).
+    #[arg(long)]
+    pub chaos: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,9 +1,10 @@
 //! The actor that owns the decision core: one closed enum of events, one handler per variant.
 //! It timestamps every event, persists the durable state before any reply that depends on it,
-//! logs the core's effects, and bumps the version watches that wake long polls: quorum polls
-//! when a quorum formed or the job finished, vote polls when a step was decided.
+//! logs the core's effects (to tracing, and to the events and metrics logs when asked), and bumps
+//! the version watches that wake long polls: quorum polls when a quorum formed or the job
+//! finished, vote polls when a step was decided.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use albatross_proto::domain::{
     CheckpointReport, Generation, Heartbeat, HeartbeatReply, JoinAccepted, JoinRequest,
@@ -12,6 +13,8 @@ use albatross_proto::domain::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+use crate::events_log::EventsLog;
+use crate::json_lines::unix_ms_now;
 use crate::metrics_log::{MetricsLog, StepLine};
 use crate::telemetry::Telemetry;
 use crate::{CoordinatorError, Core, Effect, StateStore, StatusView, VoteStatus};
@@ -65,6 +68,8 @@ pub(crate) struct Actor {
     pub telemetry: Telemetry,
     /// `--metrics-log`: one line per committed or skipped step.
     pub metrics_log: Option<MetricsLog>,
+    /// `--events-log`: one line per effect.
+    pub events_log: Option<EventsLog>,
 }
 
 impl std::fmt::Debug for Actor {
@@ -164,8 +169,12 @@ impl Actor {
             log_effect(effect);
         }
         self.telemetry.observe(Instant::now(), &self.core, &effects);
+        let unix_ms = unix_ms_now();
+        if let Some(log) = &mut self.events_log {
+            log.record(&effects, self.core.generation(), unix_ms);
+        }
         if let Some(log) = &mut self.metrics_log {
-            log_steps(log, &self.core, &effects);
+            log_steps(log, &self.core, &effects, unix_ms);
         }
         let quorum = effects.iter().any(|e| {
             matches!(
@@ -186,12 +195,9 @@ impl Actor {
     }
 }
 
-/// Append a metrics line for every step `effects` committed or skipped. The counters are read
-/// after the decision, which is what a line reports.
-fn log_steps(log: &mut MetricsLog, core: &Core, effects: &[Effect]) {
-    let unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+/// Append a metrics line, stamped `unix_ms`, for every step `effects` committed or skipped. The
+/// counters are read after the decision, which is what a line reports.
+fn log_steps(log: &mut MetricsLog, core: &Core, effects: &[Effect], unix_ms: u64) {
     for effect in effects {
         let (Effect::Committed { tag, cursor } | Effect::Skipped { tag, cursor, .. }) = effect
         else {

@@ -98,6 +98,7 @@ pub async fn bench_coordinator(opts: BenchOptions) -> Result<BenchReport, Coordi
         token: None,
         data_fingerprint: None,
         metrics_log: None,
+        events_log: None,
         ready_file: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -11,7 +11,7 @@
 //!   state is written before any reply that depends on it.
 //!
 //! Entry point for `albatross coordinator --job FILE --listen ADDR --http ADDR --state-dir DIR
-//! [--token-file F] [--metrics-log F] [--ready-file F]`:
+//! [--token-file F] [--metrics-log F] [--events-log F] [--ready-file F]`:
 //!
 //! ```no_run
 //! # async fn cli() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,6 +26,7 @@
 //!     token: Some(read_token_file("token".as_ref())?),
 //!     data_fingerprint: None, // or the prepared data manifest's SHA-256
 //!     metrics_log: Some("metrics.jsonl".into()), // one JSON line per decided step
+//!     events_log: Some("events.jsonl".into()), // one JSON line per decision of the core
 //!     ready_file: None, // or where to write the bound addresses once serving
 //! };
 //! run_coordinator(options, async {
@@ -45,8 +46,10 @@ mod core;
 mod cursor;
 mod effect;
 mod error;
+mod events_log;
 mod failure;
 mod http;
+mod json_lines;
 mod membership;
 mod metrics_log;
 mod quorum;

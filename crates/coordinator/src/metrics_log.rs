@@ -2,25 +2,24 @@
 //! training run's curves survive the process and can be read without a metrics server.
 //!
 //! The file is opened in append mode (a restarted coordinator continues it) and flushed after
-//! every line, so a crash loses at most the line being written. Writing is best effort: a failure
-//! is logged and training goes on, because losing a metrics line must never stop a job.
+//! every line, so a crash loses at most the line being written (see [`JsonLines`]). Writing is
+//! best effort: a failure is logged and training goes on, because losing a metrics line must
+//! never stop a job.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use albatross_proto::domain::{DataCursor, Decision, StepStats};
 use serde::Serialize;
 use tracing::warn;
 
 use crate::commit::DecisionRecord;
+use crate::json_lines::JsonLines;
 use crate::{CoordinatorError, Durable};
 
 /// The open metrics log.
 #[derive(Debug)]
 pub(crate) struct MetricsLog {
-    path: PathBuf,
-    file: File,
+    out: JsonLines,
 }
 
 /// One decided step, as one line of the log. Ratios are `null` when their denominator is 0 or
@@ -58,6 +57,12 @@ pub(crate) struct CursorLine {
     pub next_sample: u64,
 }
 
+impl From<DataCursor> for CursorLine {
+    fn from(cursor: DataCursor) -> Self {
+        Self { epoch: cursor.epoch, next_sample: cursor.next_sample }
+    }
+}
+
 impl StepLine {
     /// The line for `record`, a committed or skipped step whose cursor afterwards is `cursor`;
     /// the counters are the durable state's after the decision. `None` for an aborted step,
@@ -91,7 +96,7 @@ impl StepLine {
             compute_ms: s.compute_ms,
             reduce_ms: s.reduce_ms,
             members: record.members.len(),
-            cursor: CursorLine { epoch: cursor.epoch, next_sample: cursor.next_sample },
+            cursor: cursor.into(),
             aborted_steps: durable.aborted_steps,
             skipped_steps: durable.skipped_steps,
             recoveries,
@@ -115,28 +120,15 @@ impl MetricsLog {
     /// # Errors
     /// [`CoordinatorError::Io`] when the file cannot be opened for appending.
     pub fn open(path: &Path) -> Result<Self, CoordinatorError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| CoordinatorError::Io { path: path.to_owned(), source })?;
-        Ok(Self { path: path.to_owned(), file })
+        JsonLines::open(path).map(|out| Self { out })
     }
 
     /// Append `line` and flush. A failure is logged as a warning, never returned: metrics are
     /// not worth stopping training for.
     pub fn append(&mut self, line: &StepLine) {
-        let written = serde_json::to_string(line)
-            .map_err(std::io::Error::other)
-            .and_then(|mut text| {
-                // One write call per line, so concurrent readers never see half a line from us
-                // followed by another writer's bytes.
-                text.push('\n');
-                self.file.write_all(text.as_bytes())
-            })
-            .and_then(|()| self.file.flush());
-        if let Err(error) = written {
-            warn!(path = %self.path.display(), step = line.step, %error, "cannot write the metrics log");
+        if let Err(error) = self.out.append(line) {
+            let path = self.out.path().display();
+            warn!(path = %path, step = line.step, %error, "cannot write the metrics log");
         }
     }
 }

@@ -18,6 +18,8 @@ use tracing::{info, warn};
 
 use crate::actor::{Actor, Wakeups};
 use crate::auth::TokenCheck;
+use crate::events_log::{EventLine, EventsLog};
+use crate::json_lines::unix_ms_now;
 use crate::metrics_log::MetricsLog;
 use crate::ready_file::{ReadyInfo, write_ready_file};
 use crate::service::CoordinatorGrpc;
@@ -47,6 +49,9 @@ pub struct CoordinatorOptions {
     pub data_fingerprint: Option<albatross_proto::domain::Sha256Digest>,
     /// `--metrics-log`: append one JSON line per committed or skipped step to this file.
     pub metrics_log: Option<PathBuf>,
+    /// `--events-log`: append one JSON line per decision of the core (every [`crate::Effect`])
+    /// and one `started` line per start to this file.
+    pub events_log: Option<PathBuf>,
     /// `--ready-file`: once listening with the state saved, write the bound addresses here
     /// (JSON, atomically), so a launcher that bound port 0 learns the ports.
     pub ready_file: Option<PathBuf>,
@@ -109,6 +114,16 @@ pub async fn serve(
     // Opened before serving, so a wrong path stops the coordinator at once instead of costing
     // a warning on every step.
     let metrics_log = options.metrics_log.as_deref().map(MetricsLog::open).transpose()?;
+    let mut events_log = options.events_log.as_deref().map(EventsLog::open).transpose()?;
+    if let Some(log) = &mut events_log {
+        let committed_step = core.durable().committed_step;
+        log.append(&EventLine::started(
+            &instance,
+            core.generation(),
+            committed_step,
+            unix_ms_now(),
+        ));
+    }
     info!(
         %addr,
         job = %options.job.name,
@@ -134,6 +149,7 @@ pub async fn serve(
         stop: stop_rx,
         telemetry,
         metrics_log,
+        events_log,
     };
     let actor_failed = Arc::clone(&failed);
     let actor_task = tokio::spawn(async move {

@@ -1,5 +1,6 @@
-//! The coordinator as a real server on 127.0.0.1:0: the ready file names the bound ports, and
-//! every decided step (commit or skip) reaches the metrics log through the actor.
+//! The coordinator as a real server on 127.0.0.1:0: the ready file names the bound ports, every
+//! decided step (commit or skip) reaches the metrics log through the actor, and the start and
+//! the core's decisions reach the events log.
 
 use std::path::Path;
 use std::time::Duration;
@@ -99,6 +100,7 @@ async fn ready_file_names_the_bound_ports_and_decided_steps_are_logged() -> anyh
     let tmp = tempfile::tempdir()?;
     let ready = tmp.path().join("ready.json");
     let metrics = tmp.path().join("metrics.jsonl");
+    let events = tmp.path().join("events.jsonl");
     let grpc = TcpListener::bind("127.0.0.1:0").await?;
     let http = TcpListener::bind("127.0.0.1:0").await?;
     let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
@@ -112,6 +114,7 @@ async fn ready_file_names_the_bound_ports_and_decided_steps_are_logged() -> anyh
         token: None,
         data_fingerprint: None,
         metrics_log: Some(metrics.clone()),
+        events_log: Some(events.clone()),
         ready_file: Some(ready.clone()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -149,5 +152,34 @@ async fn ready_file_names_the_bound_ports_and_decided_steps_are_logged() -> anyh
         (Some(1), Some(0))
     );
     assert_eq!(skip["cursor"], serde_json::json!({ "epoch": 1, "next_sample": 4 }));
+
+    let text = std::fs::read_to_string(&events)?;
+    let events: Vec<serde_json::Value> =
+        text.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["event"] == kind).collect()
+    };
+    let started = &events[0];
+    assert_eq!(started["event"], "started", "{text}");
+    assert_eq!(started["instance"].as_str(), Some(info.instance.as_str()));
+    assert_eq!(started["committed_step"].as_u64(), Some(0));
+    let joined: Vec<_> = of("joined").iter().map(|e| e["worker"].clone()).collect();
+    assert_eq!(joined, [serde_json::json!("a#1"), serde_json::json!("b#1")], "{text}");
+    let quorums = of("quorum_formed");
+    let steps: Vec<_> = quorums.iter().map(|e| e["tag"]["step"].as_u64()).collect();
+    assert_eq!(steps, [Some(1), Some(2)], "{text}");
+    assert_eq!(quorums[0]["members"], serde_json::json!(["a#1", "b#1"]));
+    let committed = of("committed");
+    assert_eq!(committed.len(), 1, "{text}");
+    assert_eq!(committed[0]["tag"]["step"].as_u64(), Some(1));
+    assert_eq!(committed[0]["tag"]["generation"], commit["generation"]);
+    assert_eq!(committed[0]["cursor"], serde_json::json!({ "epoch": 0, "next_sample": 12 }));
+    let skipped = of("skipped");
+    assert_eq!(skipped.len(), 1, "{text}");
+    assert_eq!(skipped[0]["tag"]["step"].as_u64(), Some(2));
+    for event in &events {
+        assert!(event["unix_ms"].as_u64().is_some_and(|ms| ms > 0), "{event}");
+        assert!(event["generation"].as_u64().is_some_and(|g| g > 0), "{event}");
+    }
     Ok(())
 }

@@ -67,6 +67,7 @@ async fn start(state_dir: &Path) -> Running {
         token: Some(TOKEN.to_owned()),
         data_fingerprint: Some(Sha256Digest::of("t03 data")),
         metrics_log: None,
+        events_log: None,
         ready_file: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();

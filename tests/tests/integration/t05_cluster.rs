@@ -240,6 +240,51 @@ fn launch_restarts_a_killed_worker_which_heals_from_its_peer() {
 }
 
 #[test]
+fn launch_survives_a_chaos_schedule_and_reports_each_recovery() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let schedule = "kill:worker-1@step=8,pause:worker-0@step=20+2s,\
+                    term:worker-1@step=32,kill:coordinator@step=44";
+    let mut command = albatross().command([
+        "launch",
+        "--steps",
+        "60",
+        "--global-batch",
+        "16",
+        "--chaos",
+        schedule,
+    ]);
+    command.arg("--out").arg(&out).env("ALBATROSS_CACHE_DIR", dir.path().join("cache"));
+    let result = command.output().expect("launch runs");
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
+    assert!(stdout.contains("recovery (fault -> next commit)"), "{stdout}");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("chaos-report.json")).expect("chaos report"),
+    )
+    .expect("json");
+    assert_eq!(report["total_faults"], 4, "{report}");
+    let kinds: Vec<&str> = report["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["kill", "pause", "term", "kill-coordinator"]);
+    for fault in report["faults"].as_array().expect("faults") {
+        assert!(fault["next_commit_step"].as_u64().is_some(), "training went on after {fault}");
+    }
+    assert_eq!(report["final_step"], 60);
+    assert_eq!(
+        (report["samples_lost"].as_u64(), report["samples_duplicated"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(report["replica_hashes_agree"], true, "{report}");
+    eprintln!("{stdout}");
+}
+
+#[test]
 fn two_and_three_workers_match_one_worker_on_the_same_global_batch() {
     let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");

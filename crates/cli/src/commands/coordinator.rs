@@ -38,6 +38,7 @@ pub fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         token,
         data_fingerprint: None,
         metrics_log: args.metrics_log,
+        events_log: args.events_log,
         ready_file: args.ready_file,
     };
     runtime()?.block_on(run_coordinator(options, shutdown_signal()))?;

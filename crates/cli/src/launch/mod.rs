@@ -6,26 +6,23 @@
 //! a live peer), up to a few times; Ctrl-C stops the workers with SIGTERM (they leave the job
 //! cleanly) and then the coordinator.
 
+mod chaos;
+mod cluster;
 mod demo;
 mod summary;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use albatross_coordinator::ReadyInfo;
 use albatross_data::Manifest;
 use albatross_proto::job::JobSpec;
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 pub use summary::{MetricsLine, Summary, WorkerReport, read_metrics, summarize};
 
 use crate::args::LaunchArgs;
 use crate::commands::{runtime, shutdown_signal, write_stdout};
+use cluster::Cluster;
 
 /// Restarts of crashed workers before the launcher gives up.
 const MAX_RESTARTS: u32 = 3;
@@ -56,9 +53,16 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
     let run = RunDir { root: absolute(&args.out)? };
     if args.fresh {
-        for stale in
-            ["coordinator", "checkpoints", "metrics.jsonl", "workers", "summary.json", "loss.png"]
-        {
+        for stale in [
+            "coordinator",
+            "checkpoints",
+            "metrics.jsonl",
+            "events.jsonl",
+            "workers",
+            "summary.json",
+            "loss.png",
+            "chaos-report.json",
+        ] {
             let path = run.path(stale);
             let _ = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
@@ -68,8 +72,23 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         }
     }
     let job = effective_job(&args, &run)?;
-    let (outcome, summary) = execute(&run, &job, args.workers, args.threads_per_worker, true)?;
+    let faults = match &args.chaos {
+        Some(spec) => chaos::parse(spec, args.workers, job.optimizer.total_steps)?,
+        None => Vec::new(),
+    };
+    let chaos = !faults.is_empty() || args.chaos.is_some();
+    let (outcome, summary, injections) =
+        execute(&run, &job, args.workers, args.threads_per_worker, true, faults)?;
     write_stdout(&describe(&summary, &run, outcome))?;
+    if chaos {
+        let lines = read_metrics(&run.path("metrics.jsonl"))?;
+        let events = chaos::read_events(&run.path("events.jsonl"));
+        let report = chaos::report(&injections, &lines, &events, &summary);
+        let path = run.path("chaos-report.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_stdout(&chaos::table(&report))?;
+    }
     if outcome == Outcome::Interrupted {
         bail!("interrupted at step {}", summary.final_step);
     }
@@ -105,7 +124,8 @@ pub fn bench_train(args: &crate::args::BenchTrainArgs) -> anyhow::Result<()> {
     let mut job = JobSpec::from_toml_str(&text, "the benchmark job")?;
     job.data.dir = demo::prepared_sample(&demo::cache_root(&run.path("cache")), args.seq)?;
     job.checkpoint.dir = run.path("checkpoints");
-    let (_, summary) = execute(&run, &job, args.workers, args.threads_per_worker, !args.json)?;
+    let (_, summary, _) =
+        execute(&run, &job, args.workers, args.threads_per_worker, !args.json, Vec::new())?;
     let lines = read_metrics(&run.path("metrics.jsonl"))?;
     let report = bench_report(args, &lines);
     if args.json {
@@ -187,7 +207,8 @@ fn execute(
     workers: usize,
     threads_per_worker: Option<usize>,
     progress: bool,
-) -> anyhow::Result<(Outcome, Summary)> {
+    faults: Vec<chaos::Fault>,
+) -> anyhow::Result<(Outcome, Summary, Vec<cluster::Injection>)> {
     for dir in ["logs", "workers"] {
         std::fs::create_dir_all(run.path(dir))
             .with_context(|| format!("cannot create {}", run.path(dir).display()))?;
@@ -209,9 +230,11 @@ fn execute(
         "launching a local cluster"
     );
     let started = Instant::now();
-    let mut cluster = Cluster::start(run, &job_path, manifest.stats.examples, workers, threads)?;
+    let mut cluster =
+        Cluster::start(run, &job_path, manifest.stats.examples, workers, threads, faults)?;
     let outcome = runtime()?.block_on(cluster.watch(job, progress, shutdown_signal()));
     cluster.stop();
+    let injections = cluster.injections().to_vec();
     let outcome = outcome?;
     let lines = read_metrics(&run.path("metrics.jsonl"))?;
     let reports: Vec<WorkerReport> = (0..workers)
@@ -232,7 +255,7 @@ fn execute(
         .with_context(|| format!("cannot write {}", summary_path.display()))?;
     let points: Vec<(u64, f64)> = lines.iter().filter_map(|l| Some((l.step, l.loss?))).collect();
     crate::plot::write_loss_png(&run.path("loss.png"), &points)?;
-    Ok((outcome, summary))
+    Ok((outcome, summary, injections))
 }
 
 fn describe(s: &Summary, run: &RunDir, outcome: Outcome) -> String {
@@ -309,265 +332,4 @@ fn worker_name(i: usize) -> String {
 enum Outcome {
     Finished,
     Interrupted,
-}
-
-/// One supervised worker process.
-#[derive(Debug)]
-struct WorkerProcess {
-    name: String,
-    child: Option<Child>,
-    restarts: u32,
-    done: bool,
-}
-
-/// The coordinator and workers of one launch.
-#[derive(Debug)]
-struct Cluster {
-    run: RunDir,
-    exe: PathBuf,
-    coordinator: Child,
-    grpc: String,
-    threads: usize,
-    workers: Vec<WorkerProcess>,
-}
-
-fn log_file(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
-    let file = File::options()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open the log {}", path.display()))?;
-    let copy = file.try_clone().with_context(|| format!("cannot reopen {}", path.display()))?;
-    Ok((Stdio::from(file), Stdio::from(copy)))
-}
-
-impl Cluster {
-    fn start(
-        run: &RunDir,
-        job_path: &Path,
-        epoch_size: u64,
-        workers: usize,
-        threads: usize,
-    ) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find this program's path")?;
-        let ready = run.path("coordinator.ready.json");
-        let _ = std::fs::remove_file(&ready);
-        let (out, err) = log_file(&run.log("coordinator"))?;
-        let mut coordinator = Command::new(&exe)
-            .arg("coordinator")
-            .arg("--job")
-            .arg(job_path)
-            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .arg("--state-dir")
-            .arg(run.path("coordinator"))
-            .arg("--metrics-log")
-            .arg(run.path("metrics.jsonl"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .arg("--epoch-size")
-            .arg(epoch_size.to_string())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .context("cannot start the coordinator")?;
-        let info = match wait_ready(&ready, &mut coordinator, Duration::from_secs(30)) {
-            Ok(info) => info,
-            Err(e) => {
-                let _ = coordinator.kill();
-                let _ = coordinator.wait();
-                return Err(e.context(format!("see {}", run.log("coordinator").display())));
-            }
-        };
-        tracing::info!(grpc = %info.grpc, http = ?info.http, "coordinator ready");
-        if let Some(http) = info.http {
-            tracing::info!("status page: http://{http}/");
-        }
-        let mut cluster = Self {
-            run: run.clone(),
-            exe,
-            coordinator,
-            grpc: format!("http://{}", info.grpc),
-            threads,
-            workers: (0..workers)
-                .map(|i| WorkerProcess {
-                    name: worker_name(i),
-                    child: None,
-                    restarts: 0,
-                    done: false,
-                })
-                .collect(),
-        };
-        for i in 0..workers {
-            cluster.spawn_worker(i)?;
-        }
-        Ok(cluster)
-    }
-
-    fn spawn_worker(&mut self, i: usize) -> anyhow::Result<()> {
-        let name = self.workers[i].name.clone();
-        let (out, err) = log_file(&self.run.log(&name))?;
-        let report = self.run.report(&name);
-        let _ = std::fs::remove_file(&report);
-        let mut command = Command::new(&self.exe);
-        command
-            .arg("worker")
-            .args(["--coordinator", &self.grpc, "--listen", "127.0.0.1:0", "--id", &name])
-            .arg("--checkpoint-dir")
-            .arg(self.run.path("checkpoints"))
-            .arg("--threads")
-            .arg(self.threads.to_string())
-            .arg("--report-file")
-            .arg(&report)
-            .env("RAYON_NUM_THREADS", self.threads.to_string())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
-        self.workers[i].child = Some(child);
-        Ok(())
-    }
-
-    /// Follows the metrics log until every worker exited or `interrupt` fires.
-    async fn watch(
-        &mut self,
-        job: &JobSpec,
-        progress: bool,
-        interrupt: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<Outcome> {
-        let total = job.optimizer.total_steps;
-        let bar = if progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
-        bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")
-                .context("invariant: the progress template is valid")?
-                .progress_chars("=> "),
-        );
-        let metrics = self.run.path("metrics.jsonl");
-        let mut ticker = tokio::time::interval(Duration::from_millis(250));
-        tokio::pin!(interrupt);
-        loop {
-            tokio::select! {
-                () = &mut interrupt => {
-                    bar.abandon_with_message("interrupted");
-                    return Ok(Outcome::Interrupted);
-                }
-                _ = ticker.tick() => {}
-            }
-            let lines = read_metrics(&metrics).unwrap_or_default();
-            if let Some(last) = lines.last() {
-                bar.set_position(last.step.min(total));
-                bar.set_message(progress_message(&lines));
-            }
-            if let Some(status) =
-                self.coordinator.try_wait().context("cannot poll the coordinator")?
-            {
-                bar.abandon();
-                bail!(
-                    "the coordinator exited ({status}); see {}",
-                    self.run.log("coordinator").display()
-                );
-            }
-            if self.poll_workers()? {
-                bar.finish();
-                return Ok(Outcome::Finished);
-            }
-        }
-    }
-
-    /// Reaps exited workers, restarting crashed ones; true when all are done.
-    fn poll_workers(&mut self) -> anyhow::Result<bool> {
-        for i in 0..self.workers.len() {
-            let w = &mut self.workers[i];
-            let Some(child) = w.child.as_mut() else { continue };
-            let Some(status) =
-                child.try_wait().with_context(|| format!("cannot poll {}", w.name))?
-            else {
-                continue;
-            };
-            w.child = None;
-            if status.success() {
-                w.done = true;
-                continue;
-            }
-            if w.restarts >= MAX_RESTARTS {
-                bail!(
-                    "{} failed {} times (last: {status}); see {}",
-                    w.name,
-                    w.restarts + 1,
-                    self.run.log(&w.name).display()
-                );
-            }
-            w.restarts += 1;
-            tracing::warn!(worker = %w.name, %status, restart = w.restarts, "worker died; restarting it");
-            self.spawn_worker(i)?;
-        }
-        Ok(self.workers.iter().all(|w| w.done))
-    }
-
-    /// SIGTERM everyone (workers first, so they leave while the coordinator still listens),
-    /// then SIGKILL whatever is still running after a grace period.
-    fn stop(&mut self) {
-        let mut children: Vec<&mut Child> =
-            self.workers.iter_mut().filter_map(|w| w.child.as_mut()).collect();
-        terminate(&mut children, Duration::from_secs(10));
-        terminate(&mut [&mut self.coordinator], Duration::from_secs(10));
-    }
-}
-
-fn terminate(children: &mut [&mut Child], grace: Duration) {
-    for child in children.iter_mut() {
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
-    let until = Instant::now() + grace;
-    for child in children.iter_mut() {
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= until => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    }
-}
-
-fn wait_ready(path: &Path, child: &mut Child, limit: Duration) -> anyhow::Result<ReadyInfo> {
-    let until = Instant::now() + limit;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && let Ok(info) = serde_json::from_str::<ReadyInfo>(&text)
-        {
-            return Ok(info);
-        }
-        if let Some(status) = child.try_wait().context("cannot poll the coordinator")? {
-            bail!("the coordinator exited before it was ready ({status})");
-        }
-        if Instant::now() >= until {
-            bail!("the coordinator was not ready within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `loss 6.912 | 5,120 tok/s | 2 workers | 0 recoveries`.
-fn progress_message(lines: &[MetricsLine]) -> String {
-    let Some(last) = lines.last() else { return String::new() };
-    let recent = &lines[lines.len().saturating_sub(10)..];
-    let rate = match (recent.first(), recent.last()) {
-        (Some(a), Some(b)) if b.unix_ms > a.unix_ms => {
-            let tokens: u64 = recent.iter().skip(1).map(|l| l.tokens).sum();
-            format!("{:.0} tok/s", tokens as f64 * 1000.0 / (b.unix_ms - a.unix_ms) as f64)
-        }
-        _ => "- tok/s".to_owned(),
-    };
-    let loss = last.loss.map_or("-".to_owned(), |l| format!("{l:.3}"));
-    format!(
-        "loss {loss} | {rate} | {} workers | {} recoveries | {} aborted",
-        last.members, last.recoveries, last.aborted_steps
-    )
 }

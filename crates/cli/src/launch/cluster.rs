@@ -1,0 +1,434 @@
+//! The processes of a local cluster: start them, follow training through the metrics log,
+//! restart what dies, inject scheduled faults, and stop everything.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use albatross_coordinator::ReadyInfo;
+use albatross_proto::job::JobSpec;
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::chaos::{Fault, FaultKind, Target};
+use super::{MAX_RESTARTS, MetricsLine, Outcome, RunDir, read_metrics, worker_name};
+
+/// One supervised worker process.
+#[derive(Debug)]
+struct WorkerProcess {
+    name: String,
+    child: Option<Child>,
+    restarts: u32,
+    done: bool,
+    /// Stopped or killed on purpose by a scheduled fault: restart it whatever its exit status,
+    /// without counting a failure.
+    chaos_exit: bool,
+}
+
+/// A fault as it was injected.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Injection {
+    pub kind: &'static str,
+    pub target: String,
+    pub scheduled_step: u64,
+    /// The newest decided step when the fault hit.
+    pub injected_after_step: u64,
+    pub unix_ms: u64,
+}
+
+/// The coordinator and workers of one launch.
+#[derive(Debug)]
+pub(super) struct Cluster {
+    run: RunDir,
+    exe: PathBuf,
+    job_path: PathBuf,
+    epoch_size: u64,
+    coordinator: Child,
+    /// The coordinator's bound gRPC address (a restart binds it again).
+    grpc_addr: String,
+    threads: usize,
+    workers: Vec<WorkerProcess>,
+    faults: Vec<Fault>,
+    injections: Vec<Injection>,
+    /// Paused workers and when to continue them.
+    paused: Vec<(usize, Instant)>,
+    coordinator_killed: bool,
+}
+
+fn log_file(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open the log {}", path.display()))?;
+    let copy = file.try_clone().with_context(|| format!("cannot reopen {}", path.display()))?;
+    Ok((Stdio::from(file), Stdio::from(copy)))
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn signal(child: &Child, signal: Signal) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+}
+
+impl Cluster {
+    pub(super) fn start(
+        run: &RunDir,
+        job_path: &Path,
+        epoch_size: u64,
+        workers: usize,
+        threads: usize,
+        faults: Vec<Fault>,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find this program's path")?;
+        let (coordinator, info) =
+            spawn_coordinator(&exe, run, job_path, epoch_size, "127.0.0.1:0", "127.0.0.1:0")?;
+        tracing::info!(grpc = %info.grpc, http = ?info.http, "coordinator ready");
+        if let Some(http) = info.http {
+            tracing::info!("status page: http://{http}/");
+        }
+        let mut cluster = Self {
+            run: run.clone(),
+            exe,
+            job_path: job_path.to_path_buf(),
+            epoch_size,
+            coordinator,
+            grpc_addr: info.grpc.to_string(),
+            threads,
+            workers: (0..workers)
+                .map(|i| WorkerProcess {
+                    name: worker_name(i),
+                    child: None,
+                    restarts: 0,
+                    done: false,
+                    chaos_exit: false,
+                })
+                .collect(),
+            faults,
+            injections: Vec::new(),
+            paused: Vec::new(),
+            coordinator_killed: false,
+        };
+        for i in 0..workers {
+            cluster.spawn_worker(i)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The faults injected so far.
+    pub(super) fn injections(&self) -> &[Injection] {
+        &self.injections
+    }
+
+    fn spawn_worker(&mut self, i: usize) -> anyhow::Result<()> {
+        let name = self.workers[i].name.clone();
+        let (out, err) = log_file(&self.run.log(&name))?;
+        let report = self.run.report(&name);
+        let _ = std::fs::remove_file(&report);
+        let url = format!("http://{}", self.grpc_addr);
+        let child = Command::new(&self.exe)
+            .arg("worker")
+            .args(["--coordinator", &url, "--listen", "127.0.0.1:0", "--id", &name])
+            .arg("--checkpoint-dir")
+            .arg(self.run.path("checkpoints"))
+            .arg("--threads")
+            .arg(self.threads.to_string())
+            .arg("--report-file")
+            .arg(&report)
+            .env("RAYON_NUM_THREADS", self.threads.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        self.workers[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Follows the metrics log until every worker exited or `interrupt` fires.
+    pub(super) async fn watch(
+        &mut self,
+        job: &JobSpec,
+        progress: bool,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<Outcome> {
+        let total = job.optimizer.total_steps;
+        let bar = if progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")
+                .context("invariant: the progress template is valid")?
+                .progress_chars("=> "),
+        );
+        let metrics = self.run.path("metrics.jsonl");
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        tokio::pin!(interrupt);
+        loop {
+            tokio::select! {
+                () = &mut interrupt => {
+                    bar.abandon_with_message("interrupted");
+                    return Ok(Outcome::Interrupted);
+                }
+                _ = ticker.tick() => {}
+            }
+            let lines = read_metrics(&metrics).unwrap_or_default();
+            let last_step = lines.last().map_or(0, |l| l.step);
+            if let Some(last) = lines.last() {
+                bar.set_position(last.step.min(total));
+                bar.set_message(progress_message(&lines, self.injections.len()));
+            }
+            self.inject_due(last_step, &bar)?;
+            self.continue_paused();
+            self.poll_coordinator(&bar)?;
+            if self.poll_workers()? {
+                bar.finish();
+                return Ok(Outcome::Finished);
+            }
+        }
+    }
+
+    /// Injects every scheduled fault whose step has been decided.
+    fn inject_due(&mut self, last_step: u64, bar: &ProgressBar) -> anyhow::Result<()> {
+        while self.faults.first().is_some_and(|f| f.at_step <= last_step) {
+            let fault = self.faults.remove(0);
+            let injection = Injection {
+                kind: fault.kind_name(),
+                target: fault.target_name(),
+                scheduled_step: fault.at_step,
+                injected_after_step: last_step,
+                unix_ms: unix_ms(),
+            };
+            match (fault.kind, fault.target) {
+                (FaultKind::Kill, Target::Coordinator) => {
+                    signal(&self.coordinator, Signal::SIGKILL);
+                    self.coordinator_killed = true;
+                }
+                (kind, Target::Worker(i)) => {
+                    let w = &mut self.workers[i];
+                    let Some(child) = w.child.as_ref() else {
+                        // Already down (restarting, or finished): nothing to hit.
+                        continue;
+                    };
+                    match kind {
+                        FaultKind::Kill => {
+                            w.chaos_exit = true;
+                            signal(child, Signal::SIGKILL);
+                        }
+                        FaultKind::Term => {
+                            w.chaos_exit = true;
+                            signal(child, Signal::SIGTERM);
+                        }
+                        FaultKind::Pause(d) => {
+                            signal(child, Signal::SIGSTOP);
+                            self.paused.push((i, Instant::now() + d));
+                        }
+                    }
+                }
+                (kind, Target::Coordinator) => bail!("{kind:?} does not apply to the coordinator"),
+            }
+            bar.println(format!(
+                "chaos: {} {} after step {last_step}",
+                injection.kind, injection.target
+            ));
+            tracing::info!(kind = injection.kind, target = %injection.target, after_step = last_step, "fault injected");
+            self.injections.push(injection);
+        }
+        Ok(())
+    }
+
+    fn continue_paused(&mut self) {
+        let now = Instant::now();
+        let workers = &self.workers;
+        self.paused.retain(|(i, until)| {
+            if *until > now {
+                return true;
+            }
+            if let Some(child) = workers[*i].child.as_ref() {
+                signal(child, Signal::SIGCONT);
+            }
+            false
+        });
+    }
+
+    /// Restarts a coordinator a fault killed (same address, same state); any other exit is
+    /// fatal.
+    fn poll_coordinator(&mut self, bar: &ProgressBar) -> anyhow::Result<()> {
+        let Some(status) = self.coordinator.try_wait().context("cannot poll the coordinator")?
+        else {
+            return Ok(());
+        };
+        if !std::mem::take(&mut self.coordinator_killed) {
+            bar.abandon();
+            bail!(
+                "the coordinator exited ({status}); see {}",
+                self.run.log("coordinator").display()
+            );
+        }
+        let (child, _) = spawn_coordinator(
+            &self.exe,
+            &self.run,
+            &self.job_path,
+            self.epoch_size,
+            &self.grpc_addr,
+            "127.0.0.1:0",
+        )?;
+        self.coordinator = child;
+        tracing::info!(address = %self.grpc_addr, "coordinator restarted after a fault");
+        Ok(())
+    }
+
+    /// Reaps exited workers, restarting crashed ones; true when all are done.
+    fn poll_workers(&mut self) -> anyhow::Result<bool> {
+        for i in 0..self.workers.len() {
+            let w = &mut self.workers[i];
+            let Some(child) = w.child.as_mut() else { continue };
+            let Some(status) =
+                child.try_wait().with_context(|| format!("cannot poll {}", w.name))?
+            else {
+                continue;
+            };
+            w.child = None;
+            if std::mem::take(&mut w.chaos_exit) {
+                tracing::info!(worker = %w.name, %status, "restarting a worker stopped by a fault");
+                self.spawn_worker(i)?;
+                continue;
+            }
+            if status.success() {
+                w.done = true;
+                continue;
+            }
+            if w.restarts >= MAX_RESTARTS {
+                bail!(
+                    "{} failed {} times (last: {status}); see {}",
+                    w.name,
+                    w.restarts + 1,
+                    self.run.log(&w.name).display()
+                );
+            }
+            w.restarts += 1;
+            tracing::warn!(worker = %w.name, %status, restart = w.restarts, "worker died; restarting it");
+            self.spawn_worker(i)?;
+        }
+        Ok(self.workers.iter().all(|w| w.done))
+    }
+
+    /// SIGTERM everyone (workers first, so they leave while the coordinator still listens),
+    /// then SIGKILL whatever is still running after a grace period.
+    pub(super) fn stop(&mut self) {
+        for w in &self.workers {
+            if let Some(child) = w.child.as_ref() {
+                signal(child, Signal::SIGCONT);
+            }
+        }
+        let mut children: Vec<&mut Child> =
+            self.workers.iter_mut().filter_map(|w| w.child.as_mut()).collect();
+        terminate(&mut children, Duration::from_secs(10));
+        terminate(&mut [&mut self.coordinator], Duration::from_secs(10));
+    }
+}
+
+fn spawn_coordinator(
+    exe: &Path,
+    run: &RunDir,
+    job_path: &Path,
+    epoch_size: u64,
+    listen: &str,
+    http: &str,
+) -> anyhow::Result<(Child, ReadyInfo)> {
+    let ready = run.path("coordinator.ready.json");
+    let _ = std::fs::remove_file(&ready);
+    let (out, err) = log_file(&run.log("coordinator"))?;
+    let mut coordinator = Command::new(exe)
+        .arg("coordinator")
+        .arg("--job")
+        .arg(job_path)
+        .args(["--listen", listen, "--http", http])
+        .arg("--state-dir")
+        .arg(run.path("coordinator"))
+        .arg("--metrics-log")
+        .arg(run.path("metrics.jsonl"))
+        .arg("--events-log")
+        .arg(run.path("events.jsonl"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--epoch-size")
+        .arg(epoch_size.to_string())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .context("cannot start the coordinator")?;
+    match wait_ready(&ready, &mut coordinator, Duration::from_secs(30)) {
+        Ok(info) => Ok((coordinator, info)),
+        Err(e) => {
+            let _ = coordinator.kill();
+            let _ = coordinator.wait();
+            Err(e.context(format!("see {}", run.log("coordinator").display())))
+        }
+    }
+}
+
+fn terminate(children: &mut [&mut Child], grace: Duration) {
+    for child in children.iter_mut() {
+        signal(child, Signal::SIGTERM);
+    }
+    let until = Instant::now() + grace;
+    for child in children.iter_mut() {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= until => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+fn wait_ready(path: &Path, child: &mut Child, limit: Duration) -> anyhow::Result<ReadyInfo> {
+    let until = Instant::now() + limit;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(info) = serde_json::from_str::<ReadyInfo>(&text)
+        {
+            return Ok(info);
+        }
+        if let Some(status) = child.try_wait().context("cannot poll the coordinator")? {
+            bail!("the coordinator exited before it was ready ({status})");
+        }
+        if Instant::now() >= until {
+            bail!("the coordinator was not ready within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `loss 6.912 | 5,120 tok/s | 2 workers | 0 recoveries | 0 aborted`.
+fn progress_message(lines: &[MetricsLine], faults: usize) -> String {
+    let Some(last) = lines.last() else { return String::new() };
+    let recent = &lines[lines.len().saturating_sub(10)..];
+    let rate = match (recent.first(), recent.last()) {
+        (Some(a), Some(b)) if b.unix_ms > a.unix_ms => {
+            let tokens: u64 = recent.iter().skip(1).map(|l| l.tokens).sum();
+            format!("{:.0} tok/s", tokens as f64 * 1000.0 / (b.unix_ms - a.unix_ms) as f64)
+        }
+        _ => "- tok/s".to_owned(),
+    };
+    let loss = last.loss.map_or("-".to_owned(), |l| format!("{l:.3}"));
+    let chaos = if faults > 0 { format!(" | {faults} faults") } else { String::new() };
+    format!(
+        "loss {loss} | {rate} | {} workers | {} recoveries | {} aborted{chaos}",
+        last.members, last.recoveries, last.aborted_steps
+    )
+}
