@@ -6,6 +6,7 @@ mod t02_grpc_services;
 mod t03_coordinator;
 mod t04_cli_pipeline;
 mod t05_cluster;
+mod t06_deploy;
 
 use albatross_tests::Albatross;
 

@@ -1,0 +1,87 @@
+//! The Kubernetes manifests under `deploy/`: `deploy/validate.sh` renders every overlay, validates
+//! it against the Kubernetes schemas and checks it against this build's `albatross` (flags,
+//! ports, probes, volumes, job specs). A missing kubectl fails these tests: a validation that did
+//! not run must not look like one that passed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `validate.sh`'s exit status when kubectl is missing (the autotools "skipped" code).
+const SKIPPED: i32 = 77;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `deploy/validate.sh` of the tree at `root` against the binary this package builds.
+fn validate(root: &Path) -> Output {
+    // Through bash, so the script's executable bit does not matter.
+    Command::new("bash")
+        .arg(root.join("deploy/validate.sh"))
+        .env("ALBATROSS_BIN", env!("CARGO_BIN_EXE_albatross-it"))
+        .output()
+        .expect("bash runs deploy/validate.sh")
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_ran(out: &Output) {
+    assert_ne!(
+        out.status.code(),
+        Some(SKIPPED),
+        "deploy/validate.sh was skipped because kubectl is missing; install kubectl, the \
+         manifests must be validated:\n{}",
+        describe(out)
+    );
+}
+
+#[test]
+fn every_overlay_renders_and_matches_the_binary() {
+    let out = validate(&repo_root());
+    assert_ran(&out);
+    assert!(out.status.success(), "deploy/validate.sh failed:\n{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for overlay in ["local", "wikipedia-base"] {
+        assert!(stdout.contains(&format!("== {overlay}: kubernetes-validate")), "{stdout}");
+    }
+    assert!(stdout.contains("all overlays valid"), "{stdout}");
+}
+
+/// The checks can fail: a copy of `deploy/` whose workers pass a flag the binary lacks is
+/// rejected, and the message names the flag.
+#[test]
+fn a_flag_the_binary_lacks_is_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&repo_root().join("deploy"), &dir.path().join("deploy"));
+    let workers = dir.path().join("deploy/k8s/base/workers.yaml");
+    let text = std::fs::read_to_string(&workers).expect("read workers.yaml");
+    assert!(text.contains("- --advertise="), "the base workers advertise their address");
+    std::fs::write(&workers, text.replace("- --advertise=", "- --advertize="))
+        .expect("write workers.yaml");
+
+    let out = validate(dir.path());
+    assert_ran(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`albatross worker` has no flag --advertize"), "{}", describe(&out));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
