@@ -73,6 +73,8 @@ pub struct Cluster {
     pub program: Albatross,
     pub root: PathBuf,
     pub job: PathBuf,
+    /// Extra flags every coordinator and worker gets (e.g. `--tls-ca …`).
+    pub extra_args: Vec<std::ffi::OsString>,
 }
 
 impl Cluster {
@@ -84,7 +86,7 @@ impl Cluster {
         std::fs::create_dir_all(root.join("logs"))?;
         let job_path = root.join("job.toml");
         std::fs::write(&job_path, job)?;
-        Ok(Self { program, root: root.to_path_buf(), job: job_path })
+        Ok(Self { program, root: root.to_path_buf(), job: job_path, extra_args: Vec::new() })
     }
 
     pub fn metrics_path(&self) -> PathBuf {
@@ -122,6 +124,7 @@ impl Cluster {
             .arg(self.metrics_path())
             .arg("--ready-file")
             .arg(&ready)
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out)
@@ -159,6 +162,7 @@ impl Cluster {
             .arg(self.checkpoints())
             .arg("--report-file")
             .arg(self.report_path(name))
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .env("RAYON_NUM_THREADS", "1")
             .stdin(Stdio::null())

@@ -78,6 +78,8 @@ pub enum DataCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct CoordinatorArgs {
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// The job spec (TOML).
     #[arg(long)]
     pub job: PathBuf,
@@ -111,8 +113,26 @@ pub struct CoordinatorArgs {
     pub ready_file: Option<PathBuf>,
 }
 
+/// Mutual TLS for gRPC: all three files, or none.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// PEM certificate of the job's CA; with --tls-cert and --tls-key every gRPC connection
+    /// (coordinator and worker-to-worker) uses mutual TLS.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"], env = "ALBATROSS_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate of this process; its subject alternative names must include the host
+    /// others dial it by.
+    #[arg(long, requires_all = ["tls_ca", "tls_key"], env = "ALBATROSS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of this process.
+    #[arg(long, requires_all = ["tls_ca", "tls_cert"], env = "ALBATROSS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// The coordinator's gRPC URL.
     #[arg(long, default_value = "http://127.0.0.1:7070", env = "ALBATROSS_COORDINATOR")]
     pub coordinator: String,
@@ -186,6 +206,8 @@ pub struct LaunchArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// The coordinator's gRPC URL.
     #[arg(long, default_value = "http://127.0.0.1:7070")]
     pub coordinator: String,

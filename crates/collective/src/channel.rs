@@ -31,6 +31,8 @@ pub struct ChannelOptions {
     /// deadline or not: a quorum member listens before it joins, so a refusal means its
     /// process is gone, and waiting out a step-long deadline would only delay recovery.
     pub refused_limit: u32,
+    /// Mutual TLS towards peers (their certificates must name their advertised host).
+    pub tls: Option<albatross_proto::tls::Tls>,
 }
 
 impl Default for ChannelOptions {
@@ -44,6 +46,7 @@ impl Default for ChannelOptions {
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(500),
             refused_limit: 5,
+            tls: None,
         }
     }
 }
@@ -53,11 +56,19 @@ impl Default for ChannelOptions {
 /// # Errors
 /// When `address` is not a valid URI authority.
 pub fn endpoint(address: &str, options: &ChannelOptions) -> Result<Endpoint, CollectiveError> {
-    let uri =
-        if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
-    let endpoint = Endpoint::from_shared(uri).map_err(|err| {
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
+    let uri = match address.split_once("://") {
+        Some((_, rest)) => format!("{scheme}://{rest}"),
+        None => format!("{scheme}://{address}"),
+    };
+    let mut endpoint = Endpoint::from_shared(uri).map_err(|err| {
         CollectiveError::InvalidArgument(format!("peer address {address:?} is invalid: {err}"))
     })?;
+    if let Some(tls) = &options.tls {
+        endpoint = endpoint
+            .tls_config(tls.client(albatross_proto::tls::host_of(address)))
+            .map_err(|e| CollectiveError::InvalidArgument(format!("TLS configuration: {e}")))?;
+    }
     Ok(endpoint
         .connect_timeout(options.connect_timeout)
         .tcp_nodelay(true)

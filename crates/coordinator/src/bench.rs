@@ -99,6 +99,7 @@ pub async fn bench_coordinator(opts: BenchOptions) -> Result<BenchReport, Coordi
         data_fingerprint: None,
         metrics_log: None,
         events_log: None,
+        tls: None,
         ready_file: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

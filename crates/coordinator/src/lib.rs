@@ -27,6 +27,7 @@
 //!     data_fingerprint: None, // or the prepared data manifest's SHA-256
 //!     metrics_log: Some("metrics.jsonl".into()), // one JSON line per decided step
 //!     events_log: Some("events.jsonl".into()), // one JSON line per decision of the core
+//!     tls: None,                               // or mutual TLS: albatross_proto::tls::Tls::load(..)
 //!     ready_file: None, // or where to write the bound addresses once serving
 //! };
 //! run_coordinator(options, async {
@@ -74,7 +75,7 @@ pub use server::{CoordinatorOptions, Listeners, MAX_REQUEST_BYTES, run_coordinat
 pub use service::{CoordinatorGrpc, MAX_POLL, parse_grpc_timeout, poll_deadline};
 pub use state_file::{Restored, StateStore};
 pub use status::{MemberView, StatusView};
-pub use status_report::{fetch_status, status_json, status_table};
+pub use status_report::{fetch_status, fetch_status_tls, status_json, status_table};
 
 #[cfg(test)]
 mod core_test;

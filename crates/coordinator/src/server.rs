@@ -52,6 +52,9 @@ pub struct CoordinatorOptions {
     /// `--events-log`: append one JSON line per decision of the core (every [`crate::Effect`])
     /// and one `started` line per start to this file.
     pub events_log: Option<PathBuf>,
+    /// `--tls-ca/--tls-cert/--tls-key`: serve gRPC over mutual TLS (clients need a certificate
+    /// from the job's CA). The HTTP status page stays plain: bind it to a private address.
+    pub tls: Option<albatross_proto::tls::Tls>,
     /// `--ready-file`: once listening with the state saved, write the bound addresses here
     /// (JSON, atomically), so a launcher that bound port 0 learns the ports.
     pub ready_file: Option<PathBuf>,
@@ -204,7 +207,13 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     };
     // Every call ends well within this: long polls answer after at most MAX_POLL.
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        builder = builder
+            .tls_config(tls.server())
+            .map_err(|e| CoordinatorError::Transport(format!("TLS configuration: {e}")))?;
+    }
+    let served = builder
         .timeout(crate::MAX_POLL * 3)
         .add_service(health)
         .add_service(reflection)

@@ -115,6 +115,7 @@ async fn ready_file_names_the_bound_ports_and_decided_steps_are_logged() -> anyh
         data_fingerprint: None,
         metrics_log: Some(metrics.clone()),
         events_log: Some(events.clone()),
+        tls: None,
         ready_file: Some(ready.clone()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

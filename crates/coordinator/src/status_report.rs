@@ -21,13 +21,37 @@ pub async fn fetch_status(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<wire::GetStatusResponse, CoordinatorError> {
+    fetch_status_tls(url, token, None, timeout).await
+}
+
+/// [`fetch_status`] over mutual TLS when `tls` is given (the URL should then be `https://`).
+///
+/// # Errors
+/// As [`fetch_status`], and a TLS configuration the transport refuses.
+pub async fn fetch_status_tls(
+    url: &str,
+    token: Option<&str>,
+    tls: Option<&albatross_proto::tls::Tls>,
+    timeout: Duration,
+) -> Result<wire::GetStatusResponse, CoordinatorError> {
     let unreachable = |e: &dyn std::fmt::Display| {
         CoordinatorError::Transport(format!("coordinator {url} is unreachable: {e}"))
     };
-    let channel = Channel::from_shared(url.to_owned())
-        .map_err(|e| {
-            CoordinatorError::InvalidArgument(format!("invalid coordinator URL {url:?}: {e}"))
-        })?
+    // With TLS the scheme is https whatever the user wrote.
+    let url = match (tls, url.strip_prefix("http://")) {
+        (Some(_), Some(rest)) => format!("https://{rest}"),
+        _ => url.to_owned(),
+    };
+    let url = url.as_str();
+    let mut endpoint = Channel::from_shared(url.to_owned()).map_err(|e| {
+        CoordinatorError::InvalidArgument(format!("invalid coordinator URL {url:?}: {e}"))
+    })?;
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.client(albatross_proto::tls::host_of(url)))
+            .map_err(|e| CoordinatorError::InvalidArgument(format!("TLS configuration: {e}")))?;
+    }
+    let channel = endpoint
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect()

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod domain;
 pub mod job;
 pub mod services;
+pub mod tls;
 pub mod wire;
 
 /// Version of the wire contract this build speaks (`albatross.v1`).

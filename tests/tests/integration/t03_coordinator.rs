@@ -68,6 +68,7 @@ async fn start(state_dir: &Path) -> Running {
         data_fingerprint: Some(Sha256Digest::of("t03 data")),
         metrics_log: None,
         events_log: None,
+        tls: None,
         ready_file: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();

@@ -215,7 +215,12 @@ fn launch_restarts_a_killed_worker_which_heals_from_its_peer() {
     let launcher = command.spawn().expect("launch starts");
     let mut launcher =
         Proc { name: "launch".into(), child: launcher, log: out.join("logs/launch") };
-    let metrics = Cluster { program: albatross(), root: out.clone(), job: out.join("job.toml") };
+    let metrics = Cluster {
+        program: albatross(),
+        root: out.clone(),
+        job: out.join("job.toml"),
+        extra_args: Vec::new(),
+    };
     metrics.wait_for_step(15, LONG).expect("training runs");
     let out_text = out.display().to_string();
     let pid = find_pid(&["worker", "worker-1", &out_text]).expect("worker-1 is running");
@@ -530,4 +535,56 @@ fn workers_scale_up_and_down_mid_run_without_losing_a_step() {
     finish(&mut remaining);
     assert_replicas_agree(&c, &["worker-1", "worker-2"], 36);
     assert_exact_ledger(&c, 36);
+}
+
+/// A private CA and one certificate for `localhost` and 127.0.0.1 (every process of the test
+/// presents it): `(ca, cert, key)` paths.
+fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("certificate");
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca.pem()).expect("write");
+    std::fs::write(&paths.1, cert.pem()).expect("write");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    paths
+}
+
+#[test]
+fn mutual_tls_protects_the_coordinator_and_the_peers() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_pki(dir.path());
+    let mut c = cluster(&dir.path().join("run"), &job(12, 1, 100, ""));
+    for (flag, path) in [("--tls-ca", &ca), ("--tls-cert", &cert), ("--tls-key", &key)] {
+        c.extra_args.push(flag.into());
+        c.extra_args.push(path.into());
+    }
+    let (_coordinator, url, mut procs) = start(&c, 1);
+    c.wait_for_step(3, LONG).expect("training runs");
+    // The second worker heals from the first and all-reduces with it, all over mutual TLS.
+    procs.push(c.worker("worker-1", &url, None).expect("worker"));
+    Cluster::wait_for_log(&procs[1], "healed from a live peer", LONG).expect("heals over TLS");
+    finish(&mut procs);
+    assert_replicas_agree(&c, &["worker-0", "worker-1"], 12);
+    assert_exact_ledger(&c, 12);
+    // Without a certificate the coordinator does not answer.
+    let https = url.replace("http://", "https://");
+    let plain = albatross()
+        .run(["status", "--coordinator", &url, "--timeout-secs", "3"], "")
+        .expect("runs");
+    assert!(!plain.success, "a plain-text client must be refused: {plain:?}");
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["status".into(), "--coordinator".into(), https.into(), "--json".into()];
+    args.extend(c.extra_args.iter().cloned());
+    let with_cert = albatross().run(args, "").expect("runs");
+    assert!(with_cert.success, "{with_cert:?}");
+    assert!(with_cert.stdout.contains("\"committed_step\":12"), "{}", with_cert.stdout);
 }

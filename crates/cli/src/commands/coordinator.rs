@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use albatross_coordinator::{
-    BenchOptions, CoordinatorOptions, bench_coordinator, fetch_status, read_token_file,
+    BenchOptions, CoordinatorOptions, bench_coordinator, fetch_status_tls, read_token_file,
     run_coordinator, status_json, status_table,
 };
 use albatross_proto::job::JobSpec;
@@ -39,6 +39,7 @@ pub fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         data_fingerprint: None,
         metrics_log: args.metrics_log,
         events_log: args.events_log,
+        tls: load_tls(&args.tls)?,
         ready_file: args.ready_file,
     };
     runtime()?.block_on(run_coordinator(options, shutdown_signal()))?;
@@ -47,9 +48,11 @@ pub fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
 
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let token = args.token_file.as_deref().map(read_token_file).transpose()?;
-    let status = runtime()?.block_on(fetch_status(
+    let tls = load_tls(&args.tls)?;
+    let status = runtime()?.block_on(fetch_status_tls(
         &args.coordinator,
         token.as_deref(),
+        tls.as_ref(),
         Duration::from_secs(args.timeout_secs),
     ))?;
     if args.json {
@@ -70,6 +73,24 @@ pub fn bench(workers: u32, rounds: u32, channels: usize, json: bool) -> anyhow::
         return write_stdout(&format!("{}\n", serde_json::to_string(&report)?));
     }
     write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))
+}
+
+/// The TLS material the flags name, if any.
+pub(crate) fn load_tls(
+    args: &crate::args::TlsArgs,
+) -> anyhow::Result<Option<albatross_proto::tls::Tls>> {
+    match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let files = albatross_proto::tls::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            Ok(Some(albatross_proto::tls::Tls::load(&files)?))
+        }
+        (None, None, None) => Ok(None),
+        _ => anyhow::bail!("--tls-ca, --tls-cert and --tls-key go together"),
+    }
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

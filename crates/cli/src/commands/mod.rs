@@ -28,7 +28,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-pub(crate) use coordinator::{runtime, shutdown_signal};
+pub(crate) use coordinator::{load_tls, runtime, shutdown_signal};
 
 /// Command output goes to stdout (logs go to stderr).
 pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {

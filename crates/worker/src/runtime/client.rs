@@ -65,9 +65,25 @@ impl CoordinatorClient {
     ///
     /// # Errors
     /// When the URL or token cannot be used.
-    pub fn new(url: &str, token: Option<&str>, rpc_timeout: Duration) -> Result<Self> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| WorkerError::Setup(format!("coordinator URL {url:?} is invalid: {e}")))?
+    pub fn new(
+        url: &str,
+        token: Option<&str>,
+        rpc_timeout: Duration,
+        tls: Option<&albatross_proto::tls::Tls>,
+    ) -> Result<Self> {
+        // With TLS the scheme is https whatever the user wrote.
+        let url = match (tls, url.strip_prefix("http://")) {
+            (Some(_), Some(rest)) => format!("https://{rest}"),
+            _ => url.to_owned(),
+        };
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| WorkerError::Setup(format!("coordinator URL {url:?} is invalid: {e}")))?;
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls.client(albatross_proto::tls::host_of(&url)))
+                .map_err(|e| WorkerError::Setup(format!("TLS configuration: {e}")))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -61,6 +61,8 @@ pub struct WorkerOptions {
     /// The job this worker was started with; the coordinator's must have the same fingerprint.
     pub expected_job: Option<JobSpec>,
     pub hooks: TestHooks,
+    /// Mutual TLS for the coordinator and for peers.
+    pub tls: Option<albatross_proto::tls::Tls>,
 }
 
 /// Why the worker stopped.
@@ -156,17 +158,22 @@ pub async fn run_worker(
         };
         format!("{ip}:{}", bound.port())
     });
-    let collective = Collective::new(CollectiveConfig::default())?;
+    let mut config = CollectiveConfig::default();
+    config.channel.tls = options.tls.clone();
+    let collective = Collective::new(config)?;
     let server_stop = stop.clone();
     let peer_service = collective.peer_server().into_service();
     let (health_reporter, health) = services::health();
     health_reporter
         .set_service_status("albatross.v1.PeerService", tonic_health::ServingStatus::Serving)
         .await;
-    let server = collective
-        .config()
-        .server
-        .server_builder()
+    let mut builder = collective.config().server.server_builder();
+    if let Some(tls) = &options.tls {
+        builder = builder
+            .tls_config(tls.server())
+            .map_err(|e| WorkerError::Setup(format!("TLS configuration: {e}")))?;
+    }
+    let server = builder
         .add_service(health)
         .add_service(peer_service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
@@ -179,6 +186,7 @@ pub async fn run_worker(
         &options.coordinator,
         options.token.as_deref(),
         Duration::from_secs(5),
+        options.tls.as_ref(),
     )?;
     let result = session_loop(options, me, advertise, client, collective, stop.clone()).await;
     stop.cancel();

@@ -402,6 +402,7 @@ impl Session {
             layout_fingerprint: layout.fingerprint(),
             parameter_bytes: layout.byte_len(),
             deadline: tokio::time::Instant::now() + transfer_deadline(3 * layout.byte_len()),
+            channel: &self.collective.config().channel,
         };
         let (state, hash) = fetch_state(&target, cancel).await?;
         self.blocking(move |t| t.load_state(&state)).await??;

@@ -161,6 +161,8 @@ pub struct FetchTarget<'a> {
     /// Bytes of the parameter section the layout implies.
     pub parameter_bytes: usize,
     pub deadline: Instant,
+    /// How to dial the source (TLS included).
+    pub channel: &'a ChannelOptions,
 }
 
 fn refuse(source: &Member, reason: impl Into<String>) -> WorkerError {
@@ -177,14 +179,9 @@ pub async fn fetch_state(
 ) -> Result<(TrainerState, Sha256Digest)> {
     let source = target.source;
     let work = async {
-        let channel = connect(
-            &source.address,
-            &ChannelOptions::default(),
-            target.deadline,
-            cancel,
-            "state transfer",
-        )
-        .await?;
+        let channel =
+            connect(&source.address, target.channel, target.deadline, cancel, "state transfer")
+                .await?;
         let mut client =
             PeerServiceClient::new(channel).max_decoding_message_size(PIECE_BYTES + (64 << 10));
         let mut request = tonic::Request::new(wire::FetchStateRequest {
