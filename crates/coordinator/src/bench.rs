@@ -140,14 +140,17 @@ async fn drive(
     let join_seconds = started.elapsed().as_secs_f64();
     let (mut quorum_ms, mut commit_ms) = (Vec::new(), Vec::new());
     let rounds_started = Instant::now();
+    let mut known = Generation(0);
     for step in 1..=u64::from(opts.rounds.max(1)) {
         // Quorum: every member asks; the round's latency runs from the last ask to the last answer.
         let mut set = JoinSet::new();
         for i in 0..quorum {
             let (c, me) = (client(i), worker(i)?);
-            set.spawn(ask_until_ready(c, me, step));
+            set.spawn(ask_until_ready(c, me, step, known));
         }
         let (last_sent, last_done, tag) = timings(&mut set).await?;
+        // Like a real worker, ask with the generation whose member list it holds.
+        known = tag.generation;
         quorum_ms.push(last_done.saturating_duration_since(last_sent).as_secs_f64() * 1e3);
         let mut set = JoinSet::new();
         for i in 0..quorum {
@@ -220,10 +223,15 @@ async fn join_range(
 
 type Timed = Result<(Instant, Instant, StepTag), tonic::Status>;
 
-async fn ask_until_ready(mut c: Client, me: WorkerRef, step: u64) -> Timed {
+async fn ask_until_ready(mut c: Client, me: WorkerRef, step: u64, known: Generation) -> Timed {
     loop {
-        let req =
-            QuorumRequest { worker: me.clone(), step, applied_step: step - 1, state_hash: None };
+        let req = QuorumRequest {
+            worker: me.clone(),
+            step,
+            applied_step: step - 1,
+            state_hash: None,
+            known_members_generation: known,
+        };
         let mut request = tonic::Request::new(wire::AwaitQuorumRequest::from(req));
         request.set_timeout(Duration::from_secs(30));
         let sent = Instant::now();

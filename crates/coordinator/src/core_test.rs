@@ -96,8 +96,13 @@ impl Sim {
     }
 
     pub fn ask(&mut self, id: &str, inc: u64, step: u64, applied: u64) -> QuorumOutcome {
-        let req =
-            QuorumRequest { worker: w(id, inc), step, applied_step: applied, state_hash: None };
+        let req = QuorumRequest {
+            worker: w(id, inc),
+            step,
+            applied_step: applied,
+            state_hash: None,
+            known_members_generation: albatross_proto::domain::Generation(0),
+        };
         self.core.await_quorum(self.now, &req).expect("quorum request accepted")
     }
 
@@ -554,6 +559,33 @@ fn slow_quorum_waits_the_join_grace_for_stragglers_and_bumps_the_generation() {
 }
 
 #[test]
+fn member_lists_travel_once_per_generation() {
+    let mut s = two_running();
+    commit_step(&mut s, &["a", "b"], tag(1, 1));
+    let ask = |s: &mut Sim, id: &str, known: u64| {
+        let req = QuorumRequest {
+            worker: w(id, 1),
+            step: 2,
+            applied_step: 1,
+            state_hash: None,
+            known_members_generation: Generation(known),
+        };
+        s.core.await_quorum(s.now, &req).expect("accepted")
+    };
+    ask(&mut s, "a", 1);
+    // The fast quorum keeps generation 1: a worker holding its members gets none.
+    let q = ready(ask(&mut s, "b", 1));
+    assert_eq!(q.tag, tag(1, 2));
+    assert!(q.members_omitted && q.members.is_empty());
+    assert_eq!(q.rank, 1);
+    // One that does not (a restart, or an older generation) gets them all.
+    let full = ready(ask(&mut s, "b", 0));
+    assert!(!full.members_omitted);
+    assert_eq!(full.members.len(), 2);
+    assert_eq!(q.with_members(&full.members), Some(full));
+}
+
+#[test]
 fn a_silent_previous_member_is_not_waited_for_past_one_heartbeat_interval() {
     let mut s = two_running();
     commit_step(&mut s, &["a", "b"], tag(1, 1));
@@ -650,7 +682,13 @@ fn votes_for_the_wrong_step_or_from_unknown_workers_are_rejected() {
     assert!(matches!(future, CoordinatorError::InvalidArgument(_)));
     let unknown = s.vote("zz", tag(1, 1), VoteOutcome::Ok, false, None).expect_err("unknown");
     assert_eq!(unknown.to_string(), "worker zz is not registered: join first");
-    let req = QuorumRequest { worker: w("a", 1), step: 9, applied_step: 8, state_hash: None };
+    let req = QuorumRequest {
+        worker: w("a", 1),
+        step: 9,
+        applied_step: 8,
+        state_hash: None,
+        known_members_generation: albatross_proto::domain::Generation(0),
+    };
     let ahead = s.core.await_quorum(s.now, &req).expect_err("ahead");
     assert_eq!(ahead.to_string(), "step 9 is ahead of the job: the next step is 1");
 }

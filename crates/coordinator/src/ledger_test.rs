@@ -129,6 +129,7 @@ fn run(seed: u64) -> Counts {
                             step: (wk.applied + 1).min(next),
                             applied_step: wk.applied.min(next - 1),
                             state_hash: None,
+                            known_members_generation: albatross_proto::domain::Generation(0),
                         };
                         if let Ok(QuorumOutcome::Ready(q)) = s.core.await_quorum(s.now, &req) {
                             if let Some(h) = &q.heal {

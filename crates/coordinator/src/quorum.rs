@@ -39,7 +39,7 @@ impl Core {
                 req.step
             )));
         }
-        if let Some(view) = self.view_for(&req.worker) {
+        if let Some(view) = self.view_for(&req.worker, req.known_members_generation) {
             return Ok(QuorumOutcome::Ready(view));
         }
         let m = self.members.get_mut(&req.worker)?;
@@ -49,7 +49,7 @@ impl Core {
         let since = m.waiting.map_or(now, |w| w.since);
         m.waiting = Some(Waiting { step: req.step, since });
         let why = self.try_form(now);
-        if let Some(view) = self.view_for(&req.worker) {
+        if let Some(view) = self.view_for(&req.worker, req.known_members_generation) {
             return Ok(QuorumOutcome::Ready(view));
         }
         let live = self.live(now).count();
@@ -61,13 +61,17 @@ impl Core {
         }))
     }
 
-    /// The running quorum as `worker` sees it, if it is a member.
-    pub(crate) fn view_for(&self, worker: &WorkerRef) -> Option<Quorum> {
+    /// The running quorum as `worker` sees it, if it is a member. The member list is left out
+    /// when the worker already holds this generation's (`known`): otherwise every round would
+    /// copy and send N members to each of N workers.
+    pub(crate) fn view_for(&self, worker: &WorkerRef, known: Generation) -> Option<Quorum> {
         let active = self.active.as_ref()?;
         let rank = active.rank_of(worker)?;
+        let omit = known == active.tag.generation;
         Some(Quorum {
             tag: active.tag,
-            members: active.members.clone(),
+            members: if omit { Vec::new() } else { active.members.clone() },
+            members_omitted: omit,
             rank: u32::try_from(rank).ok()?,
             samples: active.slices.get(rank).cloned().unwrap_or_default(),
             global_samples: self.cfg.global_batch,

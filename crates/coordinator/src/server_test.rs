@@ -47,7 +47,13 @@ async fn join(c: &mut Client, id: &str) -> anyhow::Result<JoinAccepted> {
 }
 
 async fn quorum(mut c: Client, id: &str, step: u64) -> anyhow::Result<Quorum> {
-    let req = QuorumRequest { worker: w(id, 1), step, applied_step: step - 1, state_hash: None };
+    let req = QuorumRequest {
+        worker: w(id, 1),
+        step,
+        applied_step: step - 1,
+        state_hash: None,
+        known_members_generation: albatross_proto::domain::Generation(0),
+    };
     let reply = c.await_quorum(wire::AwaitQuorumRequest::from(req)).await.context("quorum")?;
     match QuorumOutcome::try_from(reply.into_inner())? {
         QuorumOutcome::Ready(q) => Ok(q),

@@ -152,7 +152,13 @@ async fn join(c: &mut Client, id: &str) -> JoinAccepted {
 }
 
 async fn ask(mut c: Client, id: &str, step: u64, applied: u64, timeout: Duration) -> QuorumOutcome {
-    let req = QuorumRequest { worker: worker(id), step, applied_step: applied, state_hash: None };
+    let req = QuorumRequest {
+        worker: worker(id),
+        step,
+        applied_step: applied,
+        state_hash: None,
+        known_members_generation: albatross_proto::domain::Generation(0),
+    };
     let reply = c
         .await_quorum(timed(wire::AwaitQuorumRequest::from(req), timeout))
         .await
@@ -324,8 +330,13 @@ async fn bad_input_gets_precise_status_codes_and_polls_answer_before_the_deadlin
     };
     let err = a.join(bad_id).await.expect_err("invalid");
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-    let unknown =
-        QuorumRequest { worker: worker("nobody"), step: 1, applied_step: 0, state_hash: None };
+    let unknown = QuorumRequest {
+        worker: worker("nobody"),
+        step: 1,
+        applied_step: 0,
+        state_hash: None,
+        known_members_generation: albatross_proto::domain::Generation(0),
+    };
     let err = a.await_quorum(wire::AwaitQuorumRequest::from(unknown)).await.expect_err("unknown");
     assert_eq!(
         (err.code(), err.message()),

@@ -57,6 +57,7 @@ fn quorum() -> Quorum {
         global_samples: 320,
         heal: Some(HealInstruction { source: member(0), target_step: 119 }),
         collective_deadline: Duration::from_millis(2500),
+        members_omitted: false,
     }
 }
 
@@ -68,6 +69,16 @@ fn quorum_outcomes_round_trip() {
         samples: vec![],
         ..quorum()
     }));
+    // A member list left out (the caller holds its generation's) round-trips and is restored.
+    let omitted = Quorum { members: vec![], members_omitted: true, ..quorum() };
+    round_trip::<_, wire::AwaitQuorumResponse>(QuorumOutcome::Ready(omitted.clone()));
+    let members: Vec<_> = (0..3).map(member).collect();
+    assert_eq!(omitted.clone().with_members(&members), Some(quorum()));
+    assert_eq!(omitted.with_members(&members[..1]), None, "rank 1 is not in a 1-member list");
+    let mut wire_q = wire::Quorum::from(quorum());
+    wire_q.members_omitted = true;
+    let err = Quorum::try_from(wire_q).expect_err("members with members_omitted");
+    assert!(err.to_string().contains("members"), "{err}");
     round_trip::<_, wire::AwaitQuorumResponse>(QuorumOutcome::NotYet(NotYet {
         reason: "waiting for 1 more worker".into(),
         retry_after: Duration::from_millis(250),

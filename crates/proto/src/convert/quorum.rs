@@ -45,6 +45,7 @@ impl From<Quorum> for wire::Quorum {
             global_samples: q.global_samples,
             heal: q.heal.map(Into::into),
             collective_deadline_ms: millis(q.collective_deadline),
+            members_omitted: q.members_omitted,
         }
     }
 }
@@ -53,7 +54,10 @@ impl TryFrom<wire::Quorum> for Quorum {
     type Error = ConvertError;
     fn try_from(q: wire::Quorum) -> Result<Self, ConvertError> {
         let members: Vec<Member> = repeated(q.members, "members")?;
-        if members.is_empty() {
+        if q.members_omitted && !members.is_empty() {
+            return Err(ConvertError::new("members", "must be empty when members_omitted is set"));
+        }
+        if members.is_empty() && !q.members_omitted {
             return Err(ConvertError::new("members", "a quorum has at least one member"));
         }
         if let Some((i, m)) = members.iter().enumerate().find(|(i, m)| m.rank as usize != *i) {
@@ -62,7 +66,7 @@ impl TryFrom<wire::Quorum> for Quorum {
                 format_args!("is {} but members are in ring order, so it must be {i}", m.rank),
             ));
         }
-        if q.rank as usize >= members.len() {
+        if !q.members_omitted && q.rank as usize >= members.len() {
             return Err(ConvertError::new(
                 "rank",
                 format_args!("{} is out of range for {} members", q.rank, members.len()),
@@ -84,6 +88,7 @@ impl TryFrom<wire::Quorum> for Quorum {
             global_samples: q.global_samples,
             heal: optional(q.heal, "heal")?,
             collective_deadline: Duration::from_millis(q.collective_deadline_ms),
+            members_omitted: q.members_omitted,
         })
     }
 }

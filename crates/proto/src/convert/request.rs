@@ -14,6 +14,7 @@ impl From<QuorumRequest> for wire::AwaitQuorumRequest {
             step: r.step,
             applied_step: r.applied_step,
             state_hash: r.state_hash.map_or_else(Bytes::new, |d| Bytes::copy_from_slice(&d.0)),
+            known_members_generation: r.known_members_generation.0,
         }
     }
 }
@@ -35,6 +36,7 @@ impl TryFrom<wire::AwaitQuorumRequest> for QuorumRequest {
             step: r.step,
             applied_step: r.applied_step,
             state_hash: optional_digest(&r.state_hash, "state_hash")?,
+            known_members_generation: crate::domain::Generation(r.known_members_generation),
         })
     }
 }
@@ -114,7 +116,13 @@ mod tests {
 
     #[test]
     fn quorum_request_round_trips_and_rejects_bad_steps() {
-        let r = QuorumRequest { worker: worker(), step: 5, applied_step: 4, state_hash: None };
+        let r = QuorumRequest {
+            worker: worker(),
+            step: 5,
+            applied_step: 4,
+            state_hash: None,
+            known_members_generation: crate::domain::Generation(0),
+        };
         let wire = wire::AwaitQuorumRequest::from(r.clone());
         assert_eq!(QuorumRequest::try_from(wire.clone()), Ok(r));
         let err = QuorumRequest::try_from(wire::AwaitQuorumRequest { step: 0, ..wire.clone() })

@@ -25,9 +25,25 @@ pub struct Quorum {
     pub global_samples: u64,
     pub heal: Option<HealInstruction>,
     pub collective_deadline: Duration,
+    /// `members` is empty because the caller holds this generation's member list already
+    /// (it asked with `known_members_generation`); fill it in with [`Quorum::with_members`].
+    pub members_omitted: bool,
 }
 
 impl Quorum {
+    /// Completes a quorum whose members were omitted with the list the caller kept for this
+    /// generation; `None` when that list cannot be this quorum's (the caller's rank is not in it).
+    pub fn with_members(mut self, members: &[Member]) -> Option<Self> {
+        if self.members_omitted {
+            if (self.rank as usize) >= members.len() {
+                return None;
+            }
+            self.members = members.to_vec();
+            self.members_omitted = false;
+        }
+        Some(self)
+    }
+
     pub fn world_size(&self) -> usize {
         self.members.len()
     }

@@ -10,6 +10,8 @@ pub struct QuorumRequest {
     pub step: u64,
     pub applied_step: u64,
     pub state_hash: Option<Sha256Digest>,
+    /// The generation whose member list the caller holds (`Generation(0)`: none).
+    pub known_members_generation: super::Generation,
 }
 
 /// `reporter` saw `suspect` fail during the collective of `tag`.

@@ -120,6 +120,9 @@ pub(crate) struct Session {
     pub checkpoints: tokio::task::JoinSet<()>,
     /// A step voted ok whose decision was not heard (see [`step::PendingUpdate`]).
     pub pending: Option<step::PendingUpdate>,
+    /// The member list of the newest generation seen, so quorums of that generation can omit it.
+    pub members_cache:
+        Option<(albatross_proto::domain::Generation, Vec<albatross_proto::domain::Member>)>,
 }
 
 fn incarnation_now() -> u64 {
@@ -387,6 +390,7 @@ impl Session {
             hooks,
             checkpoints: tokio::task::JoinSet::new(),
             pending: None,
+            members_cache: None,
         };
         session.publish_current(0).await?;
         Ok(session)

@@ -188,6 +188,10 @@ impl Session {
                 step: applied + 1,
                 applied_step: applied,
                 state_hash: Some(snapshot.state_hash),
+                known_members_generation: self
+                    .members_cache
+                    .as_ref()
+                    .map_or(albatross_proto::domain::Generation(0), |(g, _)| *g),
             };
             let mut directive = self.beacon.directive.subscribe();
             let outcome = tokio::select! {
@@ -198,6 +202,11 @@ impl Session {
             match outcome {
                 Ok(QuorumOutcome::Ready(quorum)) => {
                     backoff = Duration::from_millis(100);
+                    let Some(quorum) = self.complete_members(quorum) else {
+                        // Our cached list cannot be this generation's: ask again for it whole.
+                        self.members_cache = None;
+                        continue;
+                    };
                     if let Some(end) = self.run_step(quorum).await? {
                         return Ok(end);
                     }
@@ -232,6 +241,20 @@ impl Session {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Fills in a member list the coordinator left out (we hold this generation's), or
+    /// remembers a full one for the next steps of its generation.
+    fn complete_members(&mut self, quorum: Quorum) -> Option<Quorum> {
+        if quorum.members_omitted {
+            let (generation, members) = self.members_cache.as_ref()?;
+            if *generation != quorum.tag.generation {
+                return None;
+            }
+            return quorum.with_members(members);
+        }
+        self.members_cache = Some((quorum.tag.generation, quorum.members.clone()));
+        Some(quorum)
     }
 
     /// Runs the step of `quorum`; `Some` when the session must end.
