@@ -80,7 +80,7 @@ pub fn endpoint(address: &str, options: &ChannelOptions) -> Result<Endpoint, Col
 }
 
 /// A pseudo-random factor in [0.5, 1.5) for backoff jitter.
-fn jitter() -> f64 {
+pub fn jitter() -> f64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -54,7 +54,7 @@ mod server;
 #[doc(hidden)]
 pub mod testing;
 
-pub use channel::{ChannelOptions, connect, endpoint};
+pub use channel::{ChannelOptions, connect, endpoint, jitter};
 pub use collective::{Collective, CollectiveConfig, OpProgress};
 pub use compress::WireFormat;
 pub use error::{CollectiveError, op_name};

@@ -15,13 +15,7 @@ fn tag(generation: u64, step: u64) -> StepTag {
     StepTag { generation: Generation(generation), step }
 }
 
-fn read_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .expect("read the log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
-        .collect()
-}
+use crate::json_lines::read_lines;
 
 /// One effect of every kind, each with the line it must become (at generation 7, time 1000).
 fn every_effect() -> Vec<(Effect, Value)> {

@@ -61,3 +61,13 @@ pub(crate) fn unix_ms_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// Every line of a JSON-lines file, parsed (tests of the logs written with [`JsonLines`]).
+#[cfg(test)]
+pub(crate) fn read_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("read the log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
+        .collect()
+}

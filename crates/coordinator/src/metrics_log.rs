@@ -152,13 +152,7 @@ mod tests {
         }
     }
 
-    fn read_lines(path: &Path) -> Vec<Value> {
-        std::fs::read_to_string(path)
-            .expect("read the log")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
-            .collect()
-    }
+    use crate::json_lines::read_lines;
 
     #[test]
     fn lines_are_appended_across_reopens_and_read_back() {

@@ -10,7 +10,7 @@ use albatross_proto::domain::{
 use tracing::info;
 
 use crate::core::{ActiveStep, Core};
-use crate::cursor::{advance, split};
+use crate::cursor::split;
 use crate::membership::{MemberState, Waiting};
 use crate::{CoordinatorError, Effect};
 
@@ -220,12 +220,8 @@ impl Core {
             return Some((0, DataCursor::default(), "the initial parameters".to_owned()));
         }
         // The cursor moves by exactly one global batch per decided step, so the cursor after
-        // `step` is a pure function of it.
-        let cursor = advance(
-            DataCursor::default(),
-            step.saturating_mul(self.cfg.global_batch),
-            self.cfg.epoch_size,
-        );
+        // `step` is a pure function of it (the same one workers and checkpoints use).
+        let cursor = DataCursor::after_steps(step, self.cfg.global_batch, self.cfg.epoch_size);
         Some((step, cursor, format!("step {step} as held by {holder}")))
     }
 

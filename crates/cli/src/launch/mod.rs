@@ -124,14 +124,12 @@ pub fn bench_train(args: &crate::args::BenchTrainArgs) -> anyhow::Result<()> {
     let mut job = JobSpec::from_toml_str(&text, "the benchmark job")?;
     job.data.dir = demo::prepared_sample(&demo::cache_root(&run.path("cache")), args.seq)?;
     job.checkpoint.dir = run.path("checkpoints");
-    let (_, summary, _) =
-        execute(&run, &job, args.workers, args.threads_per_worker, !args.json, Vec::new())?;
+    let _ = execute(&run, &job, args.workers, args.threads_per_worker, !args.json, Vec::new())?;
     let lines = read_metrics(&run.path("metrics.jsonl"))?;
     let report = bench_report(args, &lines);
     if args.json {
         return write_stdout(&format!("{}\n", serde_json::to_string(&report)?));
     }
-    let _ = summary;
     write_stdout(&format!(
         "{} workers x {} threads, {} (V {}), global batch {} x {} tokens, {} timed steps\n\
          cluster {:.0} tokens/s, {:.3} s/step, all-reduce {:.1} % of the step \

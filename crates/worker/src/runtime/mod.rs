@@ -297,13 +297,9 @@ async fn join(
             tracing::warn!(attempts, coordinator = %options.coordinator, "coordinator not reachable yet; retrying");
         }
         // Jittered exponential backoff, so a restarted coordinator is not stampeded.
-        let jitter = 0.5
-            + f64::from(
-                SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 1000,
-            ) / 1000.0;
         tokio::select! {
             () = stop.cancelled() => return Ok(None),
-            () = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
+            () = tokio::time::sleep(backoff.mul_f64(albatross_collective::jitter())) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
