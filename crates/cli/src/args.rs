@@ -359,6 +359,11 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Corpus preparation end to end (read, clean, segment, tokenise, build examples, write
+    /// shards) on the bundled Wikipedia XML sample or your inputs: MB/s (per thread and per
+    /// CPU-second), tokens/s, peak RSS; then the cost of reading one training batch against an
+    /// albert-base step on the same batch. Build with `--release`.
+    Data(DataBenchArgs),
     /// Time full training steps (forward, backward, gradient flatten, clip, LAMB) on synthetic
     /// data. Build with `--release` for meaningful figures.
     Step {
@@ -408,6 +413,47 @@ pub struct BenchTrainArgs {
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
     /// Keep the run (logs, metrics) in this directory instead of a temporary one.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DataBenchArgs {
+    /// Inputs to prepare (files, directories, globs); default: the bundled Wikipedia XML sample
+    /// (6.1 MB uncompressed), written out as plain XML.
+    #[arg(long, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// auto, text, book, jsonl, wikiextractor-json, wikiextractor, wiki-xml or parquet.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// JSON Lines field or parquet column holding the text.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+    /// Repeat the bundled sample's pages this many times into one dump (e.g. 170 for ~1 GB).
+    #[arg(long, default_value_t = 1, conflicts_with = "input")]
+    pub repeat: u32,
+    /// A Hugging Face `tokenizer.json`; default: the bundled 8k ALBERT tokenizer.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Tokens per example.
+    #[arg(long = "max-seq-len", default_value_t = 512)]
+    pub max_seq_length: usize,
+    /// Preparation threads (the MB/s per thread is the per-core figure).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Samples per training batch read.
+    #[arg(long, default_value_t = 8)]
+    pub batch: u32,
+    /// Tokens per sample of the batch read and of the reference step.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Skip the albert-base reference step (it takes a few seconds).
+    #[arg(long)]
+    pub no_step: bool,
+    /// Keep the prepared shards in this directory instead of a temporary one.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print one JSON object.

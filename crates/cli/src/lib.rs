@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod launch;
 mod logging;
+pub mod netfault;
 pub mod plot;
 
 use std::process::ExitCode;

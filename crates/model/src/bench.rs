@@ -84,7 +84,8 @@ pub fn synthetic_batch(config: &AlbertConfig, batch: usize, seq: usize, seed: u6
     }
 }
 
-fn proc_cpu_seconds() -> Option<f64> {
+/// User + system CPU seconds of this process so far, from `/proc/self/stat` (Linux).
+pub fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')')?.1;
@@ -94,14 +95,16 @@ fn proc_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
 }
 
-fn peak_rss_bytes() -> Option<u64> {
+/// Peak resident set size of this process (`VmHWM` of `/proc/self/status`, Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median (upper middle for an even count; 0 for none).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
@@ -123,7 +126,7 @@ pub fn run_step_bench<B: AutodiffBackend>(
     let mut cpu_start = None;
     for step in 0..options.warmup_steps + options.steps {
         if step == options.warmup_steps {
-            cpu_start = proc_cpu_seconds();
+            cpu_start = process_cpu_seconds();
         }
         let t0 = Instant::now();
         let out = model.pretraining_loss(&batch);
@@ -147,7 +150,7 @@ pub fn run_step_bench<B: AutodiffBackend>(
         }
         tracing::debug!(step, loss = last_loss, "bench step");
     }
-    let cpu = match (cpu_start, proc_cpu_seconds()) {
+    let cpu = match (cpu_start, process_cpu_seconds()) {
         (Some(a), Some(b)) if options.steps > 0 => Some((b - a) / options.steps as f64),
         _ => None,
     };

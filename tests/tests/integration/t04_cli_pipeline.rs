@@ -30,6 +30,41 @@ fn model_info_json_reports_exact_parameter_counts() {
     assert!(out.stdout.contains("\"gradient_bytes\": 47255240"), "{}", out.stdout);
 }
 
+/// `bench data` prepares the given corpus, reads batches as a worker does and prints figures
+/// that agree with what it prepared (the reference step is skipped: it is the slow part).
+#[test]
+fn bench_data_reports_throughput_and_batch_cost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let book = small_book(dir.path(), 400);
+    let args = [
+        "bench".as_ref(),
+        "data".as_ref(),
+        "--input".as_ref(),
+        book.as_os_str(),
+        "--max-seq-len".as_ref(),
+        "64".as_ref(),
+        "--seq".as_ref(),
+        "64".as_ref(),
+        "--no-step".as_ref(),
+        "--json".as_ref(),
+    ];
+    let out = albatross().run(args, "").expect("runs");
+    assert!(out.success, "{out:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).expect("one JSON object");
+    let book_bytes = std::fs::metadata(&book).expect("book").len();
+    assert_eq!(report["input_bytes"], book_bytes, "{report}");
+    assert!(report["examples"].as_u64().is_some_and(|n| n > 50), "{report}");
+    for field in ["mb_per_s", "tokens_per_s", "batch_read_s"] {
+        assert!(report[field].as_f64().is_some_and(|v| v > 0.0), "{field}: {report}");
+    }
+    assert!(report["peak_rss_bytes"].as_u64().is_some_and(|b| b > 1 << 20), "{report}");
+    assert!(report["base_step_s"].is_null() && report["batch_read_share"].is_null(), "{report}");
+
+    let bad = albatross().run(["bench", "data", "--threads", "0"], "").expect("runs");
+    assert!(!bad.success && bad.stderr.contains("--threads"), "{bad:?}");
+}
+
 #[test]
 fn exported_model_evaluates_from_json_inputs() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -4,6 +4,7 @@ mod allreduce;
 mod config;
 mod coordinator;
 mod data;
+mod data_bench;
 mod model;
 mod worker;
 

@@ -82,6 +82,7 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Allreduce(args) => super::allreduce::bench(&args),
         BenchCommand::Train(args) => crate::launch::bench_train(&args),
+        BenchCommand::Data(args) => super::data_bench::run(&args),
         BenchCommand::Coordinator { workers, rounds, channels, json } => {
             super::coordinator::bench(workers, rounds, channels, json)
         }

@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 const PERSUASION: &[u8] = include_bytes!("../../../data/tests/fixtures/persuasion.txt");
 const ENWIKI: &[u8] =
     include_bytes!("../../../data/tests/fixtures/enwiki-sample.wikiextractor.jsonl");
-const TOKENIZER: &[u8] = include_bytes!("../../../data/tests/fixtures/albert-8k-tokenizer.json");
+pub(crate) const TOKENIZER: &[u8] =
+    include_bytes!("../../../data/tests/fixtures/albert-8k-tokenizer.json");
 
 /// Tokens per example of the demo.
 pub const DEMO_SEQ_LEN: usize = 128;

@@ -18,6 +18,8 @@ use albatross_data::Manifest;
 use albatross_proto::job::JobSpec;
 use anyhow::{Context, bail};
 
+/// The bundled 8k ALBERT tokenizer (`tokenizer.json` bytes).
+pub(crate) use demo::TOKENIZER as BUNDLED_TOKENIZER;
 pub use summary::{MetricsLine, Summary, WorkerReport, read_metrics, summarize};
 
 use crate::args::LaunchArgs;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::test_support::fixture;
+use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
@@ -7,12 +8,16 @@ use parquet::schema::parser::parse_message_type;
 
 /// Writes a parquet file of required UTF-8 columns, one row group, like Hugging Face layouts.
 fn write_parquet(path: &Path, columns: &[(&str, Vec<&str>)]) {
+    write_parquet_compressed(path, columns, Compression::UNCOMPRESSED);
+}
+
+fn write_parquet_compressed(path: &Path, columns: &[(&str, Vec<&str>)], codec: Compression) {
     let fields: String =
         columns.iter().map(|(name, _)| format!("REQUIRED BYTE_ARRAY {name} (UTF8); ")).collect();
     let schema =
         Arc::new(parse_message_type(&format!("message schema {{ {fields}}}")).expect("schema"));
     let file = File::create(path).expect("create");
-    let props = Arc::new(WriterProperties::builder().build());
+    let props = Arc::new(WriterProperties::builder().set_compression(codec).build());
     let mut writer = SerializedFileWriter::new(file, schema, props).expect("writer");
     let mut group = writer.next_row_group().expect("row group");
     for (_, values) in columns {
@@ -61,6 +66,27 @@ fn bookcorpus_and_bookcorpusopen_layouts() {
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].title.as_deref(), Some("a-tale.epub.txt"));
     assert_eq!(docs[0].sentences, vec!["It began.", "It ended.", "The end."]);
+}
+
+/// Hugging Face publishes snappy; other tools write zstd, gzip, brotli or lz4: all are read.
+#[test]
+fn every_common_codec_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let codecs = [
+        Compression::SNAPPY,
+        Compression::ZSTD(ZstdLevel::default()),
+        Compression::GZIP(GzipLevel::default()),
+        Compression::BROTLI(BrotliLevel::default()),
+        Compression::LZ4_RAW,
+    ];
+    for codec in codecs {
+        let path = dir.path().join(format!("{codec}.parquet"));
+        let text = "Compressed columns are read. Whatever the codec.";
+        write_parquet_compressed(&path, &[("title", vec!["T"]), ("text", vec![text])], codec);
+        let docs = read(&path, &JsonFields::default(), 100).expect("compressed parquet");
+        assert_eq!(docs.len(), 1, "{codec}");
+        assert_eq!(docs[0].sentences, vec!["Compressed columns are read.", "Whatever the codec."]);
+    }
 }
 
 #[test]
