@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,6 +14,10 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::Albatross;
+
+/// Turns a process's command into the one actually spawned, e.g. the same command inside a
+/// network namespace (`|c| testbed.wrap(host, &c)`). Stdio is set after wrapping.
+pub type Wrap<'a> = &'a dyn Fn(Command) -> Command;
 
 /// One process of the cluster; killed when dropped.
 #[derive(Debug)]
@@ -93,6 +97,11 @@ impl Cluster {
         self.root.join("metrics.jsonl")
     }
 
+    /// The coordinator's events log (one JSON line per decision: joins, quorums, commits…).
+    pub fn events_path(&self) -> PathBuf {
+        self.root.join("events.jsonl")
+    }
+
     pub fn checkpoints(&self) -> PathBuf {
         self.root.join("checkpoints")
     }
@@ -109,12 +118,19 @@ impl Cluster {
     /// # Errors
     /// When it does not become ready within 30 s.
     pub fn coordinator(&self, listen: &str) -> anyhow::Result<(Proc, String)> {
+        self.coordinator_with(listen, &|c| c)
+    }
+
+    /// [`Cluster::coordinator`] with its command passed through `wrap` before it is spawned.
+    ///
+    /// # Errors
+    /// When it does not become ready within 30 s.
+    pub fn coordinator_with(&self, listen: &str, wrap: Wrap<'_>) -> anyhow::Result<(Proc, String)> {
         let ready = self.root.join("coordinator.ready.json");
         let _ = std::fs::remove_file(&ready);
         let (log, out, err) = self.log("coordinator")?;
-        let child = self
-            .program
-            .command(["coordinator"])
+        let mut command = self.program.command(["coordinator"]);
+        command
             .arg("--job")
             .arg(&self.job)
             .args(["--listen", listen])
@@ -122,14 +138,13 @@ impl Cluster {
             .arg(self.root.join("coordinator"))
             .arg("--metrics-log")
             .arg(self.metrics_path())
+            .arg("--events-log")
+            .arg(self.events_path())
             .arg("--ready-file")
             .arg(&ready)
             .args(&self.extra_args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()?;
+            .env("RUST_LOG", "info");
+        let child = wrap(command).stdin(Stdio::null()).stdout(out).stderr(err).spawn()?;
         let mut proc = Proc { name: "coordinator".into(), child, log };
         let until = Instant::now() + Duration::from_secs(30);
         loop {
@@ -154,25 +169,39 @@ impl Cluster {
     /// # Errors
     /// When it cannot be started.
     pub fn worker(&self, name: &str, url: &str, hooks: Option<&str>) -> anyhow::Result<Proc> {
+        self.worker_with(name, url, hooks, "127.0.0.1:0", &|c| c)
+    }
+
+    /// [`Cluster::worker`] serving peers on `listen` (it advertises the bound address), with
+    /// its command passed through `wrap` before it is spawned.
+    ///
+    /// # Errors
+    /// When it cannot be started.
+    pub fn worker_with(
+        &self,
+        name: &str,
+        url: &str,
+        hooks: Option<&str>,
+        listen: &str,
+        wrap: Wrap<'_>,
+    ) -> anyhow::Result<Proc> {
         let (log, out, err) = self.log(name)?;
         let mut command = self.program.command(["worker"]);
         command
-            .args(["--coordinator", url, "--listen", "127.0.0.1:0", "--id", name, "--threads", "1"])
+            .args(["--coordinator", url, "--listen", listen, "--id", name, "--threads", "1"])
             .arg("--checkpoint-dir")
             .arg(self.checkpoints())
             .arg("--report-file")
             .arg(self.report_path(name))
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
-            .env("RAYON_NUM_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+            .env("RAYON_NUM_THREADS", "1");
         match hooks {
             Some(h) => command.env("ALBATROSS_TEST_HOOKS", h),
             None => command.env_remove("ALBATROSS_TEST_HOOKS"),
         };
-        Ok(Proc { name: name.to_owned(), child: command.spawn()?, log })
+        let child = wrap(command).stdin(Stdio::null()).stdout(out).stderr(err).spawn()?;
+        Ok(Proc { name: name.to_owned(), child, log })
     }
 
     pub fn report_path(&self, name: &str) -> PathBuf {
@@ -193,6 +222,15 @@ impl Cluster {
     /// Every line of the metrics log so far.
     pub fn metrics(&self) -> Vec<Value> {
         std::fs::read_to_string(self.metrics_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Every line of the events log so far.
+    pub fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.events_path())
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())

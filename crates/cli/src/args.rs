@@ -202,6 +202,10 @@ pub struct LaunchArgs {
     /// or `random:rate=5,seed=1` (faults per 100 steps, reproducible from the seed).
     #[arg(long)]
     pub chaos: Option<String>,
+    /// Stop and fail if training has not finished within this time (e.g. `20m`): a soak run
+    /// or CI job that hangs fails instead of running forever.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub time_limit: Option<std::time::Duration>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -7,6 +7,7 @@ mod t03_coordinator;
 mod t04_cli_pipeline;
 mod t05_cluster;
 mod t06_deploy;
+mod t07_netns;
 
 use albatross_tests::Albatross;
 

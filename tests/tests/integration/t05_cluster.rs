@@ -14,10 +14,10 @@ use serde_json::Value;
 use super::albatross;
 
 const GLOBAL_BATCH: u64 = 12;
-const LONG: Duration = Duration::from_secs(120);
+pub(super) const LONG: Duration = Duration::from_secs(120);
 
-/// One cluster at a time.
-fn serial() -> MutexGuard<'static, ()> {
+/// One cluster at a time (shared with `t07_netns`).
+pub(super) fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -64,7 +64,7 @@ fn epoch_size() -> u64 {
 }
 
 /// The tiny model on the shared data; `extra` is appended to `[fault_tolerance]`.
-fn job(steps: u64, min_workers: u32, checkpoint_every: u64, extra: &str) -> String {
+pub(super) fn job(steps: u64, min_workers: u32, checkpoint_every: u64, extra: &str) -> String {
     format!(
         "name = \"t05\"\nseed = 7\n\
          [model]\npreset = \"tiny\"\nvocab_size = 8000\nmax_position_embeddings = 64\n\
@@ -77,7 +77,7 @@ fn job(steps: u64, min_workers: u32, checkpoint_every: u64, extra: &str) -> Stri
     )
 }
 
-fn cluster(dir: &Path, job: &str) -> Cluster {
+pub(super) fn cluster(dir: &Path, job: &str) -> Cluster {
     Cluster::new(albatross(), dir, job).expect("cluster files")
 }
 
@@ -89,7 +89,7 @@ fn start(c: &Cluster, workers: usize) -> (Proc, String, Vec<Proc>) {
     (coordinator, url, procs)
 }
 
-fn finish(procs: &mut [Proc]) {
+pub(super) fn finish(procs: &mut [Proc]) {
     for p in procs.iter_mut() {
         let status = p.wait(LONG).expect("worker exits");
         assert!(status.success(), "{} exited with {status}:\n{}", p.name, p.log_text());
@@ -98,7 +98,7 @@ fn finish(procs: &mut [Proc]) {
 
 /// Every step 1..=last decided exactly once with a full global batch and the cursor the step
 /// number implies: every sample of the stream used once, none lost.
-fn assert_exact_ledger(c: &Cluster, last: u64) {
+pub(super) fn assert_exact_ledger(c: &Cluster, last: u64) {
     let lines = c.metrics();
     let steps: Vec<u64> = lines.iter().filter_map(|l| l["step"].as_u64()).collect();
     assert_eq!(steps, (1..=last).collect::<Vec<_>>(), "each step decided once, in order");
@@ -113,7 +113,7 @@ fn assert_exact_ledger(c: &Cluster, last: u64) {
 }
 
 /// Exit reports of `names` all at `step` with one state hash.
-fn assert_replicas_agree(c: &Cluster, names: &[&str], step: u64) -> String {
+pub(super) fn assert_replicas_agree(c: &Cluster, names: &[&str], step: u64) -> String {
     let reports: Vec<Value> = names.iter().map(|n| c.report(n).expect("report")).collect();
     for r in &reports {
         assert_eq!(r["applied_step"].as_u64(), Some(step), "{r}");
@@ -244,31 +244,41 @@ fn launch_restarts_a_killed_worker_which_heals_from_its_peer() {
     assert!(log.contains("healed from a live peer"), "{log}");
 }
 
+/// `albatross launch ARGS` in a fresh directory; its stdout and `chaos-report.json`.
+fn launch_with_chaos(dir: &Path, args: &[&str]) -> (String, Value) {
+    let out = dir.join("run");
+    let mut command = albatross().command(["launch"].iter().chain(args));
+    command.arg("--out").arg(&out).env("ALBATROSS_CACHE_DIR", dir.join("cache"));
+    let result = command.output().expect("launch runs");
+    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+    assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
+    eprintln!("{stdout}");
+    let report = std::fs::read_to_string(out.join("chaos-report.json")).expect("chaos report");
+    (stdout, serde_json::from_str(&report).expect("json"))
+}
+
+/// The run reached `final_step` with no sample lost or used twice and agreeing replicas.
+fn assert_chaos_ledger(report: &Value, final_step: u64) {
+    assert_eq!(report["final_step"], final_step, "{report}");
+    assert_eq!(
+        (report["samples_lost"].as_u64(), report["samples_duplicated"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+    assert_eq!(report["replica_hashes_agree"], true, "{report}");
+}
+
 #[test]
 fn launch_survives_a_chaos_schedule_and_reports_each_recovery() {
     let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("run");
     let schedule = "kill:worker-1@step=8,pause:worker-0@step=20+2s,\
                     term:worker-1@step=32,kill:coordinator@step=44";
-    let mut command = albatross().command([
-        "launch",
-        "--steps",
-        "60",
-        "--global-batch",
-        "16",
-        "--chaos",
-        schedule,
-    ]);
-    command.arg("--out").arg(&out).env("ALBATROSS_CACHE_DIR", dir.path().join("cache"));
-    let result = command.output().expect("launch runs");
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(result.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
+    let (stdout, report) = launch_with_chaos(
+        dir.path(),
+        &["--steps", "60", "--global-batch", "16", "--chaos", schedule],
+    );
     assert!(stdout.contains("recovery (fault -> next commit)"), "{stdout}");
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("chaos-report.json")).expect("chaos report"),
-    )
-    .expect("json");
     assert_eq!(report["total_faults"], 4, "{report}");
     let kinds: Vec<&str> = report["faults"]
         .as_array()
@@ -280,13 +290,71 @@ fn launch_survives_a_chaos_schedule_and_reports_each_recovery() {
     for fault in report["faults"].as_array().expect("faults") {
         assert!(fault["next_commit_step"].as_u64().is_some(), "training went on after {fault}");
     }
-    assert_eq!(report["final_step"], 60);
-    assert_eq!(
-        (report["samples_lost"].as_u64(), report["samples_duplicated"].as_u64()),
-        (Some(0), Some(0))
+    assert_chaos_ledger(&report, 60);
+}
+
+/// Network faults through the launcher's fault proxies: a worker partitioned for longer than
+/// the heartbeat timeout is evicted and the others go on without it, then it rejoins; latency,
+/// loss and a short coordinator partition only slow steps down; the newest checkpoint damaged
+/// after the run is named and the previous one is what a restart would load.
+#[test]
+fn launch_survives_network_faults_and_a_corrupt_checkpoint() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let schedule = "partition:worker-1@step=10+7s,delay:worker-0@step=40+100ms~20ms/3s,\
+                    loss:worker-2@step=55+20%/3s,partition:coordinator@step=70+2s,\
+                    corrupt-checkpoint:latest@end";
+    let args = ["--workers", "3", "--steps", "110", "--global-batch", "12", "--chaos", schedule];
+    let (_, report) = launch_with_chaos(dir.path(), &args);
+    let faults = report["faults"].as_array().expect("faults");
+    let kinds: Vec<&str> = faults.iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!(kinds, ["partition", "delay", "loss", "partition"]);
+    assert_eq!(report["total_faults"], 5, "{report}");
+    for fault in faults {
+        assert!(fault["next_commit_step"].as_u64().is_some(), "training went on after {fault}");
+    }
+    // The long partition outlasts the heartbeat timeout: the coordinator reacted to it, and
+    // steps committed with the two others while it lasted.
+    assert!(faults[0]["detected_by"].is_string(), "{}", faults[0]);
+    let start = faults[0]["unix_ms"].as_u64().expect("unix_ms");
+    let metrics: Vec<Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("metrics line"))
+        .collect();
+    let during = metrics.iter().filter(|m| {
+        m["unix_ms"].as_u64().is_some_and(|t| t > start && t < start + 7000) && m["members"] == 2
+    });
+    assert!(during.count() > 0, "the majority committed while worker-1 was cut off");
+    assert_eq!(metrics.last().expect("a step")["members"], 3, "worker-1 rejoined");
+    let damaged = &report["checkpoints"][0];
+    assert!(
+        damaged["corrupted"].as_str().is_some_and(|c| c.ends_with("step-00000110")),
+        "{damaged}"
     );
-    assert_eq!(report["replica_hashes_agree"], true, "{report}");
-    eprintln!("{stdout}");
+    assert!(
+        damaged["detected"].as_str().is_some_and(|d| d.contains("model.safetensors")),
+        "{damaged}"
+    );
+    assert!(
+        damaged["resumes_from"].as_str().is_some_and(|c| c.ends_with("step-00000100")),
+        "{damaged}"
+    );
+    assert_chaos_ledger(&report, 110);
+}
+
+/// The CI-sized soak: a random schedule of every fault kind (replayable from its seed), bounded
+/// in time; no sample lost or used twice, replicas agree. The long soak is in the README.
+#[test]
+fn launch_soak_with_random_faults_loses_and_repeats_no_sample() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kinds = "random:rate=20,seed=11,kinds=kill+pause+term+coordinator+partition+delay";
+    let args = ["--workers", "3", "--steps", "100", "--global-batch", "12", "--chaos", kinds];
+    let (_, report) = launch_with_chaos(dir.path(), &[&args[..], &["--time-limit", "5m"]].concat());
+    assert!(report["total_faults"].as_u64().is_some_and(|n| n >= 5), "{report}");
+    assert_chaos_ledger(&report, 100);
 }
 
 #[test]

@@ -8,25 +8,55 @@
 //! - `pause:worker-0@step=50+5s`: SIGSTOP for 5 s, then SIGCONT (a stall, e.g. swap or GC);
 //! - `term:worker-2@step=60`: SIGTERM (preemption: a graceful leave), then started again;
 //! - `kill:coordinator@step=80`: SIGKILL the coordinator and start it again on the same address
-//!   and state directory.
+//!   and state directory;
+//! - `partition:worker-2@step=100+10s`: for 10 s, packets to the worker and between it and the
+//!   coordinator vanish (its links run through the launcher's fault proxies, see `netfault`);
+//!   `partition:coordinator@step=N+10s` cuts every worker's link to the coordinator;
+//! - `delay:worker-1@step=120+200ms[~50ms][/30s]`: 200 ms (± jitter) more latency on the
+//!   worker's links, for 30 s (default 10 s); `loss:worker-1@step=120+5%[/30s]`: TCP-like loss
+//!   (a lost segment stalls its stream for a retransmission timeout);
+//! - `corrupt-checkpoint:latest@end`: once training ended, damage the newest checkpoint and
+//!   check that a restart would name it and resume from the previous one;
 //!
-//! or `random:rate=R,seed=S[,kinds=kill+pause+term+coordinator]`: on average R faults per 100
-//! steps, reproducible from the seed. Network faults (partition, delay) need network
-//! namespaces and are refused here with a clear message.
+//! or `random:rate=R,seed=S[,kinds=kill+pause+term+coordinator+partition+delay]`: on average R
+//! faults per 100 steps, reproducible from the seed (default kinds: the first four).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use super::cluster::Injection;
+use super::summary::ledger;
 use super::{MetricsLine, Summary};
+use crate::netfault::NetFault;
+
+/// How long a `delay` or `loss` lasts when the schedule does not say.
+const DEFAULT_NET_FAULT_DURATION: Duration = Duration::from_secs(10);
+
+/// `at_step` of a fault injected once training has ended.
+pub const AT_END: u64 = u64::MAX;
 
 /// What a fault does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FaultKind {
     Kill,
     Pause(Duration),
     Term,
+    /// `fault` on the target's network links for `duration`.
+    Net {
+        fault: NetFault,
+        duration: Duration,
+    },
+    /// Damage the newest checkpoint (after the run).
+    CorruptCheckpoint,
+}
+
+impl FaultKind {
+    /// Whether it needs the launcher's fault proxies on the workers' links.
+    pub fn is_network(&self) -> bool {
+        matches!(self, Self::Net { .. })
+    }
 }
 
 /// Whom a fault hits.
@@ -35,24 +65,31 @@ pub enum Target {
     /// Worker by index (`worker-<i>`).
     Worker(usize),
     Coordinator,
+    /// The newest checkpoint on disk.
+    LatestCheckpoint,
 }
 
 /// One scheduled fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     pub kind: FaultKind,
     pub target: Target,
-    /// Injected once this step has been decided.
+    /// Injected once this step has been decided (`AT_END`: after the run).
     pub at_step: u64,
 }
 
 impl Fault {
     pub fn kind_name(&self) -> &'static str {
-        match (self.kind, &self.target) {
+        match (&self.kind, &self.target) {
             (FaultKind::Kill, Target::Coordinator) => "kill-coordinator",
             (FaultKind::Kill, _) => "kill",
             (FaultKind::Pause(_), _) => "pause",
             (FaultKind::Term, _) => "term",
+            (FaultKind::Net { fault: NetFault::Partition, .. }, _) => "partition",
+            (FaultKind::Net { fault: NetFault::Delay { .. }, .. }, _) => "delay",
+            (FaultKind::Net { fault: NetFault::Loss { .. }, .. }, _) => "loss",
+            (FaultKind::Net { .. }, _) => "network",
+            (FaultKind::CorruptCheckpoint, _) => "corrupt-checkpoint",
         }
     }
 
@@ -60,6 +97,7 @@ impl Fault {
         match self.target {
             Target::Worker(i) => super::worker_name(i),
             Target::Coordinator => "coordinator".to_owned(),
+            Target::LatestCheckpoint => "latest-checkpoint".to_owned(),
         }
     }
 }
@@ -89,22 +127,22 @@ pub fn parse(spec: &str, workers: usize, total_steps: u64) -> anyhow::Result<Vec
 
 fn parse_item(item: &str, workers: usize, total_steps: u64) -> anyhow::Result<Fault> {
     let (kind, rest) = item.split_once(':').context("expected KIND:TARGET@step=N")?;
-    if matches!(kind, "partition" | "delay" | "loss") {
-        bail!(
-            "{kind} faults need network namespaces and a proxy; they are not supported by launch yet"
-        );
-    }
-    if kind == "corrupt-checkpoint" {
-        bail!(
-            "corrupt-checkpoint is not supported by launch yet (only a cold start reads checkpoints)"
-        );
-    }
     let (target, when) = rest.split_once('@').context("expected TARGET@step=N")?;
-    let when = when.strip_prefix("step=").context("the time must be step=N")?;
-    let (step, duration) = match when.split_once('+') {
-        Some((step, d)) => {
-            (step, Some(humantime::parse_duration(d).with_context(|| format!("duration {d:?}"))?))
+    if kind == "corrupt-checkpoint" {
+        if target != "latest" || when != "end" {
+            bail!(
+                "corrupt-checkpoint applies to the newest checkpoint after the run: corrupt-checkpoint:latest@end"
+            );
         }
+        return Ok(Fault {
+            kind: FaultKind::CorruptCheckpoint,
+            target: Target::LatestCheckpoint,
+            at_step: AT_END,
+        });
+    }
+    let when = when.strip_prefix("step=").context("the time must be step=N")?;
+    let (step, argument) = match when.split_once('+') {
+        Some((step, argument)) => (step, Some(argument)),
         None => (when, None),
     };
     let at_step: u64 = step.parse().with_context(|| format!("step {step:?} is not a number"))?;
@@ -112,16 +150,35 @@ fn parse_item(item: &str, workers: usize, total_steps: u64) -> anyhow::Result<Fa
         bail!("step {at_step} is outside the run (1..{total_steps})");
     }
     let target = parse_target(target, workers)?;
-    let kind = match (kind, duration) {
+    let duration =
+        |d: &str| humantime::parse_duration(d).with_context(|| format!("duration {d:?}"));
+    let kind = match (kind, argument) {
         ("kill", None) => FaultKind::Kill,
         ("term", None) => FaultKind::Term,
-        ("pause", Some(d)) => FaultKind::Pause(d),
-        ("pause", None) => bail!("pause needs a duration: pause:worker-0@step=50+5s"),
+        ("pause", Some(d)) => FaultKind::Pause(duration(d)?),
+        ("pause" | "partition", None) => {
+            bail!("{kind} needs a duration: {kind}:worker-0@step=50+5s")
+        }
+        ("partition", Some(d)) => {
+            FaultKind::Net { fault: NetFault::Partition, duration: duration(d)? }
+        }
+        ("delay" | "loss", Some(argument)) => {
+            let (value, lasting) = match argument.split_once('/') {
+                Some((value, lasting)) => (value, duration(lasting)?),
+                None => (argument, DEFAULT_NET_FAULT_DURATION),
+            };
+            let fault: NetFault = format!("{kind}={value}").parse()?;
+            FaultKind::Net { fault, duration: lasting }
+        }
+        ("delay", None) => bail!("delay needs a latency: delay:worker-1@step=120+200ms[/30s]"),
+        ("loss", None) => bail!("loss needs a rate: loss:worker-1@step=120+5%[/30s]"),
         ("kill" | "term", Some(_)) => bail!("{kind} takes no duration"),
-        (other, _) => bail!("unknown fault {other:?} (kill, pause, term)"),
+        (other, _) => bail!(
+            "unknown fault {other:?} (kill, pause, term, partition, delay, loss, corrupt-checkpoint)"
+        ),
     };
-    if target == Target::Coordinator && kind != FaultKind::Kill {
-        bail!("only kill applies to the coordinator");
+    if target == Target::Coordinator && !matches!(kind, FaultKind::Kill | FaultKind::Net { .. }) {
+        bail!("only kill and network faults apply to the coordinator");
     }
     Ok(Fault { kind, target, at_step })
 }
@@ -161,8 +218,8 @@ fn random(options: &str, workers: usize, total_steps: u64) -> anyhow::Result<Vec
         bail!("rate {rate} is outside 0..=20 faults per 100 steps");
     }
     for kind in &kinds {
-        if !matches!(*kind, "kill" | "pause" | "term" | "coordinator") {
-            bail!("unknown kind {kind:?} (kill, pause, term, coordinator)");
+        if !matches!(*kind, "kill" | "pause" | "term" | "coordinator" | "partition" | "delay") {
+            bail!("unknown kind {kind:?} (kill, pause, term, coordinator, partition, delay)");
         }
     }
     let mut rng = SplitMix64(seed);
@@ -179,6 +236,15 @@ fn random(options: &str, workers: usize, total_steps: u64) -> anyhow::Result<Vec
             "term" => (FaultKind::Term, worker),
             "pause" => {
                 (FaultKind::Pause(Duration::from_millis(500 + 500 * rng.below(8) as u64)), worker)
+            }
+            "partition" => {
+                let duration = Duration::from_millis(1000 + 500 * rng.below(8) as u64);
+                (FaultKind::Net { fault: NetFault::Partition, duration }, worker)
+            }
+            "delay" => {
+                let latency = Duration::from_millis(50 + 50 * rng.below(6) as u64);
+                let fault = NetFault::Delay { latency, jitter: latency / 4 };
+                (FaultKind::Net { fault, duration: Duration::from_secs(5) }, worker)
             }
             _ => (FaultKind::Kill, Target::Coordinator),
         };
@@ -211,6 +277,56 @@ impl SplitMix64 {
     }
 }
 
+/// What `corrupt-checkpoint:latest@end` damaged, how it was caught, and where a restart
+/// resumes: the same manifest check a cold start runs before loading.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckpointDamage {
+    pub corrupted: String,
+    pub step: u64,
+    pub unix_ms: u64,
+    /// The verification error naming the damaged file.
+    pub detected: Option<String>,
+    /// The newest checkpoint that still verifies.
+    pub resumes_from: Option<String>,
+}
+
+/// Flips bytes in the middle of the newest checkpoint's weights, then checks that
+/// verification names it and finds the previous checkpoint intact.
+///
+/// # Errors
+/// When there is no checkpoint or the files cannot be read or written.
+pub fn corrupt_newest_checkpoint(root: &Path) -> anyhow::Result<CheckpointDamage> {
+    use albatross_worker::checkpoint::{list, verify};
+    let checkpoints = list(root)?;
+    let (step, newest) =
+        checkpoints.last().with_context(|| format!("no checkpoint in {}", root.display()))?;
+    let weights = newest.join("model.safetensors");
+    let mut bytes =
+        std::fs::read(&weights).with_context(|| format!("cannot read {}", weights.display()))?;
+    let middle = bytes.len() / 2;
+    for byte in bytes.iter_mut().skip(middle).take(16) {
+        *byte ^= 0xFF;
+    }
+    std::fs::write(&weights, &bytes)
+        .with_context(|| format!("cannot write {}", weights.display()))?;
+    let unix_ms = super::cluster::unix_ms();
+    let detected = verify(newest).err().map(|e| e.to_string());
+    let resumes_from = checkpoints
+        .iter()
+        .rev()
+        .skip(1)
+        .find(|(_, dir)| verify(dir).is_ok())
+        .map(|(_, dir)| dir.display().to_string());
+    tracing::info!(checkpoint = %newest.display(), ?detected, ?resumes_from, "checkpoint corrupted");
+    Ok(CheckpointDamage {
+        corrupted: newest.display().to_string(),
+        step: *step,
+        unix_ms,
+        detected,
+        resumes_from,
+    })
+}
+
 /// How the cluster came through one fault, from the coordinator's metrics log.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FaultOutcome {
@@ -226,12 +342,19 @@ pub struct FaultOutcome {
     pub next_commit_ms: Option<u64>,
     /// Steps aborted between the fault and that commit.
     pub aborted_steps: u64,
+    /// The ledger of the steps decided from this fault to the next one (or the end): both
+    /// must be 0.
+    pub samples_lost: u64,
+    pub samples_duplicated: u64,
 }
 
 /// `chaos-report.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ChaosReport {
     pub faults: Vec<FaultOutcome>,
+    /// Checkpoints damaged after the run, and whether a restart would cope.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<CheckpointDamage>,
     pub total_faults: usize,
     pub max_next_commit_ms: Option<u64>,
     pub mean_next_commit_ms: Option<f64>,
@@ -264,13 +387,20 @@ const REACTIONS: [&str; 5] = ["evicted", "left", "aborted", "generation_changed"
 /// ledger).
 pub fn report(
     injections: &[Injection],
+    checkpoints: Vec<CheckpointDamage>,
     lines: &[MetricsLine],
     events: &[EventLine],
     summary: &Summary,
+    global_batch: u64,
 ) -> ChaosReport {
     let faults: Vec<FaultOutcome> = injections
         .iter()
-        .map(|inj| {
+        .enumerate()
+        .map(|(i, inj)| {
+            let window_end =
+                injections.get(i + 1).map_or(summary.final_step, |next| next.injected_after_step);
+            let (samples_duplicated, samples_lost) =
+                ledger(lines, inj.injected_after_step + 1..=window_end, global_batch);
             let before = lines.iter().rev().find(|l| l.unix_ms <= inj.unix_ms);
             let after = lines.iter().find(|l| l.unix_ms > inj.unix_ms);
             let reaction = events.iter().find(|e| {
@@ -289,12 +419,15 @@ pub fn report(
                     (None, Some(a)) => a.aborted_steps,
                     _ => 0,
                 },
+                samples_lost,
+                samples_duplicated,
             }
         })
         .collect();
     let times: Vec<u64> = faults.iter().filter_map(|f| f.next_commit_ms).collect();
     ChaosReport {
-        total_faults: faults.len(),
+        total_faults: faults.len() + checkpoints.len(),
+        checkpoints,
         max_next_commit_ms: times.iter().max().copied(),
         mean_next_commit_ms: (!times.is_empty())
             .then(|| times.iter().sum::<u64>() as f64 / times.len() as f64),
@@ -310,20 +443,38 @@ pub fn report(
 /// The report as a table for the terminal.
 pub fn table(r: &ChaosReport) -> String {
     let mut out = format!(
-        "{:<18} {:<12} {:>6} {:>12} {:>10} {:>12} {:>8}\n",
-        "fault", "target", "step", "detected ms", "next step", "recovery ms", "aborted"
+        "{:<18} {:<12} {:>6} {:>12} {:>10} {:>12} {:>8} {:>5} {:>5}\n",
+        "fault",
+        "target",
+        "step",
+        "detected ms",
+        "next step",
+        "recovery ms",
+        "aborted",
+        "lost",
+        "dup"
     );
     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     for f in &r.faults {
         out.push_str(&format!(
-            "{:<18} {:<12} {:>6} {:>12} {:>10} {:>12} {:>8}\n",
+            "{:<18} {:<12} {:>6} {:>12} {:>10} {:>12} {:>8} {:>5} {:>5}\n",
             f.injection.kind,
             f.injection.target,
             f.injection.injected_after_step,
             opt(f.detected_ms),
             opt(f.next_commit_step),
             opt(f.next_commit_ms),
-            f.aborted_steps
+            f.aborted_steps,
+            f.samples_lost,
+            f.samples_duplicated
+        ));
+    }
+    for c in &r.checkpoints {
+        out.push_str(&format!(
+            "corrupt-checkpoint {}: {}; a restart resumes from {}\n",
+            c.corrupted,
+            c.detected.as_deref().unwrap_or("NOT DETECTED"),
+            c.resumes_from.as_deref().unwrap_or("nothing (no intact checkpoint)")
         ));
     }
     out.push_str(&format!(
@@ -367,15 +518,113 @@ mod tests {
             ("kill:worker-2@step=5", "worker-2 does not exist"),
             ("kill:worker-0@step=100", "outside the run"),
             ("pause:worker-0@step=5", "pause needs a duration"),
-            ("partition:worker-0@step=5+1s", "network namespaces"),
+            ("partition:worker-0@step=5", "partition needs a duration"),
+            ("delay:worker-0@step=5+fast", "delay=fast"),
+            ("loss:worker-0@step=5+150%", "150%"),
+            ("corrupt-checkpoint:latest@step=5", "latest@end"),
             ("smash:worker-0@step=5", "unknown fault"),
             ("kill:worker-0", "TARGET@step=N"),
-            ("term:coordinator@step=5", "only kill"),
+            ("term:coordinator@step=5", "only kill and network faults"),
             ("random:rate=5", "seed"),
         ] {
             let err = parse(spec, 2, 100).expect_err(spec);
             assert!(format!("{err:#}").contains(expected), "{spec}: {err:#}");
         }
+    }
+
+    #[test]
+    fn network_and_checkpoint_faults_parse() {
+        let faults = parse(
+            "partition:worker-1@step=10+3s, delay:worker-0@step=20+200ms~50ms/30s, \
+             loss:coordinator@step=30+5%, corrupt-checkpoint:latest@end",
+            2,
+            100,
+        )
+        .expect("valid");
+        assert_eq!(
+            faults[0].kind,
+            FaultKind::Net { fault: NetFault::Partition, duration: Duration::from_secs(3) }
+        );
+        let delay = NetFault::Delay {
+            latency: Duration::from_millis(200),
+            jitter: Duration::from_millis(50),
+        };
+        assert_eq!(
+            faults[1].kind,
+            FaultKind::Net { fault: delay, duration: Duration::from_secs(30) }
+        );
+        assert!(matches!(
+            &faults[2].kind,
+            FaultKind::Net { fault: NetFault::Loss { probability, .. }, duration }
+                if (*probability - 0.05).abs() < 1e-12 && *duration == DEFAULT_NET_FAULT_DURATION
+        ));
+        assert_eq!(faults[2].target, Target::Coordinator);
+        assert_eq!(faults[3].at_step, AT_END);
+        assert_eq!(faults[3].kind_name(), "corrupt-checkpoint");
+        assert!(faults.iter().take(3).all(|f| f.kind.is_network()));
+    }
+
+    fn metrics(step: u64, unix_ms: u64, samples: u64, aborted_steps: u64) -> MetricsLine {
+        MetricsLine {
+            step,
+            decision: "commit".to_owned(),
+            unix_ms,
+            loss: Some(1.0),
+            samples,
+            tokens: samples * 10,
+            members: 2,
+            reduce_ms: 1,
+            compute_ms: 9,
+            aborted_steps,
+            skipped_steps: 0,
+            recoveries: 0,
+        }
+    }
+
+    fn injected(kind: &'static str, after_step: u64, unix_ms: u64) -> Injection {
+        Injection {
+            kind,
+            target: "worker-1".to_owned(),
+            scheduled_step: after_step,
+            injected_after_step: after_step,
+            unix_ms,
+        }
+    }
+
+    /// Each fault gets the first reaction and commit after it, and the ledger of the steps up
+    /// to the next fault: a replayed step and a short step are charged to the fault before them.
+    #[test]
+    fn the_report_charges_each_fault_with_its_window() {
+        let lines = vec![
+            metrics(1, 1_000, 4, 0),
+            metrics(2, 2_000, 4, 0),
+            metrics(3, 5_000, 4, 1),
+            metrics(3, 5_500, 4, 1), // replayed: 4 samples used twice
+            metrics(4, 6_000, 4, 1),
+            metrics(5, 9_000, 3, 2), // one sample short
+            metrics(6, 9_500, 4, 2),
+        ];
+        let events = vec![
+            EventLine { unix_ms: 2_100, event: "joined".to_owned() },
+            EventLine { unix_ms: 3_000, event: "evicted".to_owned() },
+            EventLine { unix_ms: 7_000, event: "aborted".to_owned() },
+        ];
+        let injections = vec![injected("kill", 2, 2_050), injected("pause", 4, 6_500)];
+        let summary = super::super::summarize(&lines, &[], 2, 4, 10.0);
+        let r = report(&injections, Vec::new(), &lines, &events, &summary, 4);
+        let (kill, pause) = (&r.faults[0], &r.faults[1]);
+        assert_eq!((kill.detected_by.as_deref(), kill.detected_ms), (Some("evicted"), Some(950)));
+        assert_eq!((kill.next_commit_step, kill.next_commit_ms), (Some(3), Some(2_950)));
+        assert_eq!((kill.aborted_steps, kill.samples_duplicated, kill.samples_lost), (1, 4, 0));
+        assert_eq!(
+            (pause.detected_by.as_deref(), pause.next_commit_step),
+            (Some("aborted"), Some(5))
+        );
+        assert_eq!((pause.aborted_steps, pause.samples_duplicated, pause.samples_lost), (1, 0, 1));
+        assert_eq!((r.samples_duplicated, r.samples_lost, r.total_faults), (4, 1, 2));
+        assert_eq!(r.max_next_commit_ms, Some(2_950));
+        let table = table(&r);
+        assert!(table.contains("lost") && table.contains("2 faults"), "{table}");
     }
 
     #[test]

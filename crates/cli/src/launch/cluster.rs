@@ -2,6 +2,7 @@
 //! restart what dies, inject scheduled faults, and stop everything.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +16,43 @@ use nix::unistd::Pid;
 
 use super::chaos::{Fault, FaultKind, Target};
 use super::{MAX_RESTARTS, MetricsLine, Outcome, RunDir, read_metrics, worker_name};
+use crate::netfault::{BackgroundProxy, NetFault};
+
+/// A worker's network links when the schedule has network faults: peers reach the worker
+/// through `inbound` (the address it advertises) and it reaches the coordinator through
+/// `to_coordinator`, so a fault set on both cuts, slows or drops everything it exchanges.
+#[derive(Debug)]
+struct WorkerLinks {
+    /// The worker's own listening address (fixed, so a restarted worker is reachable again
+    /// through the same proxy).
+    listen: SocketAddr,
+    inbound: BackgroundProxy,
+    to_coordinator: BackgroundProxy,
+}
+
+impl WorkerLinks {
+    fn new(coordinator: SocketAddr) -> anyhow::Result<Self> {
+        let listen = free_loopback_port()?;
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Ok(Self {
+            listen,
+            inbound: BackgroundProxy::start(any, listen).context("cannot start a fault proxy")?,
+            to_coordinator: BackgroundProxy::start(any, coordinator)
+                .context("cannot start a fault proxy")?,
+        })
+    }
+
+    fn set(&self, fault: &NetFault) {
+        self.inbound.set(fault.clone());
+        self.to_coordinator.set(fault.clone());
+    }
+}
+
+/// A loopback port free right now (the worker binds it a moment later).
+fn free_loopback_port() -> anyhow::Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    probe.local_addr().context("cannot read a bound address")
+}
 
 /// One supervised worker process.
 #[derive(Debug)]
@@ -55,6 +93,10 @@ pub(super) struct Cluster {
     injections: Vec<Injection>,
     /// Paused workers and when to continue them.
     paused: Vec<(usize, Instant)>,
+    /// Per worker, when the schedule has network faults.
+    links: Vec<WorkerLinks>,
+    /// Network faults in force and when they heal.
+    impaired: Vec<(Target, Instant)>,
     coordinator_killed: bool,
 }
 
@@ -68,7 +110,7 @@ fn log_file(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
     Ok((Stdio::from(file), Stdio::from(copy)))
 }
 
-fn unix_ms() -> u64 {
+pub(super) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -93,6 +135,11 @@ impl Cluster {
         let (coordinator, info) =
             spawn_coordinator(&exe, run, job_path, epoch_size, "127.0.0.1:0", "127.0.0.1:0")?;
         tracing::info!(grpc = %info.grpc, http = ?info.http, "coordinator ready");
+        let links = if faults.iter().any(|f| f.kind.is_network()) {
+            (0..workers).map(|_| WorkerLinks::new(info.grpc)).collect::<anyhow::Result<_>>()?
+        } else {
+            Vec::new()
+        };
         if let Some(http) = info.http {
             tracing::info!("status page: http://{http}/");
         }
@@ -116,6 +163,8 @@ impl Cluster {
             faults,
             injections: Vec::new(),
             paused: Vec::new(),
+            links,
+            impaired: Vec::new(),
             coordinator_killed: false,
         };
         for i in 0..workers {
@@ -134,10 +183,21 @@ impl Cluster {
         let (out, err) = log_file(&self.run.log(&name))?;
         let report = self.run.report(&name);
         let _ = std::fs::remove_file(&report);
-        let url = format!("http://{}", self.grpc_addr);
-        let child = Command::new(&self.exe)
-            .arg("worker")
-            .args(["--coordinator", &url, "--listen", "127.0.0.1:0", "--id", &name])
+        let mut command = Command::new(&self.exe);
+        command.arg("worker").args(["--id", &name]);
+        match self.links.get(i) {
+            Some(links) => command
+                .arg("--coordinator")
+                .arg(format!("http://{}", links.to_coordinator.local_addr()))
+                .arg("--listen")
+                .arg(links.listen.to_string())
+                .arg("--advertise")
+                .arg(links.inbound.local_addr().to_string()),
+            None => command
+                .args(["--coordinator", &format!("http://{}", self.grpc_addr)])
+                .args(["--listen", "127.0.0.1:0"]),
+        };
+        let child = command
             .arg("--checkpoint-dir")
             .arg(self.run.path("checkpoints"))
             .arg("--threads")
@@ -160,6 +220,7 @@ impl Cluster {
         job: &JobSpec,
         progress: bool,
         interrupt: impl std::future::Future<Output = ()>,
+        deadline: Option<Instant>,
     ) -> anyhow::Result<Outcome> {
         let total = job.optimizer.total_steps;
         let bar = if progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
@@ -179,6 +240,10 @@ impl Cluster {
                 }
                 _ = ticker.tick() => {}
             }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                bar.abandon_with_message("out of time");
+                return Ok(Outcome::TimedOut);
+            }
             let lines = read_metrics(&metrics).unwrap_or_default();
             let last_step = lines.last().map_or(0, |l| l.step);
             if let Some(last) = lines.last() {
@@ -187,6 +252,7 @@ impl Cluster {
             }
             self.inject_due(last_step, &bar)?;
             self.continue_paused();
+            self.heal_networks(false);
             self.poll_coordinator(&bar)?;
             if self.poll_workers()? {
                 bar.finish();
@@ -211,6 +277,10 @@ impl Cluster {
                     signal(&self.coordinator, Signal::SIGKILL);
                     self.coordinator_killed = true;
                 }
+                (FaultKind::Net { fault, duration }, target) => {
+                    self.impair(&target, &fault);
+                    self.impaired.push((target, Instant::now() + duration));
+                }
                 (kind, Target::Worker(i)) => {
                     let w = &mut self.workers[i];
                     let Some(child) = w.child.as_ref() else {
@@ -230,9 +300,10 @@ impl Cluster {
                             signal(child, Signal::SIGSTOP);
                             self.paused.push((i, Instant::now() + d));
                         }
+                        other => bail!("{other:?} does not apply to a worker process"),
                     }
                 }
-                (kind, Target::Coordinator) => bail!("{kind:?} does not apply to the coordinator"),
+                (kind, target) => bail!("{kind:?} does not apply to {target:?}"),
             }
             bar.println(format!(
                 "chaos: {} {} after step {last_step}",
@@ -242,6 +313,37 @@ impl Cluster {
             self.injections.push(injection);
         }
         Ok(())
+    }
+
+    /// Sets `fault` on the links of `target`: a worker's own links, or every worker's link
+    /// to the coordinator.
+    fn impair(&self, target: &Target, fault: &NetFault) {
+        match target {
+            Target::Worker(i) => {
+                if let Some(links) = self.links.get(*i) {
+                    links.set(fault);
+                }
+            }
+            Target::Coordinator => {
+                for links in &self.links {
+                    links.to_coordinator.set(fault.clone());
+                }
+            }
+            Target::LatestCheckpoint => {}
+        }
+    }
+
+    /// Heals the network faults whose time is up.
+    fn heal_networks(&mut self, all: bool) {
+        let now = Instant::now();
+        let (due, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.impaired)
+            .into_iter()
+            .partition(|(_, until)| all || *until <= now);
+        self.impaired = kept;
+        for (target, _) in due {
+            self.impair(&target, &NetFault::None);
+            tracing::info!(?target, "network fault healed");
+        }
     }
 
     fn continue_paused(&mut self) {
@@ -323,6 +425,8 @@ impl Cluster {
     /// SIGTERM everyone (workers first, so they leave while the coordinator still listens),
     /// then SIGKILL whatever is still running after a grace period.
     pub(super) fn stop(&mut self) {
+        // Heal the network first, so the workers can tell the coordinator they leave.
+        self.heal_networks(true);
         for w in &self.workers {
             if let Some(child) = w.child.as_ref() {
                 signal(child, Signal::SIGCONT);

@@ -79,20 +79,42 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let chaos = !faults.is_empty() || args.chaos.is_some();
-    let (outcome, summary, injections) =
-        execute(&run, &job, args.workers, args.threads_per_worker, true, faults)?;
+    let (after_run, during_run): (Vec<_>, Vec<_>) =
+        faults.into_iter().partition(|f| f.at_step == chaos::AT_END);
+    let (outcome, summary, injections) = execute(
+        &run,
+        &job,
+        args.workers,
+        args.threads_per_worker,
+        true,
+        during_run,
+        args.time_limit,
+    )?;
     write_stdout(&describe(&summary, &run, outcome))?;
     if chaos {
+        let damaged = if after_run.is_empty() || outcome != Outcome::Finished {
+            Vec::new()
+        } else {
+            vec![chaos::corrupt_newest_checkpoint(&job.checkpoint.dir)?]
+        };
         let lines = read_metrics(&run.path("metrics.jsonl"))?;
         let events = chaos::read_events(&run.path("events.jsonl"));
-        let report = chaos::report(&injections, &lines, &events, &summary);
+        let global_batch = u64::from(job.batch.global_batch_size);
+        let report = chaos::report(&injections, damaged, &lines, &events, &summary, global_batch);
         let path = run.path("chaos-report.json");
         std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
         write_stdout(&chaos::table(&report))?;
     }
-    if outcome == Outcome::Interrupted {
-        bail!("interrupted at step {}", summary.final_step);
+    match outcome {
+        Outcome::Finished => {}
+        Outcome::Interrupted => bail!("interrupted at step {}", summary.final_step),
+        Outcome::TimedOut => bail!(
+            "the time limit ({}) ran out at step {} of {}",
+            humantime::format_duration(args.time_limit.unwrap_or_default()),
+            summary.final_step,
+            job.optimizer.total_steps
+        ),
     }
     Ok(())
 }
@@ -126,7 +148,8 @@ pub fn bench_train(args: &crate::args::BenchTrainArgs) -> anyhow::Result<()> {
     let mut job = JobSpec::from_toml_str(&text, "the benchmark job")?;
     job.data.dir = demo::prepared_sample(&demo::cache_root(&run.path("cache")), args.seq)?;
     job.checkpoint.dir = run.path("checkpoints");
-    let _ = execute(&run, &job, args.workers, args.threads_per_worker, !args.json, Vec::new())?;
+    let _ =
+        execute(&run, &job, args.workers, args.threads_per_worker, !args.json, Vec::new(), None)?;
     let lines = read_metrics(&run.path("metrics.jsonl"))?;
     let report = bench_report(args, &lines);
     if args.json {
@@ -208,6 +231,7 @@ fn execute(
     threads_per_worker: Option<usize>,
     progress: bool,
     faults: Vec<chaos::Fault>,
+    time_limit: Option<std::time::Duration>,
 ) -> anyhow::Result<(Outcome, Summary, Vec<cluster::Injection>)> {
     for dir in ["logs", "workers"] {
         std::fs::create_dir_all(run.path(dir))
@@ -232,7 +256,8 @@ fn execute(
     let started = Instant::now();
     let mut cluster =
         Cluster::start(run, &job_path, manifest.stats.examples, workers, threads, faults)?;
-    let outcome = runtime()?.block_on(cluster.watch(job, progress, shutdown_signal()));
+    let deadline = time_limit.map(|limit| started + limit);
+    let outcome = runtime()?.block_on(cluster.watch(job, progress, shutdown_signal(), deadline));
     cluster.stop();
     let injections = cluster.injections().to_vec();
     let outcome = outcome?;
@@ -267,6 +292,7 @@ fn describe(s: &Summary, run: &RunDir, outcome: Outcome) -> String {
         match outcome {
             Outcome::Finished => "finished",
             Outcome::Interrupted => "stopped",
+            Outcome::TimedOut => "out of time",
         },
         s.final_step,
         loss(s.initial_loss),
@@ -332,4 +358,6 @@ fn worker_name(i: usize) -> String {
 enum Outcome {
     Finished,
     Interrupted,
+    /// `--time-limit` ran out first.
+    TimedOut,
 }

@@ -7,6 +7,7 @@
 //! than `G` samples, or that never appears, counts the difference as lost.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 use anyhow::Context;
@@ -90,6 +91,23 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<MetricsLine>> {
     Ok(lines)
 }
 
+/// Samples (duplicated, lost) by the decisions of steps `steps`: a step decided twice used its
+/// samples twice; a step decided with fewer samples than the global batch, or never, lost the
+/// rest.
+pub fn ledger(lines: &[MetricsLine], steps: RangeInclusive<u64>, global_batch: u64) -> (u64, u64) {
+    let mut by_step: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut duplicated = 0;
+    for line in lines.iter().filter(|l| steps.contains(&l.step)) {
+        if let Some(earlier) = by_step.insert(line.step, line.samples) {
+            duplicated += earlier;
+        }
+    }
+    let lost = steps
+        .map(|step| global_batch.saturating_sub(by_step.get(&step).copied().unwrap_or(0)))
+        .sum();
+    (duplicated, lost)
+}
+
 /// Builds the summary for a run whose global batch is `global_batch`.
 pub fn summarize(
     lines: &[MetricsLine],
@@ -98,19 +116,9 @@ pub fn summarize(
     global_batch: u64,
     wall_seconds: f64,
 ) -> Summary {
-    let mut by_step: BTreeMap<u64, &MetricsLine> = BTreeMap::new();
-    let mut duplicated = 0;
-    for line in lines {
-        if let Some(earlier) = by_step.insert(line.step, line) {
-            duplicated += earlier.samples;
-        }
-    }
+    let by_step: BTreeMap<u64, &MetricsLine> = lines.iter().map(|l| (l.step, l)).collect();
     let final_step = by_step.keys().next_back().copied().unwrap_or(0);
-    let mut lost = 0;
-    for step in 1..=final_step {
-        let seen = by_step.get(&step).map_or(0, |l| l.samples);
-        lost += global_batch.saturating_sub(seen);
-    }
+    let (duplicated, lost) = ledger(lines, 1..=final_step, global_batch);
     let commits: Vec<&MetricsLine> =
         by_step.values().copied().filter(|l| l.decision == "commit").collect();
     let skips: Vec<&MetricsLine> =
