@@ -6,7 +6,9 @@ kubernetes-validate's job; this file checks what a schema cannot know:
 - every flag a container passes to `albatross` exists in that subcommand's --help, and the
   subcommand's required flags are there (including `albatross` calls inside `sh -c` scripts);
 - probes and Services name container ports that exist; gRPC probes ask for a health service
-  the probed process registers, on the port it listens on;
+  the probed process registers, on the port it listens on (its cleartext `--health-listen` port
+  when it serves TLS: a kubelet has no client certificate);
+- `--tls-ca/--tls-cert/--tls-key` come together and name files on mounted Secret volumes;
 - `--coordinator` and `--advertise` name Services that exist and select the right pods;
 - every volumeMount has a volume; ConfigMaps and PVCs the pods use are rendered;
 - each job.toml in a ConfigMap passes `albatross config check`; its data and checkpoint
@@ -277,9 +279,14 @@ class Checker:
             inv = next(i for i in self.invocations(pod, container) if self.resolve(i)
                        and i.path[0] == role)
             listen = inv.flag("listen") or self.default_of((role,), "--listen") or ""
-            if listen.rsplit(":", 1)[-1] != str(grpc["port"]):
+            health = inv.flag("health-listen")
+            if inv.flag("tls-ca") is not None and health is None:
+                self.error(f"{where}: `albatross {role}` serves mutual TLS, which a kubelet's "
+                           f"{kind} cannot pass: add --health-listen and probe that port")
+            probed = health or listen
+            if probed.rsplit(":", 1)[-1] != str(grpc["port"]):
                 self.error(f"{where}: {kind} probes port {grpc['port']} but "
-                           f"`albatross {role}` listens on {listen}")
+                           f"`albatross {role}` serves health on {probed}")
 
     def selected_pods(self, selector: dict) -> list[Pod]:
         return [p for p in self.pods if selector and
@@ -368,6 +375,31 @@ class Checker:
             for volume in volumes.values():
                 self.check_volume_source(pod, volume)
         self.passed_if_clean(before, f"{mounts} volumeMounts have volumes; sources are rendered")
+
+    def check_tls(self) -> None:
+        """TLS flags come together and name files on mounted Secret volumes."""
+        before = len(self.errors)
+        count = 0
+        flags = ("tls-ca", "tls-cert", "tls-key")
+        for pod in self.pods:
+            volumes = {v["name"]: v for v in pod.spec.get("volumes", [])}
+            for container in all_containers(pod.spec):
+                for inv in self.invocations(pod, container):
+                    given = {f: inv.flag(f) for f in flags if inv.flag(f) is not None}
+                    if not given:
+                        continue
+                    count += 1
+                    if len(given) != len(flags):
+                        self.error(f"{inv.where}: --{'/--'.join(flags)} must come together "
+                                   f"(has {sorted(given)})")
+                    for flag, path in given.items():
+                        mount = next((m for m in container.get("volumeMounts", [])
+                                      if path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+                        volume = volumes.get(mount["name"]) if mount else None
+                        if volume is None or "secret" not in volume:
+                            self.error(f"{inv.where}: --{flag}={path} is not on a mounted "
+                                       "Secret volume")
+        self.passed_if_clean(before, f"{count} TLS command lines read their files from Secrets")
 
     def check_volume_source(self, pod: Pod, volume: dict) -> None:
         refs = [
@@ -580,6 +612,7 @@ def main() -> int:
     checker.check_services()
     checker.check_addresses()
     checker.check_volumes()
+    checker.check_tls()
     checker.check_jobs()
     if args.dockerfile:
         errors = check_dockerfile(args.dockerfile, args.context or ".")

@@ -107,10 +107,15 @@ pub struct CoordinatorArgs {
     /// `started` line per start to FILE; a restarted coordinator keeps appending.
     #[arg(long, value_name = "FILE")]
     pub events_log: Option<PathBuf>,
-    /// Once listening, write `{"grpc", "http", "pid", "instance"}` as JSON to FILE (atomically)
-    /// with the actually bound addresses, so a launcher that passed port 0 learns the ports.
+    /// Once listening, write `{"grpc", "http", "health", "pid", "instance"}` as JSON to FILE
+    /// (atomically) with the actually bound addresses, so a launcher that passed port 0 learns
+    /// the ports.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Also serve the gRPC health service, alone and in cleartext, here: for Kubernetes gRPC
+    /// probes, which cannot present a client certificate when --tls-* is on.
+    #[arg(long, value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// Mutual TLS for gRPC: all three files, or none.
@@ -143,6 +148,10 @@ pub struct WorkerArgs {
     /// unspecified IP). On Kubernetes: the pod's stable DNS name.
     #[arg(long, env = "ALBATROSS_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Also serve the gRPC health service, alone and in cleartext, here: for Kubernetes gRPC
+    /// probes, which cannot present a client certificate when --tls-* is on.
+    #[arg(long, value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
     /// Stable name of this worker (a restarted process with the same name replaces the old
     /// one); default: $HOSTNAME, else worker-<pid>.
     #[arg(long)]

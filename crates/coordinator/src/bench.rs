@@ -101,11 +101,13 @@ pub async fn bench_coordinator(opts: BenchOptions) -> Result<BenchReport, Coordi
         events_log: None,
         tls: None,
         ready_file: None,
+        health_listen: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::serve(options, Listeners { grpc, http: None }, async {
-        let _ = stopped.await;
-    }));
+    let server =
+        tokio::spawn(crate::serve(options, Listeners { grpc, http: None, health: None }, async {
+            let _ = stopped.await;
+        }));
     let result = drive(addr, workers, quorum, &opts).await;
     let _ = stop.send(());
     let served = server.await.map_err(bench_err)?;

@@ -29,6 +29,7 @@
 //!     events_log: Some("events.jsonl".into()), // one JSON line per decision of the core
 //!     tls: None,                               // or mutual TLS: albatross_proto::tls::Tls::load(..)
 //!     ready_file: None, // or where to write the bound addresses once serving
+//!     health_listen: None, // or a cleartext health-only port for probes when TLS is on
 //! };
 //! run_coordinator(options, async {
 //!     let _ = tokio::signal::ctrl_c().await;

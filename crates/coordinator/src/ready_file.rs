@@ -19,6 +19,9 @@ pub struct ReadyInfo {
     pub grpc: SocketAddr,
     /// The bound status page and metrics address, if served.
     pub http: Option<SocketAddr>,
+    /// The bound cleartext health-only address (`--health-listen`), if served.
+    #[serde(default)]
+    pub health: Option<SocketAddr>,
     pub pid: u32,
     /// The coordinator instance id (also in `JoinResponse` and `GetStatus`).
     pub instance: String,
@@ -63,6 +66,7 @@ mod tests {
         let info = ReadyInfo {
             grpc: "127.0.0.1:41000".parse().expect("addr"),
             http: None,
+            health: None,
             pid: 42,
             instance: "42-abc".into(),
         };

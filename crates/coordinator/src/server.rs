@@ -58,6 +58,9 @@ pub struct CoordinatorOptions {
     /// `--ready-file`: once listening with the state saved, write the bound addresses here
     /// (JSON, atomically), so a launcher that bound port 0 learns the ports.
     pub ready_file: Option<PathBuf>,
+    /// `--health-listen`: also serve `grpc.health.v1` alone in cleartext here, for probes that
+    /// cannot present a client certificate.
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// The sockets a coordinator serves on.
@@ -65,6 +68,8 @@ pub struct CoordinatorOptions {
 pub struct Listeners {
     pub grpc: TcpListener,
     pub http: Option<TcpListener>,
+    /// The cleartext health-only port, if any.
+    pub health: Option<TcpListener>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, CoordinatorError> {
@@ -86,7 +91,11 @@ pub async fn run_coordinator(
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    serve(options, Listeners { grpc, http }, shutdown).await
+    let health = match options.health_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    serve(options, Listeners { grpc, http, health }, shutdown).await
 }
 
 /// Serve on an already bound listener (tests bind `127.0.0.1:0`) until `shutdown` completes or
@@ -99,7 +108,7 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
-    let Listeners { grpc: listener, http } = listeners;
+    let Listeners { grpc: listener, http, health: health_listener } = listeners;
     let addr = listener.local_addr().map_err(|e| CoordinatorError::Transport(e.to_string()))?;
     let store = StateStore::open(&options.state_dir, &options.job, options.epoch_size)?;
     let restored = store.load()?;
@@ -170,14 +179,33 @@ pub async fn serve(
     let reflection =
         services::reflection().map_err(|e| CoordinatorError::Transport(e.to_string()))?;
     let handle = CoordinatorGrpc::new(events_tx, quorum_rx, decision_rx);
+    let local_addr = |l: &TcpListener| l.local_addr();
     let http_addr = http
         .as_ref()
-        .map(TcpListener::local_addr)
+        .map(local_addr)
         .transpose()
         .map_err(|e| CoordinatorError::Transport(e.to_string()))?;
+    let health_addr = health_listener
+        .as_ref()
+        .map(local_addr)
+        .transpose()
+        .map_err(|e| CoordinatorError::Transport(e.to_string()))?;
+    let health_task = health_listener.map(|listener| {
+        info!(health_addr = ?health_addr, "health alone serving in cleartext");
+        let mut stop = http_stop.clone();
+        tokio::spawn(services::serve_health_only(listener, health.clone(), async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }))
+    });
     if let Some(path) = &options.ready_file {
-        // Both listeners are bound and the state is saved: a connection made now is served.
-        let info = ReadyInfo { grpc: addr, http: http_addr, pid: std::process::id(), instance };
+        // Every listener is bound and the state is saved: a connection made now is served.
+        let info = ReadyInfo {
+            grpc: addr,
+            http: http_addr,
+            health: health_addr,
+            pid: std::process::id(),
+            instance,
+        };
         write_ready_file(path, &info)?;
         info!(path = %path.display(), "ready file written");
     }
@@ -229,6 +257,11 @@ pub async fn serve(
         task.await
             .map_err(|e| CoordinatorError::Transport(format!("HTTP server panicked: {e}")))?
             .map_err(|e| CoordinatorError::Transport(format!("HTTP server: {e}")))?;
+    }
+    if let Some(task) = health_task {
+        task.await
+            .map_err(|e| CoordinatorError::Transport(format!("health server panicked: {e}")))?
+            .map_err(|e| CoordinatorError::Transport(format!("health server: {e}")))?;
     }
     served
 }

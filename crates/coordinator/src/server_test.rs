@@ -123,11 +123,13 @@ async fn ready_file_names_the_bound_ports_and_decided_steps_are_logged() -> anyh
         events_log: Some(events.clone()),
         tls: None,
         ready_file: Some(ready.clone()),
+        health_listen: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(options, Listeners { grpc, http: Some(http) }, async {
-        let _ = stopped.await;
-    }));
+    let server =
+        tokio::spawn(serve(options, Listeners { grpc, http: Some(http), health: None }, async {
+            let _ = stopped.await;
+        }));
 
     let info = ready_info(&ready).await?;
     assert_eq!((info.grpc, info.http, info.pid), (grpc_addr, Some(http_addr), std::process::id()));

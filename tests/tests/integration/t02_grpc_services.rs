@@ -100,3 +100,36 @@ async fn health_reports_serving_and_reflection_lists_the_contract() {
     server.stop.send(()).expect("server still running");
     server.task.await.expect("join").expect("server stopped cleanly");
 }
+
+/// The cleartext health-only port answers from the same reporter as the main server, so a
+/// probe sees what a TLS client would; it stops with its shutdown signal.
+#[tokio::test]
+async fn the_health_only_port_shares_the_main_servers_status() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (reporter, health) = albatross_proto::services::health();
+    reporter
+        .set_service_status("albatross.v1.PeerService", tonic_health::ServingStatus::NotServing)
+        .await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(albatross_proto::services::serve_health_only(
+        listener,
+        health.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut client = HealthClient::new(channel(addr).await);
+    let check = |service: &str| HealthCheckRequest { service: service.to_owned() };
+    let status = client.check(check("albatross.v1.PeerService")).await.expect("check");
+    assert_eq!(status.into_inner().status(), ServingStatus::NotServing);
+    reporter
+        .set_service_status("albatross.v1.PeerService", tonic_health::ServingStatus::Serving)
+        .await;
+    let status = client.check(check("albatross.v1.PeerService")).await.expect("check");
+    assert_eq!(status.into_inner().status(), ServingStatus::Serving);
+    let unknown = client.check(check("no.such.Service")).await.expect_err("unknown service");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    stop.send(()).expect("server running");
+    task.await.expect("join").expect("clean stop");
+}

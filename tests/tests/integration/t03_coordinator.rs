@@ -70,9 +70,10 @@ async fn start(state_dir: &Path) -> Running {
         events_log: None,
         tls: None,
         ready_file: None,
+        health_listen: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let listeners = Listeners { grpc, http: Some(http) };
+    let listeners = Listeners { grpc, http: Some(http), health: None };
     let task = tokio::spawn(albatross_coordinator::serve(options, listeners, async {
         let _ = stopped.await;
     }));

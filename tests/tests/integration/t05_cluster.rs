@@ -625,17 +625,49 @@ fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     paths
 }
 
+/// A cleartext `grpc.health.v1` check, as a Kubernetes gRPC probe makes it.
+fn plain_health_check(
+    addr: &str,
+    service: &str,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    runtime.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect in cleartext");
+        let request = HealthCheckRequest { service: service.to_owned() };
+        let response = HealthClient::new(channel).check(request).await.expect("check");
+        response.into_inner().status()
+    })
+}
+
 #[test]
 fn mutual_tls_protects_the_coordinator_and_the_peers() {
     let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, cert, key) = test_pki(dir.path());
     let mut c = cluster(&dir.path().join("run"), &job(12, 1, 100, ""));
+    let mut tls_args: Vec<std::ffi::OsString> = Vec::new();
     for (flag, path) in [("--tls-ca", &ca), ("--tls-cert", &cert), ("--tls-key", &key)] {
-        c.extra_args.push(flag.into());
-        c.extra_args.push(path.into());
+        tls_args.push(flag.into());
+        tls_args.push(path.into());
     }
+    c.extra_args.clone_from(&tls_args);
+    // Probes cannot present a certificate: health alone is served in cleartext on its own port.
+    c.extra_args.extend(["--health-listen".into(), "127.0.0.1:0".into()]);
     let (_coordinator, url, mut procs) = start(&c, 1);
+    let ready: Value = serde_json::from_str(
+        &std::fs::read_to_string(c.root.join("coordinator.ready.json")).expect("ready file"),
+    )
+    .expect("json");
+    let health_addr = ready["health"].as_str().expect("the ready file names the health port");
+    assert_eq!(
+        plain_health_check(health_addr, "albatross.v1.CoordinatorService"),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
     c.wait_for_step(3, LONG).expect("training runs");
     // The second worker heals from the first and all-reduces with it, all over mutual TLS.
     procs.push(c.worker("worker-1", &url, None).expect("worker"));
@@ -651,7 +683,7 @@ fn mutual_tls_protects_the_coordinator_and_the_peers() {
     assert!(!plain.success, "a plain-text client must be refused: {plain:?}");
     let mut args: Vec<std::ffi::OsString> =
         vec!["status".into(), "--coordinator".into(), https.into(), "--json".into()];
-    args.extend(c.extra_args.iter().cloned());
+    args.extend(tls_args);
     let with_cert = albatross().run(args, "").expect("runs");
     assert!(with_cert.success, "{with_cert:?}");
     assert!(with_cert.stdout.contains("\"committed_step\":12"), "{}", with_cert.stdout);

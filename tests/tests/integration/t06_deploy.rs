@@ -73,6 +73,33 @@ fn a_flag_the_binary_lacks_is_rejected() {
     assert!(stderr.contains("`albatross worker` has no flag --advertize"), "{}", describe(&out));
 }
 
+/// With mutual TLS on, a probe on the TLS port cannot pass (a kubelet has no client
+/// certificate): a copy of the mtls component without the cleartext health port is rejected.
+#[test]
+fn tls_without_a_health_port_for_the_probes_is_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&repo_root().join("deploy"), &dir.path().join("deploy"));
+    let patch = dir.path().join("deploy/k8s/components/mtls/workers.yaml");
+    let text = std::fs::read_to_string(&patch).expect("read the mtls workers patch");
+    let without: String = text
+        .split("- op: ")
+        .filter(|op| !op.contains("--health-listen") && !op.contains("port\n  value: 7072"))
+        .collect::<Vec<_>>()
+        .join("- op: ");
+    assert_ne!(without, text, "the mtls component gives the workers a health port");
+    std::fs::write(&patch, without).expect("write the patch");
+
+    let out = validate(dir.path());
+    assert_ran(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`albatross worker` serves mutual TLS, which a kubelet's readinessProbe"),
+        "{}",
+        describe(&out)
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create dir");
     for entry in std::fs::read_dir(from).expect("read dir") {

@@ -41,6 +41,7 @@ pub fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         events_log: args.events_log,
         tls: load_tls(&args.tls)?,
         ready_file: args.ready_file,
+        health_listen: args.health_listen,
     };
     runtime()?.block_on(run_coordinator(options, shutdown_signal()))?;
     Ok(())

@@ -30,6 +30,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         expected_job,
         hooks: TestHooks::from_env()?,
         tls: super::load_tls(&args.tls)?,
+        health_listen: args.health_listen,
     };
     let summary = runtime()?.block_on(run_worker(options, shutdown_signal()))?;
     tracing::info!(exit = %summary.exit, applied_step = summary.applied_step, state_hash = ?summary.state_hash, "worker stopped");

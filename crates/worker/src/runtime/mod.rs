@@ -63,6 +63,9 @@ pub struct WorkerOptions {
     pub hooks: TestHooks,
     /// Mutual TLS for the coordinator and for peers.
     pub tls: Option<albatross_proto::tls::Tls>,
+    /// Also serve `grpc.health.v1` alone in cleartext here (probes cannot present a client
+    /// certificate).
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// Why the worker stopped.
@@ -170,6 +173,20 @@ pub async fn run_worker(
     health_reporter
         .set_service_status("albatross.v1.PeerService", tonic_health::ServingStatus::Serving)
         .await;
+    let health_server = match options.health_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| WorkerError::Setup(format!("cannot listen on {addr}: {e}")))?;
+            let bound = listener.local_addr().map_err(|e| WorkerError::Setup(e.to_string()))?;
+            tracing::info!(%bound, "health alone serving in cleartext");
+            let stop = stop.clone();
+            Some(tokio::spawn(services::serve_health_only(listener, health.clone(), async move {
+                stop.cancelled().await;
+            })))
+        }
+        None => None,
+    };
     let mut builder = collective.config().server.server_builder();
     if let Some(tls) = &options.tls {
         builder = builder
@@ -197,6 +214,13 @@ pub async fn run_worker(
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "peer server stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "peer server task failed"),
+    }
+    if let Some(task) = health_server {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "health server stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "health server task failed"),
+        }
     }
     result
 }
