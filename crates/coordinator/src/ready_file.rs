@@ -66,7 +66,7 @@ mod tests {
         let info = ReadyInfo {
             grpc: "127.0.0.1:41000".parse().expect("addr"),
             http: None,
-            health: None,
+            health: Some("127.0.0.1:41002".parse().expect("addr")),
             pid: 42,
             instance: "42-abc".into(),
         };
@@ -76,10 +76,14 @@ mod tests {
         assert_eq!(
             value,
             serde_json::json!({
-                "grpc": "127.0.0.1:41000", "http": null, "pid": 42, "instance": "42-abc"
+                "grpc": "127.0.0.1:41000", "http": null, "health": "127.0.0.1:41002",
+                "pid": 42, "instance": "42-abc"
             })
         );
         assert_eq!(serde_json::from_str::<ReadyInfo>(&text).expect("typed"), info);
+        // A ready file from before the health port existed still reads.
+        let older = r#"{"grpc": "127.0.0.1:41000", "http": null, "pid": 42, "instance": "42-abc"}"#;
+        assert_eq!(serde_json::from_str::<ReadyInfo>(older).expect("typed").health, None);
         let left: Vec<_> = fs::read_dir(tmp.path()).expect("list").collect();
         assert_eq!(left.len(), 1, "the temp file was renamed, not left behind");
         let err = write_ready_file(&tmp.path().join("no-dir").join("r.json"), &info)
