@@ -203,9 +203,9 @@ fn log_steps(log: &mut MetricsLog, core: &Core, effects: &[Effect], unix_ms: u64
         else {
             continue;
         };
-        let line = core.decision_of(*tag).and_then(|record| {
-            StepLine::new(record, *cursor, core.durable(), core.recoveries, unix_ms)
-        });
+        let line = core
+            .decision_of(*tag)
+            .and_then(|record| StepLine::new(record, *cursor, core.durable(), unix_ms));
         match line {
             Some(line) => log.append(&line),
             // Decisions are kept until sixteen newer ones exist; one event decides at most one.

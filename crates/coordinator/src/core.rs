@@ -75,7 +75,6 @@ pub struct Core {
     /// Suspect → members that reported it, in the current generation.
     pub(crate) suspicions: BTreeMap<WorkerId, BTreeSet<WorkerId>>,
     pub(crate) effects: Vec<Effect>,
-    pub(crate) recoveries: u64,
     pub(crate) last_stats: StepStats,
 }
 
@@ -105,7 +104,6 @@ impl Core {
             pending_checkpoint: None,
             suspicions: BTreeMap::new(),
             effects: Vec::new(),
-            recoveries: 0,
             last_stats: StepStats::default(),
         };
         if let Some(restored) = restored {

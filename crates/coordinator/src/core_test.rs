@@ -731,9 +731,12 @@ fn a_new_worker_gets_the_checkpoint_on_cold_start_and_rolls_back_to_it() {
         aborted_steps: 2,
         skipped_steps: 0,
         committed_generation: Generation(6),
+        recoveries: 1,
     };
     let mut s = Sim::restored(Some(durable));
     assert_eq!(s.core.generation(), Generation(8));
+    // Counters of the whole job survive the restart.
+    assert_eq!((s.core.durable().aborted_steps, s.core.durable().recoveries), (2, 1));
     let accepted = s.join("a", 1).expect("join");
     assert_eq!(
         (accepted.generation, accepted.committed_step, accepted.resume_from),
@@ -885,6 +888,7 @@ fn restored_at_step_5() -> Sim {
         aborted_steps: 0,
         skipped_steps: 0,
         committed_generation: Generation(6),
+        recoveries: 0,
     }))
 }
 

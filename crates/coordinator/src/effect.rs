@@ -102,4 +102,7 @@ pub struct Durable {
     /// generation). Told to joining workers so one that lost the reply to its vote knows whether
     /// its pending gradients were committed.
     pub committed_generation: Generation,
+    /// Members lost while a step they belonged to was running, over the whole job (it survives
+    /// coordinator restarts, so a long run's count is its real one).
+    pub recoveries: u64,
 }

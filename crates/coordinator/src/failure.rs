@@ -92,7 +92,7 @@ impl Core {
         if self.members.remove(&worker.id).is_none() {
             return;
         }
-        self.recoveries +=
+        self.durable.recoveries +=
             u64::from(self.active.as_ref().is_some_and(|a| a.rank_of(worker).is_some()));
         self.effects.push(Effect::Evicted {
             worker: worker.clone(),

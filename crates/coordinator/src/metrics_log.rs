@@ -71,7 +71,6 @@ impl StepLine {
         record: &DecisionRecord,
         cursor: DataCursor,
         durable: &Durable,
-        recoveries: u64,
         unix_ms: u64,
     ) -> Option<Self> {
         let decision = match record.decision {
@@ -99,7 +98,7 @@ impl StepLine {
             cursor: cursor.into(),
             aborted_steps: durable.aborted_steps,
             skipped_steps: durable.skipped_steps,
-            recoveries,
+            recoveries: durable.recoveries,
         })
     }
 }
@@ -158,7 +157,8 @@ mod tests {
     fn lines_are_appended_across_reopens_and_read_back() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let path = tmp.path().join("metrics.jsonl");
-        let durable = Durable { aborted_steps: 1, skipped_steps: 1, ..Durable::default() };
+        let durable =
+            Durable { aborted_steps: 1, skipped_steps: 1, recoveries: 2, ..Durable::default() };
         let stats = StepStats {
             mlm_loss_sum: 30.0,
             sop_loss_sum: 6.0,
@@ -172,19 +172,18 @@ mod tests {
             reduce_ms: 7,
         };
         let cursor = DataCursor { epoch: 0, next_sample: 12 };
-        let commit = StepLine::new(&record(Decision::Commit, 1, stats), cursor, &durable, 2, 1000)
+        let commit = StepLine::new(&record(Decision::Commit, 1, stats), cursor, &durable, 1000)
             .expect("a commit is logged");
         MetricsLog::open(&path).expect("open").append(&commit);
         // A restarted coordinator opens the same file again and continues it.
         let nan = StepStats { mlm_loss_sum: f64::NAN, grad_norm: f64::INFINITY, ..stats };
         let cursor = DataCursor { epoch: 1, next_sample: 4 };
-        let skip = StepLine::new(&record(Decision::Skip, 2, nan), cursor, &durable, 2, 2000)
+        let skip = StepLine::new(&record(Decision::Skip, 2, nan), cursor, &durable, 2000)
             .expect("a skip is logged");
         let empty = StepLine::new(
             &record(Decision::Commit, 3, StepStats::default()),
             cursor,
             &durable,
-            2,
             3000,
         )
         .expect("a commit is logged");
@@ -224,7 +223,7 @@ mod tests {
     fn aborted_steps_are_not_logged_and_an_unopenable_path_is_an_error() {
         let durable = Durable::default();
         let abort = record(Decision::Abort, 1, StepStats::default());
-        assert_eq!(StepLine::new(&abort, DataCursor::default(), &durable, 0, 0), None);
+        assert_eq!(StepLine::new(&abort, DataCursor::default(), &durable, 0), None);
         let tmp = tempfile::tempdir().expect("tempdir");
         let err = MetricsLog::open(&tmp.path().join("missing-dir").join("m.jsonl"))
             .expect_err("no such directory");

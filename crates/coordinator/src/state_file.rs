@@ -35,6 +35,9 @@ struct Record {
     /// matches no worker's pending vote, so none applies gradients on that account.
     #[serde(default)]
     committed_generation: u64,
+    /// Added after format 1 was first written: files without it load as 0.
+    #[serde(default)]
+    recoveries: u64,
     cursor: CursorRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checkpoint: Option<CheckpointRecord>,
@@ -151,6 +154,7 @@ impl StateStore {
             aborted_steps: durable.aborted_steps,
             skipped_steps: durable.skipped_steps,
             committed_generation: durable.committed_generation.0,
+            recoveries: durable.recoveries,
             cursor: cursor_record(durable.cursor),
             checkpoint: durable.latest_checkpoint.as_ref().map(|c| CheckpointRecord {
                 step: c.step,
@@ -265,6 +269,7 @@ fn to_durable(r: &Record) -> Result<Durable, CoordinatorError> {
         aborted_steps: r.aborted_steps,
         skipped_steps: r.skipped_steps,
         committed_generation: Generation(r.committed_generation),
+        recoveries: r.recoveries,
     })
 }
 

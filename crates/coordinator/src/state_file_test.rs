@@ -15,6 +15,7 @@ fn durable(step: u64) -> Durable {
         aborted_steps: 2,
         skipped_steps: step / 2,
         committed_generation: Generation(2 + step),
+        recoveries: step / 3,
     }
 }
 

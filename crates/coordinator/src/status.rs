@@ -80,7 +80,7 @@ impl Core {
             latest_checkpoint: self.durable.latest_checkpoint.clone(),
             aborted_steps: self.durable.aborted_steps,
             skipped_steps: self.durable.skipped_steps,
-            recoveries: self.recoveries,
+            recoveries: self.durable.recoveries,
             last_step: self.last_stats,
             instance: self.instance.clone(),
         }

@@ -289,6 +289,8 @@ fn launch_survives_a_chaos_schedule_and_reports_each_recovery() {
     assert_eq!(kinds, ["kill", "pause", "term", "kill-coordinator"]);
     for fault in report["faults"].as_array().expect("faults") {
         assert!(fault["next_commit_step"].as_u64().is_some(), "training went on after {fault}");
+        assert_eq!(fault["replica_hashes_agree"], true, "{fault}");
+        assert_eq!((&fault["samples_lost"], &fault["samples_duplicated"]), (&0.into(), &0.into()));
     }
     assert_chaos_ledger(&report, 60);
 }
@@ -313,6 +315,8 @@ fn launch_survives_network_faults_and_a_corrupt_checkpoint() {
     assert_eq!(report["total_faults"], 5, "{report}");
     for fault in faults {
         assert!(fault["next_commit_step"].as_u64().is_some(), "training went on after {fault}");
+        assert_eq!(fault["replica_hashes_agree"], true, "{fault}");
+        assert_eq!((&fault["samples_lost"], &fault["samples_duplicated"]), (&0.into(), &0.into()));
     }
     // The long partition outlasts the heartbeat timeout: the coordinator reacted to it, and
     // steps committed with the two others while it lasted.

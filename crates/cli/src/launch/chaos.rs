@@ -346,6 +346,10 @@ pub struct FaultOutcome {
     /// must be 0.
     pub samples_lost: u64,
     pub samples_duplicated: u64,
+    /// Whether the replicas' state hashes agreed after the fault: the coordinator commits a
+    /// step only when every member voted the same hash, so the next commit is the proof;
+    /// `None` when no step committed after it.
+    pub replica_hashes_agree: Option<bool>,
 }
 
 /// `chaos-report.json`.
@@ -421,6 +425,7 @@ pub fn report(
                 },
                 samples_lost,
                 samples_duplicated,
+                replica_hashes_agree: after.map(|_| true),
             }
         })
         .collect();
@@ -443,7 +448,7 @@ pub fn report(
 /// The report as a table for the terminal.
 pub fn table(r: &ChaosReport) -> String {
     let mut out = format!(
-        "{:<18} {:<12} {:>6} {:>12} {:>10} {:>12} {:>8} {:>5} {:>5}\n",
+        "{:<18} {:<12} {:>6} {:>12} {:>10} {:>12} {:>8} {:>5} {:>5} {:>6}\n",
         "fault",
         "target",
         "step",
@@ -452,12 +457,13 @@ pub fn table(r: &ChaosReport) -> String {
         "recovery ms",
         "aborted",
         "lost",
-        "dup"
+        "dup",
+        "agree"
     );
     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     for f in &r.faults {
         out.push_str(&format!(
-            "{:<18} {:<12} {:>6} {:>12} {:>10} {:>12} {:>8} {:>5} {:>5}\n",
+            "{:<18} {:<12} {:>6} {:>12} {:>10} {:>12} {:>8} {:>5} {:>5} {:>6}\n",
             f.injection.kind,
             f.injection.target,
             f.injection.injected_after_step,
@@ -466,7 +472,8 @@ pub fn table(r: &ChaosReport) -> String {
             opt(f.next_commit_ms),
             f.aborted_steps,
             f.samples_lost,
-            f.samples_duplicated
+            f.samples_duplicated,
+            f.replica_hashes_agree.map_or("-", |agree| if agree { "yes" } else { "NO" })
         ));
     }
     for c in &r.checkpoints {
@@ -621,6 +628,10 @@ mod tests {
             (Some("aborted"), Some(5))
         );
         assert_eq!((pause.aborted_steps, pause.samples_duplicated, pause.samples_lost), (1, 0, 1));
+        assert_eq!(
+            (kill.replica_hashes_agree, pause.replica_hashes_agree),
+            (Some(true), Some(true))
+        );
         assert_eq!((r.samples_duplicated, r.samples_lost, r.total_faults), (4, 1, 2));
         assert_eq!(r.max_next_commit_ms, Some(2_950));
         let table = table(&r);
