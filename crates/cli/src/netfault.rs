@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use albatross_data::rng::SplitMix64;
 use anyhow::{anyhow, bail};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -501,7 +502,7 @@ impl Pump<'_> {
         let mut queue: VecDeque<Chunk> = VecDeque::new();
         let mut queued_bytes = 0_usize;
         let mut source_closed = false;
-        let mut rng = SplitMix64::new(0);
+        let mut rng = stream_rng(0, self.stream);
         let mut seeded_with = None;
         loop {
             let current = self.fault.borrow_and_update().clone();
@@ -509,7 +510,7 @@ impl Pump<'_> {
                 NetFault::Reset => return PumpEnd::Reset,
                 NetFault::Loss { seed, .. } => {
                     if seeded_with != Some(seed) {
-                        rng = SplitMix64::for_stream(seed, self.stream);
+                        rng = stream_rng(seed, self.stream);
                         seeded_with = Some(seed);
                     }
                 }
@@ -608,14 +609,13 @@ fn hold_for(fault: &NetFault, rng: &mut SplitMix64) -> Duration {
     match *fault {
         NetFault::Delay { latency, jitter } => {
             let jitter_nanos = u64::try_from(jitter.as_nanos()).unwrap_or(u64::MAX);
-            latency.saturating_add(Duration::from_nanos(rng.up_to(jitter_nanos)))
+            // Uniform in 0..=jitter.
+            let extra = rng.below(jitter_nanos.saturating_add(1));
+            latency.saturating_add(Duration::from_nanos(extra))
         }
         NetFault::Loss { probability, stall, .. } => {
-            if rng.chance(probability) {
-                stall
-            } else {
-                Duration::ZERO
-            }
+            // Never for 0, always for 1: next_f64 is in [0, 1).
+            if rng.next_f64() < probability { stall } else { Duration::ZERO }
         }
         NetFault::None | NetFault::Partition | NetFault::Reset => Duration::ZERO,
     }
@@ -625,48 +625,10 @@ fn as_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// splitmix64: tiny, fast and good enough to decide which chunks are "lost"; reproducible from
-/// its seed, which is all a fault injector needs.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The generator for one direction of one connection (`stream`) under `seed`.
-    fn for_stream(seed: u64, stream: u64) -> Self {
-        let mut mixer = Self::new(stream);
-        Self::new(seed ^ mixer.next_u64())
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0.0..1.0` (53 random bits).
-    #[allow(clippy::cast_precision_loss, reason = "53-bit values are exact in an f64")]
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
-    }
-
-    /// True with probability `p`: never for 0, always for 1.
-    fn chance(&mut self, p: f64) -> bool {
-        self.next_f64() < p
-    }
-
-    /// Uniform in `0..=max` (the modulo bias is irrelevant for jitter).
-    fn up_to(&mut self, max: u64) -> u64 {
-        match max.checked_add(1) {
-            Some(bound) => self.next_u64() % bound,
-            None => self.next_u64(),
-        }
-    }
+/// The generator of one direction of one connection (`stream`) under `seed`: the workspace's
+/// versioned SplitMix64, so loss decisions replay from the seed on any build.
+fn stream_rng(seed: u64, stream: u64) -> SplitMix64 {
+    SplitMix64::from_parts(&[seed, stream])
 }
 
 /// The grammar, for error messages.
@@ -966,8 +928,8 @@ mod tests {
     #[test]
     fn loss_decisions_are_reproducible_from_the_seed() {
         let decisions = |seed, stream, p| {
-            let mut rng = SplitMix64::for_stream(seed, stream);
-            (0..200).map(|_| rng.chance(p)).collect::<Vec<bool>>()
+            let mut rng = stream_rng(seed, stream);
+            (0..200).map(|_| rng.next_f64() < p).collect::<Vec<bool>>()
         };
         assert_eq!(decisions(42, 0, 0.3), decisions(42, 0, 0.3));
         assert_ne!(decisions(42, 0, 0.3), decisions(43, 0, 0.3));
@@ -975,13 +937,12 @@ mod tests {
         assert!(decisions(42, 0, 0.0).iter().all(|&lost| !lost));
         assert!(decisions(42, 0, 1.0).iter().all(|&lost| lost));
 
-        let mut rng = SplitMix64::new(7);
-        let lost = (0..10_000).filter(|_| rng.chance(0.25)).count();
+        let loss = NetFault::Loss { probability: 0.25, stall: Duration::from_secs(1), seed: 7 };
+        let mut rng = stream_rng(7, 0);
+        let lost = (0..10_000).filter(|_| !hold_for(&loss, &mut rng).is_zero()).count();
         assert!((2_200..2_800).contains(&lost), "{lost} of 10000 lost at 25%");
-        // The known splitmix64 output for seed 0 pins the generator itself.
-        assert_eq!(SplitMix64::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
 
-        let mut rng = SplitMix64::new(1);
+        let mut rng = stream_rng(1, 0);
         let jitter = Duration::from_millis(50);
         let delay = NetFault::Delay { latency: Duration::from_millis(100), jitter };
         for _ in 0..100 {

@@ -128,7 +128,8 @@ impl AlbertTokenizer {
             tracing::warn!("word-by-word encoding differs from whole-text encoding: no word cache");
             return None;
         }
-        Some(WordCache::new())
+        // The probe's words are correct entries: keep them.
+        Some(cache)
     }
 
     /// The file it was loaded from.

@@ -188,11 +188,13 @@ fn time_batch_reads(dir: &Path, batch: u32, seq: usize) -> anyhow::Result<f64> {
     let dataset = Arc::new(Dataset::open(dir)?);
     let prepared =
         usize::try_from(dataset.manifest().examples.max_seq_length).unwrap_or(usize::MAX);
-    let reader = SampleReader::new(Arc::clone(&dataset), 42, seq.max(prepared))?;
-    let tokenizer = dataset.load_tokenizer()?;
+    let seq_len = seq.max(prepared);
+    let reader = SampleReader::new(Arc::clone(&dataset), 42, seq_len)?;
     let mut config = AlbertConfig::preset("base")?;
-    config.vocab_size = config.vocab_size.max(tokenizer.vocab_size());
-    config.max_position_embeddings = config.max_position_embeddings.max(seq.max(prepared));
+    // The manifest records the vocabulary; the reader already loaded and checked the tokenizer.
+    let vocab = usize::try_from(dataset.manifest().tokenizer.vocab_size).unwrap_or(usize::MAX);
+    config.vocab_size = config.vocab_size.max(vocab);
+    config.max_position_embeddings = config.max_position_embeddings.max(seq_len);
     let device = Default::default();
     let len = dataset.len();
     let mut times = Vec::new();
