@@ -16,7 +16,6 @@ use std::time::Duration;
 use albatross_proto::domain::{Generation, Member, OpTag, WorkerId, WorkerRef};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::collective::{Collective, CollectiveConfig};
@@ -218,7 +217,7 @@ async fn serve(
         .server
         .server_builder()
         .add_service(collective.peer_server().into_service())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(albatross_proto::services::incoming(listener), async move {
             shutdown.cancelled().await;
         });
     let task = tokio::spawn(async move {

@@ -24,7 +24,7 @@
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:7070").await?;
 //! let server = collective.config().server.server_builder()
 //!     .add_service(collective.peer_server().into_service())
-//!     .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+//!     .serve_with_incoming(albatross_proto::services::incoming(listener));
 //! tokio::spawn(server);
 //! let cancel = tokio_util::sync::CancellationToken::new();
 //! collective.all_reduce_sum(&OpContext::for_quorum(&quorum, 0, cancel), grads).await?;

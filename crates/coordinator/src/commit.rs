@@ -12,7 +12,7 @@ use albatross_proto::domain::{
 };
 use tracing::info;
 
-use crate::core::{Core, PendingCheckpoint, clip};
+use crate::core::{Core, PendingCheckpoint, RankIndex, clip};
 use crate::cursor::advance;
 use crate::{CoordinatorError, Effect};
 
@@ -27,6 +27,8 @@ pub(crate) struct DecisionRecord {
     pub reason: String,
     pub divergent: Vec<WorkerRef>,
     pub members: Vec<WorkerRef>,
+    /// `members` by worker id: every member polls for its decision.
+    pub ranks: RankIndex,
     pub checkpoint: Option<(WorkerRef, CheckpointDirective)>,
     /// The quorum's summed figures of the votes received (all of them unless aborted early).
     pub stats: StepStats,
@@ -62,8 +64,10 @@ impl Core {
     /// or a worker outside the step's quorum.
     pub fn vote(&mut self, now: Instant, vote: &Vote) -> Result<VoteStatus, CoordinatorError> {
         self.members.get_mut(&vote.worker)?.last_heard = now;
-        if let Some(d) =
-            self.decided.iter().find(|d| d.tag == vote.tag && d.members.contains(&vote.worker))
+        if let Some(d) = self
+            .decided
+            .iter()
+            .find(|d| d.tag == vote.tag && d.ranks.rank_of(&vote.worker).is_some())
         {
             return Ok(VoteStatus::Decided(d.view_for(&vote.worker)));
         }
@@ -206,6 +210,7 @@ impl Core {
             reason,
             divergent: Vec::new(),
             members,
+            ranks: active.ranks,
             checkpoint,
             stats: self.last_stats,
         });
@@ -228,6 +233,7 @@ impl Core {
             reason,
             divergent,
             members: active.members.iter().map(|m| m.worker.clone()).collect(),
+            ranks: active.ranks,
             checkpoint: None,
             stats: sum_stats(active.votes.values().map(|v| &v.stats)),
         });

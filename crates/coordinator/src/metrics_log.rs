@@ -146,6 +146,7 @@ mod tests {
             reason: String::new(),
             divergent: Vec::new(),
             members: vec![w("a", 1), w("b", 1)],
+            ranks: crate::core::RankIndex::new(&[w("a", 1), w("b", 1)]),
             checkpoint: None,
             stats,
         }

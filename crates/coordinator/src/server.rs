@@ -12,7 +12,6 @@ use albatross_proto::services;
 use albatross_proto::wire::v1::coordinator_service_server::CoordinatorServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn};
 
@@ -246,7 +245,7 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection)
         .add_service(grpc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+        .serve_with_incoming_shutdown(albatross_proto::services::incoming(listener), stop)
         .await
         .map_err(|e| CoordinatorError::Transport(e.to_string()));
     let acted = actor_task

@@ -56,7 +56,7 @@ pub async fn start(n: usize, config: CollectiveConfig) -> Ring {
                 .server_builder()
                 .add_service(collective.peer_server().into_service())
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    albatross_proto::services::incoming(listener),
                     async {
                         let _ = stopped.await;
                     },

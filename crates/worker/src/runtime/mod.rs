@@ -26,7 +26,6 @@ use albatross_proto::domain::{
 use albatross_proto::job::JobSpec;
 use albatross_proto::services;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -196,7 +195,7 @@ pub async fn run_worker(
     let server = builder
         .add_service(health)
         .add_service(peer_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(albatross_proto::services::incoming(listener), async move {
             server_stop.cancelled().await;
         });
     let server = tokio::spawn(server);
