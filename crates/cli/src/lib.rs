@@ -2,6 +2,7 @@
 //! library crates. The entry point is a library function so the workspace tests can build the
 //! same program as their own binary target.
 
+mod allocator;
 mod args;
 mod commands;
 mod launch;

@@ -48,6 +48,7 @@ pub fn bench(args: &AllreduceBenchArgs) -> anyhow::Result<()> {
         let own_args: Vec<String> = std::env::args().skip(1).collect();
         bench::launch(&options, |rank| {
             let mut command = Command::new(&exe);
+            crate::allocator::tune(&mut command);
             command.args(&own_args).arg("--rank").arg(rank.to_string());
             command
         })?

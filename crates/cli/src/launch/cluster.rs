@@ -184,6 +184,7 @@ impl Cluster {
         let report = self.run.report(&name);
         let _ = std::fs::remove_file(&report);
         let mut command = Command::new(&self.exe);
+        crate::allocator::tune(&mut command);
         command.arg("worker").args(["--id", &name]);
         match self.links.get(i) {
             Some(links) => command
@@ -450,7 +451,7 @@ fn spawn_coordinator(
     let ready = run.path("coordinator.ready.json");
     let _ = std::fs::remove_file(&ready);
     let (out, err) = log_file(&run.log("coordinator"))?;
-    let mut coordinator = Command::new(exe)
+    let mut coordinator = crate::allocator::tune(&mut Command::new(exe))
         .arg("coordinator")
         .arg("--job")
         .arg(job_path)
