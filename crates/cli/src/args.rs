@@ -118,12 +118,14 @@ pub struct CoordinatorArgs {
     pub health_listen: Option<SocketAddr>,
 }
 
-/// Mutual TLS for gRPC: all three files, or none.
+/// TLS for gRPC: mutual by default (every process needs all three files); with
+/// `--tls-client-auth none`, servers accept clients without a certificate.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsArgs {
     /// PEM certificate of the job's CA; with --tls-cert and --tls-key every gRPC connection
-    /// (coordinator and worker-to-worker) uses mutual TLS.
-    #[arg(long, requires_all = ["tls_cert", "tls_key"], env = "ALBATROSS_TLS_CA")]
+    /// (coordinator and worker-to-worker) uses TLS. A client (`status`) against servers run with
+    /// `--tls-client-auth none` needs only this one.
+    #[arg(long, env = "ALBATROSS_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
     /// PEM certificate of this process; its subject alternative names must include the host
     /// others dial it by.
@@ -132,6 +134,19 @@ pub struct TlsArgs {
     /// PEM private key of this process.
     #[arg(long, requires_all = ["tls_ca", "tls_cert"], env = "ALBATROSS_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Whether servers require a client certificate from the CA (`required`: mutual TLS) or
+    /// accept clients without one (`none`: encryption and server authentication only; set a
+    /// join token to keep strangers out).
+    #[arg(long, value_enum, default_value_t = ClientAuthArg::Required, env = "ALBATROSS_TLS_CLIENT_AUTH")]
+    pub tls_client_auth: ClientAuthArg,
+}
+
+/// `--tls-client-auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientAuthArg {
+    #[default]
+    Required,
+    None,
 }
 
 #[derive(Debug, clap::Args)]

@@ -27,7 +27,7 @@
 //!     data_fingerprint: None, // or the prepared data manifest's SHA-256
 //!     metrics_log: Some("metrics.jsonl".into()), // one JSON line per decided step
 //!     events_log: Some("events.jsonl".into()), // one JSON line per decision of the core
-//!     tls: None,                               // or mutual TLS: albatross_proto::tls::Tls::load(..)
+//!     tls: None,                               // or TLS: albatross_proto::tls::Tls::load(..)
 //!     ready_file: None, // or where to write the bound addresses once serving
 //!     health_listen: None, // or a cleartext health-only port for probes when TLS is on
 //! };

@@ -51,8 +51,9 @@ pub struct CoordinatorOptions {
     /// `--events-log`: append one JSON line per decision of the core (every [`crate::Effect`])
     /// and one `started` line per start to this file.
     pub events_log: Option<PathBuf>,
-    /// `--tls-ca/--tls-cert/--tls-key`: serve gRPC over mutual TLS (clients need a certificate
-    /// from the job's CA). The HTTP status page stays plain: bind it to a private address.
+    /// `--tls-ca/--tls-cert/--tls-key [--tls-client-auth none]`: serve gRPC over TLS, mutual
+    /// unless told otherwise (clients need a certificate from the job's CA). The HTTP status page
+    /// stays plain: bind it to a private address.
     pub tls: Option<albatross_proto::tls::Tls>,
     /// `--ready-file`: once listening with the state saved, write the bound addresses here
     /// (JSON, atomically), so a launcher that bound port 0 learns the ports.

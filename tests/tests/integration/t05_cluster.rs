@@ -692,3 +692,59 @@ fn mutual_tls_protects_the_coordinator_and_the_peers() {
     assert!(with_cert.success, "{with_cert:?}");
     assert!(with_cert.stdout.contains("\"committed_step\":12"), "{}", with_cert.stdout);
 }
+
+#[test]
+fn server_only_tls_encrypts_without_client_certificates() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_pki(dir.path());
+    let mut c = cluster(&dir.path().join("run"), &job(6, 1, 100, ""));
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    for (flag, path) in [("--tls-ca", &ca), ("--tls-cert", &cert), ("--tls-key", &key)] {
+        args.push(flag.into());
+        args.push(path.into());
+    }
+    args.extend(["--tls-client-auth".into(), "none".into()]);
+    c.extra_args = args;
+    let (_coordinator, url, mut procs) = start(&c, 1);
+    c.wait_for_step(6, LONG).expect("training runs over server-only TLS");
+    finish(&mut procs);
+    assert_exact_ledger(&c, 6);
+    let https = url.replace("http://", "https://");
+    let status = |extra: &[&std::ffi::OsStr]| {
+        let mut a: Vec<std::ffi::OsString> = vec!["status".into(), "--coordinator".into()];
+        a.push(https.clone().into());
+        a.extend(extra.iter().map(|s| (*s).to_owned()));
+        albatross().run(a, "").expect("runs")
+    };
+    // The CA alone is enough for a client now...
+    let with_ca = status(&["--json".as_ref(), "--tls-ca".as_ref(), ca.as_os_str()]);
+    assert!(with_ca.success, "{with_ca:?}");
+    assert!(with_ca.stdout.contains("\"committed_step\":6"), "{}", with_ca.stdout);
+    // ...and without TLS it is refused.
+    let plain = albatross()
+        .run(["status", "--coordinator", &url, "--timeout-secs", "3"], "")
+        .expect("runs");
+    assert!(!plain.success, "a plain-text client must be refused: {plain:?}");
+    // A server always needs its own certificate; the flags say so before anything starts.
+    let worker = albatross()
+        .run(
+            [
+                "worker".as_ref(),
+                "--id".as_ref(),
+                "worker-9".as_ref(),
+                "--coordinator".as_ref(),
+                std::ffi::OsStr::new(&https),
+                "--tls-ca".as_ref(),
+                ca.as_os_str(),
+                "--tls-client-auth".as_ref(),
+                "none".as_ref(),
+            ],
+            "",
+        )
+        .expect("runs");
+    assert!(
+        !worker.success && worker.stderr.contains("needs --tls-cert and --tls-key"),
+        "{worker:?}"
+    );
+}

@@ -39,7 +39,7 @@ pub fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         data_fingerprint: None,
         metrics_log: args.metrics_log,
         events_log: args.events_log,
-        tls: load_tls(&args.tls)?,
+        tls: load_tls(&args.tls, true)?,
         ready_file: args.ready_file,
         health_listen: args.health_listen,
     };
@@ -49,7 +49,7 @@ pub fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
 
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let token = args.token_file.as_deref().map(read_token_file).transpose()?;
-    let tls = load_tls(&args.tls)?;
+    let tls = load_tls(&args.tls, false)?;
     let status = runtime()?.block_on(fetch_status_tls(
         &args.coordinator,
         token.as_deref(),
@@ -76,22 +76,37 @@ pub fn bench(workers: u32, rounds: u32, channels: usize, json: bool) -> anyhow::
     write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))
 }
 
-/// The TLS material the flags name, if any.
+/// The TLS material the flags name, if any. A server (`serve`: coordinator, worker) needs its own
+/// certificate and key; a client (`status`) needs them only for servers that require client
+/// certificates (the handshake fails otherwise). `--tls-client-auth` is the servers' setting.
 pub(crate) fn load_tls(
     args: &crate::args::TlsArgs,
+    serve: bool,
 ) -> anyhow::Result<Option<albatross_proto::tls::Tls>> {
-    match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
-        (Some(ca), Some(cert), Some(key)) => {
-            let files = albatross_proto::tls::TlsFiles {
-                ca: ca.clone(),
-                cert: cert.clone(),
-                key: key.clone(),
-            };
-            Ok(Some(albatross_proto::tls::Tls::load(&files)?))
+    use albatross_proto::tls::{ClientAuth, Tls, TlsFiles};
+
+    let client_auth = match args.tls_client_auth {
+        crate::args::ClientAuthArg::Required => ClientAuth::Required,
+        crate::args::ClientAuthArg::None => ClientAuth::None,
+    };
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let Some(ca) = &args.tls_ca else {
+        if identity.is_some() {
+            anyhow::bail!("--tls-cert and --tls-key need --tls-ca");
         }
-        (None, None, None) => Ok(None),
-        _ => anyhow::bail!("--tls-ca, --tls-cert and --tls-key go together"),
+        return Ok(None);
+    };
+    if identity.is_none() && serve {
+        anyhow::bail!(
+            "serving over TLS needs --tls-cert and --tls-key besides --tls-ca (only a client \
+             of servers run with --tls-client-auth none can do with the CA alone)"
+        );
     }
+    Ok(Some(Tls::load(&TlsFiles { ca: ca.clone(), identity, client_auth })?))
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

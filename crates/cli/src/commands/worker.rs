@@ -29,7 +29,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         token,
         expected_job,
         hooks: TestHooks::from_env()?,
-        tls: super::load_tls(&args.tls)?,
+        tls: super::load_tls(&args.tls, true)?,
         health_listen: args.health_listen,
     };
     let summary = runtime()?.block_on(run_worker(options, shutdown_signal()))?;
