@@ -125,8 +125,8 @@ fn wire_name(wire: WireFormat) -> &'static str {
     }
 }
 
-/// Rank `rank`'s input: small integers, so the sum is exact in f32 and in bf16.
-/// Element `i` of rank `rank`'s input is `i % 7 + rank`. Written a period at a time, so a fill
+/// Rank `rank`'s input, element `i` being `i % 7 + rank`: small integers, so the sum is exact in
+/// f32 and in bf16. Written a period at a time, so a fill
 /// costs about a memcpy (as gloo's baseline `(idx + rank).to(float32)` does): an element-wise
 /// modulo took ~50 ms per 48 MiB, and with more ranks than cores the rank that finished an
 /// all-reduce first ate into its peers' time with it.

@@ -145,8 +145,8 @@ mod tests {
             decision,
             reason: String::new(),
             divergent: Vec::new(),
-            members: vec![w("a", 1), w("b", 1)],
             ranks: crate::core::RankIndex::new(&[w("a", 1), w("b", 1)]),
+            members: vec![w("a", 1), w("b", 1)],
             checkpoint: None,
             stats,
         }

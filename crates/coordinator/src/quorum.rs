@@ -81,14 +81,16 @@ impl Core {
     }
 
     fn live(&self, now: Instant) -> impl Iterator<Item = &MemberState> {
-        let since = heard_since(now, self.cfg.heartbeat_timeout);
+        // Compared with one cutoff instant rather than a subtraction per worker: this runs per
+        // worker per request. `None`: every instant is recent enough.
+        let since = now.checked_sub(self.cfg.heartbeat_timeout);
         self.members.iter().filter(move |m| since.is_none_or(|s| m.last_heard >= s))
     }
 
     /// Where the registry stands for forming a quorum, in one pass: every quorum request of a
     /// round asks, so this runs N times per round of N workers.
     fn readiness(&self, now: Instant) -> Readiness {
-        let within_interval = heard_since(now, self.cfg.heartbeat_interval);
+        let within_interval = now.checked_sub(self.cfg.heartbeat_interval);
         let mut r = Readiness::default();
         for m in self.live(now) {
             r.live += 1;
@@ -348,11 +350,4 @@ struct Readiness {
     responsive: usize,
     /// When the earliest ready worker first asked.
     opened: Option<Instant>,
-}
-
-/// The earliest instant a worker may have been last heard and still count as heard within
-/// `window` of `now`; `None` when every instant does. Comparing each worker's instant with it
-/// is cheaper than a subtraction per worker, which this replaces: it runs per worker per request.
-fn heard_since(now: Instant, window: std::time::Duration) -> Option<Instant> {
-    now.checked_sub(window)
 }

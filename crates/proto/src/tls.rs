@@ -90,18 +90,13 @@ impl Tls {
         Ok(Self { ca, identity, client_auth: files.client_auth })
     }
 
-    /// Whether this material can serve: a server presents a certificate.
-    pub fn can_serve(&self) -> bool {
-        self.identity.is_some()
-    }
-
     fn identity(&self) -> Option<Identity> {
         self.identity.as_ref().map(|(cert, key)| Identity::from_pem(cert, key))
     }
 
     /// Server side: present our certificate; under mutual TLS require a client certificate
-    /// from the CA. Material loaded without a certificate ([`Tls::can_serve`] is false) makes
-    /// the server fail to start with tonic's error, so check before serving.
+    /// from the CA. Material loaded without a certificate (a client's) makes the server fail to
+    /// start with tonic's error: callers that serve insist on a certificate when loading.
     pub fn server(&self) -> ServerTlsConfig {
         let config = match self.identity() {
             Some(identity) => ServerTlsConfig::new().identity(identity),

@@ -648,17 +648,28 @@ fn plain_health_check(
     })
 }
 
+/// `--tls-ca`, `--tls-cert` and `--tls-key` with their files.
+fn tls_flags(ca: &Path, cert: &Path, key: &Path) -> Vec<std::ffi::OsString> {
+    [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.into(), path.into()])
+        .collect()
+}
+
+/// `status` without TLS against a coordinator that serves TLS gets no answer.
+fn assert_plain_text_refused(url: &str) {
+    let plain =
+        albatross().run(["status", "--coordinator", url, "--timeout-secs", "3"], "").expect("runs");
+    assert!(!plain.success, "a plain-text client must be refused: {plain:?}");
+}
+
 #[test]
 fn mutual_tls_protects_the_coordinator_and_the_peers() {
     let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, cert, key) = test_pki(dir.path());
     let mut c = cluster(&dir.path().join("run"), &job(12, 1, 100, ""));
-    let mut tls_args: Vec<std::ffi::OsString> = Vec::new();
-    for (flag, path) in [("--tls-ca", &ca), ("--tls-cert", &cert), ("--tls-key", &key)] {
-        tls_args.push(flag.into());
-        tls_args.push(path.into());
-    }
+    let tls_args = tls_flags(&ca, &cert, &key);
     c.extra_args.clone_from(&tls_args);
     // Probes cannot present a certificate: health alone is served in cleartext on its own port.
     c.extra_args.extend(["--health-listen".into(), "127.0.0.1:0".into()]);
@@ -681,10 +692,7 @@ fn mutual_tls_protects_the_coordinator_and_the_peers() {
     assert_exact_ledger(&c, 12);
     // Without a certificate the coordinator does not answer.
     let https = url.replace("http://", "https://");
-    let plain = albatross()
-        .run(["status", "--coordinator", &url, "--timeout-secs", "3"], "")
-        .expect("runs");
-    assert!(!plain.success, "a plain-text client must be refused: {plain:?}");
+    assert_plain_text_refused(&url);
     let mut args: Vec<std::ffi::OsString> =
         vec!["status".into(), "--coordinator".into(), https.into(), "--json".into()];
     args.extend(tls_args);
@@ -699,11 +707,7 @@ fn server_only_tls_encrypts_without_client_certificates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, cert, key) = test_pki(dir.path());
     let mut c = cluster(&dir.path().join("run"), &job(6, 1, 100, ""));
-    let mut args: Vec<std::ffi::OsString> = Vec::new();
-    for (flag, path) in [("--tls-ca", &ca), ("--tls-cert", &cert), ("--tls-key", &key)] {
-        args.push(flag.into());
-        args.push(path.into());
-    }
+    let mut args = tls_flags(&ca, &cert, &key);
     args.extend(["--tls-client-auth".into(), "none".into()]);
     c.extra_args = args;
     let (_coordinator, url, mut procs) = start(&c, 1);
@@ -722,10 +726,7 @@ fn server_only_tls_encrypts_without_client_certificates() {
     assert!(with_ca.success, "{with_ca:?}");
     assert!(with_ca.stdout.contains("\"committed_step\":6"), "{}", with_ca.stdout);
     // ...and without TLS it is refused.
-    let plain = albatross()
-        .run(["status", "--coordinator", &url, "--timeout-secs", "3"], "")
-        .expect("runs");
-    assert!(!plain.success, "a plain-text client must be refused: {plain:?}");
+    assert_plain_text_refused(&url);
     // A server always needs its own certificate; the flags say so before anything starts.
     let worker = albatross()
         .run(
