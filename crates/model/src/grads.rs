@@ -2,9 +2,11 @@
 //!
 //! Gradients leave burn's `GradientsParams` (tensors on the inner, non-autodiff backend) in
 //! canonical parameter order, packed into one contiguous f32 buffer; the reduced buffer is
-//! written back into a fresh `GradientsParams` for `optimizer.step`.
+//! written back into a fresh `GradientsParams` for `optimizer.step`. The same layout places
+//! parameters in the flat state LAMB updates, and [`GradLayout::write_params`] copies a flat
+//! parameter section back into a module's tensors.
 
-use burn::module::{Module, ParamId};
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
@@ -209,6 +211,79 @@ impl GradLayout {
             }
         }
         Ok(grads)
+    }
+}
+
+impl GradLayout {
+    /// Replaces every parameter value of `module` with its slice of `values` (a flat parameter
+    /// section in this layout), keeping ids and whether each tensor requires a gradient.
+    ///
+    /// # Errors
+    /// [`ModelError::WrongSize`] when `values` does not fit the layout, and
+    /// [`ModelError::ParamMismatch`] when the module's parameters (ids, shapes, count) are not
+    /// this layout's; the module is then partly overwritten and must be discarded.
+    pub fn write_params<B: Backend, M: Module<B>>(
+        &self,
+        module: M,
+        values: &[f32],
+        device: &B::Device,
+    ) -> Result<M> {
+        self.check_len("parameter section", values.len())?;
+        let mut writer = ParamWriter { layout: self, values, device, next: 0, error: None };
+        let module = module.map(&mut writer);
+        if let Some(e) = writer.error {
+            return Err(e);
+        }
+        if writer.next != self.entries.len() {
+            return Err(ModelError::ParamMismatch {
+                name: self.entries[writer.next.min(self.entries.len() - 1)].name.clone(),
+                reason: format!(
+                    "the module has {} parameters, the layout {}",
+                    writer.next,
+                    self.entries.len()
+                ),
+            });
+        }
+        Ok(module)
+    }
+}
+
+/// Writes flat values into parameters, in visitor order (the layout's order).
+struct ParamWriter<'a, B: Backend> {
+    layout: &'a GradLayout,
+    values: &'a [f32],
+    device: &'a B::Device,
+    next: usize,
+    error: Option<ModelError>,
+}
+
+impl<B: Backend> ModuleMapper<B> for ParamWriter<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let index = self.next;
+        self.next += 1;
+        if self.error.is_some() {
+            return param;
+        }
+        let Some(entry) = self.layout.entries.get(index) else {
+            return param;
+        };
+        let (id, tensor, mapper) = param.consume();
+        let shape = tensor.dims();
+        if id != entry.id || shape.as_slice() != entry.shape.as_slice() {
+            self.error = Some(ModelError::ParamMismatch {
+                name: entry.name.clone(),
+                reason: format!(
+                    "the module's parameter {index} has id {id} and shape {shape:?}, the layout \
+                     id {} and shape {:?}",
+                    entry.id, entry.shape
+                ),
+            });
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        let values = self.values[entry.offset..entry.offset + entry.numel].to_vec();
+        let fresh = Tensor::<B, D>::from_data(TensorData::new(values, shape), self.device)
+            .set_require_grad(tensor.is_require_grad());
+        Param::from_mapped_value(id, fresh, mapper)
     }
 }
 

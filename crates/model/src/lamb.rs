@@ -3,17 +3,22 @@
 //! weight decay 0.01 and a per-tensor trust ratio, both skipped for LayerNorm and bias
 //! parameters; linear warm-up then polynomial (power 1) decay to 0; clipping by global norm.
 //!
-//! burn's `SimpleOptimizer` sees tensors, not names. In ALBERT every LayerNorm and bias
-//! parameter is rank 1 and every other parameter (embeddings, Linear weights) rank ≥ 2, so
-//! "rank ≥ 2" is exactly the recipe's name rule; a test checks this on every preset.
+//! The rule runs on flat host buffers in a [`GradLayout`]'s order, not through burn's optimizer:
+//! a replica's parameters and moments *are* the flat state that votes hash, peers transfer and
+//! checkpoints store, so nothing is exported after a step. A step reads the old state and
+//! writes a new one, leaving the old one intact for whoever still reads it (a peer healing
+//! from it, a checkpoint being written). Each parameter takes two fused passes: moments and the
+//! raw update, then the trust-ratio-scaled write.
+//!
+//! In ALBERT every LayerNorm and bias parameter is rank 1 and every other parameter
+//! (embeddings, Linear weights) rank ≥ 2, so "rank ≥ 2" is exactly the recipe's name rule for
+//! weight decay and the trust ratio; a test checks this on every preset.
 
-use burn::module::AutodiffModule;
-use burn::optim::SimpleOptimizer;
-use burn::optim::adaptor::OptimizerAdaptor;
-use burn::prelude::Backend;
-use burn::record::Record;
-use burn::tensor::Tensor;
-use burn::tensor::backend::AutodiffBackend;
+use std::ops::Range;
+
+use crate::error::{ModelError, Result};
+use crate::flat::{l2_norm, scale};
+use crate::grads::GradLayout;
 
 /// LAMB hyper-parameters (defaults: ALBERT's).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,17 +39,66 @@ impl Default for LambConfig {
     }
 }
 
-impl LambConfig {
-    /// The optimizer for a module (state keyed by the module's path-derived ids).
-    pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(&self) -> OptimizerAdaptor<Lamb, M, B> {
-        OptimizerAdaptor::from(Lamb { config: *self })
-    }
-}
-
 /// The LAMB update rule.
 #[derive(Debug, Clone)]
 pub struct Lamb {
     config: LambConfig,
+}
+
+/// A replica's training state as flat sections, read-only: every parameter in layout order,
+/// and per parameter at element offset `o` with `n` elements its first moment at
+/// `2o..2o+n` and its second moment at `2o+n..2o+2n` (see [`moment_ranges`]). `moments` is
+/// empty before the first step (all moments zero).
+#[derive(Debug, Clone, Copy)]
+pub struct FlatState<'a> {
+    /// Parameters, layout order.
+    pub parameters: &'a [f32],
+    /// Moments, or empty.
+    pub moments: &'a [f32],
+}
+
+/// The state a step writes: the same sections, both full size.
+#[derive(Debug)]
+pub struct FlatStateMut<'a> {
+    /// Parameters, layout order.
+    pub parameters: &'a mut [f32],
+    /// Moments (twice the parameter count).
+    pub moments: &'a mut [f32],
+}
+
+/// Where the first and second moment of the parameter at element `offset` with `numel`
+/// elements sit in the moments section.
+pub fn moment_ranges(offset: usize, numel: usize) -> (Range<usize>, Range<usize>) {
+    let m = 2 * offset..2 * offset + numel;
+    let v = m.end..m.end + numel;
+    (m, v)
+}
+
+/// One parameter's step: inputs and where the results go (all slices of one length).
+#[derive(Debug)]
+pub struct ParamStep<'a> {
+    /// Weight decay and trust ratio (rank ≥ 2 parameters).
+    pub adapt: bool,
+    /// Current weights.
+    pub weights: &'a [f32],
+    /// Current (first, second) moments; `None` before the first step (zeros).
+    pub moments: Option<(&'a [f32], &'a [f32])>,
+    /// The (clipped, mean) gradient.
+    pub grad: &'a [f32],
+    /// Receives the new weights.
+    pub weights_out: &'a mut [f32],
+    /// Receives the new first moment.
+    pub m_out: &'a mut [f32],
+    /// Receives the new second moment.
+    pub v_out: &'a mut [f32],
+}
+
+fn wrong_size(what: &str, expected: usize, actual: usize) -> ModelError {
+    ModelError::WrongSize {
+        what: what.to_owned(),
+        expected: format!("{expected} f32 elements"),
+        actual: format!("{actual} elements"),
+    }
 }
 
 impl Lamb {
@@ -52,56 +106,115 @@ impl Lamb {
     pub fn new(config: LambConfig) -> Self {
         Self { config }
     }
-}
 
-/// Per-parameter LAMB state: the two moments (part of checkpoints and state transfer).
-#[derive(Record, Clone, Debug)]
-pub struct LambState<B: Backend, const D: usize> {
-    /// First moment m.
-    pub moment_1: Tensor<B, D>,
-    /// Second moment v.
-    pub moment_2: Tensor<B, D>,
-}
-
-impl<B: Backend> SimpleOptimizer<B> for Lamb {
-    type State<const D: usize> = LambState<B, D>;
-
-    fn step<const D: usize>(
-        &self,
-        lr: f64,
-        tensor: Tensor<B, D>,
-        grad: Tensor<B, D>,
-        state: Option<Self::State<D>>,
-    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
-        let c = &self.config;
-        let (moment_1, moment_2) = match state {
-            Some(s) => (
-                s.moment_1.mul_scalar(c.beta_1) + grad.clone().mul_scalar(1.0 - c.beta_1),
-                s.moment_2.mul_scalar(c.beta_2) + grad.square().mul_scalar(1.0 - c.beta_2),
-            ),
-            None => {
-                (grad.clone().mul_scalar(1.0 - c.beta_1), grad.square().mul_scalar(1.0 - c.beta_2))
-            }
-        };
-        let mut update = moment_1.clone() / moment_2.clone().sqrt().add_scalar(c.epsilon);
-        if D >= 2 {
-            update = update + tensor.clone().mul_scalar(c.weight_decay_rate);
-            let w_norm = tensor.clone().square().sum().sqrt();
-            let u_norm = update.clone().square().sum().sqrt();
-            let fallback =
-                w_norm.clone().lower_equal_elem(0.0).bool_or(u_norm.clone().lower_equal_elem(0.0));
-            let ratio = (w_norm / u_norm).mask_fill(fallback, 1.0);
-            update = update * ratio.reshape([1usize; D]);
-        }
-        let next = tensor - update.mul_scalar(lr);
-        (next, Some(LambState { moment_1, moment_2 }))
+    /// The hyper-parameters.
+    pub fn config(&self) -> &LambConfig {
+        &self.config
     }
 
-    fn to_device<const D: usize>(state: Self::State<D>, device: &B::Device) -> Self::State<D> {
-        LambState {
-            moment_1: state.moment_1.to_device(device),
-            moment_2: state.moment_2.to_device(device),
+    /// One LAMB step of one parameter with learning rate `lr`.
+    ///
+    /// # Errors
+    /// [`ModelError::WrongSize`] when the slices differ in length.
+    pub fn step_param(&self, lr: f64, p: ParamStep<'_>) -> Result<()> {
+        let n = p.grad.len();
+        let lengths = [
+            ("weights", p.weights.len()),
+            ("weights_out", p.weights_out.len()),
+            ("m_out", p.m_out.len()),
+            ("v_out", p.v_out.len()),
+            ("m", p.moments.map_or(n, |(m, _)| m.len())),
+            ("v", p.moments.map_or(n, |(_, v)| v.len())),
+        ];
+        if let Some((what, len)) = lengths.into_iter().find(|&(_, len)| len != n) {
+            return Err(wrong_size(what, n, len));
         }
+        let c = &self.config;
+        let (b1, b2) = (c.beta_1 as f32, c.beta_2 as f32);
+        let (g1, g2) = ((1.0 - c.beta_1) as f32, (1.0 - c.beta_2) as f32);
+        let (eps, decay) = (c.epsilon as f32, c.weight_decay_rate as f32);
+        let zeros;
+        let (m_in, v_in) = match p.moments {
+            Some(moments) => moments,
+            None => {
+                // 0·β + x is exactly x: the first step gives (1-β1)·g and (1-β2)·g².
+                zeros = vec![0.0f32; n];
+                (&zeros[..], &zeros[..])
+            }
+        };
+        // Pass 1: moments, and the raw update parked in `weights_out`.
+        let w = p.weights;
+        let (w_out, m_out, v_out) = (&mut p.weights_out[..n], &mut p.m_out[..n], &mut p.v_out[..n]);
+        let (m_in, v_in, grad) = (&m_in[..n], &v_in[..n], &p.grad[..n]);
+        for i in 0..n {
+            let g = grad[i];
+            let m = m_in[i] * b1 + g * g1;
+            let v = v_in[i] * b2 + g * g * g2;
+            m_out[i] = m;
+            v_out[i] = v;
+            w_out[i] = m / (v.sqrt() + eps);
+        }
+        let ratio = if p.adapt {
+            w_out.iter_mut().zip(w).for_each(|(u, &w)| *u += w * decay);
+            let (w_norm, u_norm) = (l2_norm(w), l2_norm(w_out));
+            if w_norm > 0.0 && u_norm > 0.0 { w_norm / u_norm } else { 1.0 }
+        } else {
+            1.0
+        };
+        // Pass 2: w ← w − lr·ratio·u.
+        let rate = (lr * ratio) as f32;
+        w_out.iter_mut().zip(w).for_each(|(u, &w)| *u = w - *u * rate);
+        Ok(())
+    }
+
+    /// One LAMB step of every parameter of `layout`: reads `old` and the (clipped, mean)
+    /// gradient `grads`, writes the new state into `new`.
+    ///
+    /// # Errors
+    /// [`ModelError::WrongSize`] naming the section whose length does not fit the layout.
+    pub fn step(
+        &self,
+        lr: f64,
+        layout: &GradLayout,
+        grads: &[f32],
+        old: FlatState<'_>,
+        new: FlatStateMut<'_>,
+    ) -> Result<()> {
+        let n = layout.len();
+        let sections = [
+            ("gradient buffer", grads.len(), n),
+            ("parameter section", old.parameters.len(), n),
+            ("new parameter section", new.parameters.len(), n),
+            ("new moments section", new.moments.len(), 2 * n),
+        ];
+        if let Some((what, actual, expected)) =
+            sections.into_iter().find(|&(_, actual, expected)| actual != expected)
+        {
+            return Err(wrong_size(what, expected, actual));
+        }
+        if !old.moments.is_empty() && old.moments.len() != 2 * n {
+            return Err(wrong_size("moments section", 2 * n, old.moments.len()));
+        }
+        for entry in layout.entries() {
+            let span = entry.offset..entry.offset + entry.numel;
+            let (m, v) = moment_ranges(entry.offset, entry.numel);
+            let (m_out, v_out) = new.moments[m.start..v.end].split_at_mut(entry.numel);
+            let moments = (!old.moments.is_empty())
+                .then(|| (&old.moments[m.clone()], &old.moments[v.clone()]));
+            self.step_param(
+                lr,
+                ParamStep {
+                    adapt: entry.shape.len() >= 2,
+                    weights: &old.parameters[span.clone()],
+                    moments,
+                    grad: &grads[span.clone()],
+                    weights_out: &mut new.parameters[span],
+                    m_out,
+                    v_out,
+                },
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -136,10 +249,9 @@ impl LrSchedule {
 /// Scales `buffer` (all gradients, flat) so its L2 norm is at most `max_norm`, as
 /// `tf.clip_by_global_norm`; returns the norm before clipping.
 pub fn clip_by_global_norm(buffer: &mut [f32], max_norm: f32) -> f32 {
-    let norm = buffer.iter().map(|&g| f64::from(g) * f64::from(g)).sum::<f64>().sqrt() as f32;
+    let norm = l2_norm(buffer) as f32;
     if norm > max_norm && norm.is_finite() {
-        let scale = max_norm / norm;
-        buffer.iter_mut().for_each(|g| *g *= scale);
+        scale(buffer, max_norm / norm);
     }
     norm
 }

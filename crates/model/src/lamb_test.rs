@@ -1,14 +1,17 @@
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsParams, Optimizer, SimpleOptimizer};
-use burn::tensor::{Tensor, TensorData};
+use burn::optim::GradientsParams;
 
-use super::{Lamb, LambConfig, LambState, LrSchedule, clip_by_global_norm};
+use super::{
+    FlatState, FlatStateMut, Lamb, LambConfig, LrSchedule, ParamStep, clip_by_global_norm,
+    moment_ranges,
+};
 use crate::albert::tests::{tiny, tiny_batch};
+use crate::hash::collect_params;
 use crate::init::normal_values;
 use crate::params::param_specs;
-use crate::{AlbertConfig, AlbertForPreTraining, DefaultAutodiffBackend, DefaultBackend, PRESETS};
-
-type B = DefaultBackend;
+use crate::{
+    AlbertConfig, AlbertForPreTraining, DefaultAutodiffBackend, DefaultBackend, GradLayout, PRESETS,
+};
 
 /// ALBERT's LAMB on f64 vectors, written from the published formulas.
 struct NaiveLamb {
@@ -56,23 +59,28 @@ impl NaiveLamb {
     }
 }
 
-fn run_burn<const D: usize>(
-    init: &[f32],
-    shape: [usize; D],
-    grads: &[Vec<f32>],
-    lrs: &[f64],
-) -> Vec<f32> {
-    let device = Default::default();
+/// Runs `grads.len()` steps of one parameter through [`Lamb::step_param`].
+fn run_flat(init: &[f32], adapt: bool, grads: &[Vec<f32>], lrs: &[f64]) -> Vec<f32> {
     let lamb = Lamb::new(LambConfig::default());
-    let mut w = Tensor::<B, D>::from_data(TensorData::new(init.to_vec(), shape), &device);
-    let mut state: Option<LambState<B, D>> = None;
+    let n = init.len();
+    let mut w = init.to_vec();
+    let mut moments: Option<(Vec<f32>, Vec<f32>)> = None;
     for (g, &lr) in grads.iter().zip(lrs) {
-        let g = Tensor::<B, D>::from_data(TensorData::new(g.clone(), shape), &device);
-        let (next, next_state) = lamb.step(lr, w, g, state);
-        w = next;
-        state = next_state;
+        let (mut w_out, mut m_out, mut v_out) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        let step = ParamStep {
+            adapt,
+            weights: &w,
+            moments: moments.as_ref().map(|(m, v)| (m.as_slice(), v.as_slice())),
+            grad: g,
+            weights_out: &mut w_out,
+            m_out: &mut m_out,
+            v_out: &mut v_out,
+        };
+        lamb.step_param(lr, step).expect("step");
+        w = w_out;
+        moments = Some((m_out, v_out));
     }
-    w.into_data().to_vec::<f32>().expect("f32")
+    w
 }
 
 /// Three steps on a [3, 4] weight (decay + trust ratio), a [4] bias (neither), and an all-zero
@@ -99,11 +107,8 @@ fn matches_naive_reference_for_three_steps() {
         for (g, &lr) in grads.iter().zip(&lrs) {
             naive.step(lr, g);
         }
-        let got = match *shape.as_slice() {
-            [a] => run_burn(&init, [a], &grads, &lrs),
-            [a, b] => run_burn(&init, [a, b], &grads, &lrs),
-            _ => unreachable!("test shapes are rank 1 or 2"),
-        };
+        assert_eq!(adapt, shape.len() >= 2, "the case follows the rank rule");
+        let got = run_flat(&init, adapt, &grads, &lrs);
         let worst =
             got.iter().zip(&naive.w).map(|(&a, b)| (f64::from(a) - b).abs()).fold(0.0, f64::max);
         assert!(worst < 1e-6, "{shape:?}: max abs diff {worst}");
@@ -143,20 +148,75 @@ fn global_norm_clipping() {
 }
 
 #[test]
+fn mismatched_lengths_are_refused_naming_the_slice() {
+    let lamb = Lamb::new(LambConfig::default());
+    let (mut w_out, mut m_out, mut v_out) = (vec![0.0; 3], vec![0.0; 2], vec![0.0; 3]);
+    let step = ParamStep {
+        adapt: true,
+        weights: &[1.0, 2.0, 3.0],
+        moments: None,
+        grad: &[0.1, 0.2, 0.3],
+        weights_out: &mut w_out,
+        m_out: &mut m_out,
+        v_out: &mut v_out,
+    };
+    let err = lamb.step_param(0.1, step).expect_err("m_out is short");
+    assert!(err.to_string().contains("m_out"), "{err}");
+
+    let layout = GradLayout::from_config(&tiny());
+    let n = layout.len();
+    let (params, grads) = (vec![0.0; n], vec![0.0; n]);
+    let (mut new_params, mut new_moments) = (vec![0.0; n], vec![0.0; 2 * n]);
+    let old = FlatState { parameters: &params, moments: &[0.0; 5] };
+    let new = FlatStateMut { parameters: &mut new_params, moments: &mut new_moments };
+    let err = lamb.step(0.1, &layout, &grads, old, new).expect_err("moments section");
+    assert!(err.to_string().contains("moments section"), "{err}");
+}
+
+#[test]
+fn moments_of_each_parameter_sit_side_by_side() {
+    assert_eq!(moment_ranges(0, 3), (0..3, 3..6));
+    assert_eq!(moment_ranges(3, 2), (6..8, 8..10));
+}
+
+/// The flat path end to end: flatten, clip, LAMB on the flat state, parameters written back
+/// into the model; five steps on one batch must bring its loss down.
+#[test]
 fn lamb_steps_reduce_the_loss_of_the_tiny_model() {
     type AB = DefaultAutodiffBackend;
     // No dropout, so the test is deterministic.
     let config = AlbertConfig { classifier_dropout_prob: 0.0, ..tiny() };
     let device = Default::default();
     let mut model = AlbertForPreTraining::<AB>::init(&config, 9, &device).expect("init");
+    let layout = GradLayout::from_module(&model).expect("layout");
+    let n = layout.len();
+    let mut params: Vec<f32> = collect_params(&model, true)
+        .expect("params")
+        .into_iter()
+        .flat_map(|p| p.values.expect("values"))
+        .collect();
+    let mut moments = Vec::new();
+    let lamb = Lamb::new(LambConfig::default());
     let batch = tiny_batch().to_device::<AB>(&config, &device).expect("batch");
-    let mut optim = LambConfig::default().init::<AB, AlbertForPreTraining<AB>>();
     let first = model.pretraining_loss(&batch).report().loss;
     for _ in 0..5 {
         let loss = model.pretraining_loss(&batch).loss;
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-2, model, grads);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut flat = layout.flatten::<DefaultBackend>(&mut grads).expect("flatten");
+        clip_by_global_norm(&mut flat, 1.0);
+        let (mut new_params, mut new_moments) = (vec![0.0; n], vec![0.0; 2 * n]);
+        let old = FlatState { parameters: &params, moments: &moments };
+        let new = FlatStateMut { parameters: &mut new_params, moments: &mut new_moments };
+        lamb.step(1e-2, &layout, &flat, old, new).expect("step");
+        (params, moments) = (new_params, new_moments);
+        model = layout.write_params(model, &params, &device).expect("write back");
     }
+    let written: Vec<f32> = collect_params(&model, true)
+        .expect("params")
+        .into_iter()
+        .flat_map(|p| p.values.expect("values"))
+        .collect();
+    assert_eq!(written, params, "the model holds exactly the flat parameters");
     let last =
         model.valid().pretraining_loss(&tiny_batch().to_device(&config, &device).expect("batch"));
     let last = last.report().loss;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod embeddings;
 pub mod error;
 pub mod eval;
+pub mod flat;
 pub mod grads;
 pub mod hash;
 pub mod heads;
@@ -40,7 +41,10 @@ pub use hf::{
 };
 pub use info::{ModelInfo, ModuleSize};
 pub use init::{PathIdMapper, with_path_ids};
-pub use lamb::{Lamb, LambConfig, LambState, LrSchedule, clip_by_global_norm};
+pub use lamb::{
+    FlatState, FlatStateMut, Lamb, LambConfig, LrSchedule, ParamStep, clip_by_global_norm,
+    moment_ranges,
+};
 pub use loss::{
     HostBatch, IGNORE_INDEX, LossReport, PretrainingBatch, PretrainingOutput, cross_entropy,
 };

@@ -73,11 +73,6 @@ pub fn non_finite(buffer: &[f32]) -> Option<(usize, usize)> {
     Some((count, first))
 }
 
-/// `acc += add`, element-wise (lengths are checked by the caller).
-pub(crate) fn accumulate(acc: &mut [f32], add: &[f32]) {
-    acc.iter_mut().zip(add).for_each(|(a, b)| *a += *b);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,22 +32,19 @@ use std::sync::Arc;
 use albatross_data::Dataset;
 use std::collections::HashMap;
 
+use albatross_model::flat::{add_assign, all_finite};
 use albatross_model::{
-    AlbertConfig, AlbertForPreTraining, GradLayout, Lamb, LambConfig, LambState, LrSchedule,
-    ModelError, clip_by_global_norm, collect_params, parameter_hash,
+    AlbertConfig, AlbertForPreTraining, FlatState, FlatStateMut, GradLayout, Lamb, LambConfig,
+    LrSchedule, ModelError, clip_by_global_norm, collect_params, parameter_hash,
 };
 use albatross_proto::domain::{SampleRange, Sha256Digest};
 use albatross_proto::job::JobSpec;
-use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::record::AdaptorRecord;
-use burn::optim::{GradientsParams, Optimizer};
-use burn::prelude::Backend;
+use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Tensor, TensorData};
 
 use crate::batches::{SampleReader, micro_batch};
 use crate::error::{Result, WorkerError};
-use crate::gradients::{StepGradients, StepStats, accumulate, non_finite};
+use crate::gradients::{StepGradients, StepStats, non_finite};
 use crate::model_config::albert_config;
 use crate::objective::micro_loss;
 use crate::state::TrainerState;
@@ -72,12 +69,21 @@ struct Pending {
 }
 
 /// One replica's model, optimizer and input pipeline.
+///
+/// The flat [`TrainerState`] (parameters and LAMB moments) is the replica's state of record:
+/// LAMB updates it on the host and the new parameters are written back into the model's
+/// tensors, so the state that votes hash, peers fetch and checkpoints store is shared, never
+/// exported. Each step writes a fresh state and keeps the previous one readable (it may be
+/// published to peers); its buffers are reused two steps later when nobody holds them any more.
 pub struct Trainer<B: AutodiffBackend> {
     config: AlbertConfig,
-    /// `None` only if an optimizer step panicked half-way (see [`WorkerError::Poisoned`]).
+    /// `None` only if an update failed half-way (see [`WorkerError::Poisoned`]).
     model: Option<Model<B>>,
-    optim: OptimizerAdaptor<Lamb, Model<B>, B>,
-    lamb: LambConfig,
+    /// Parameters (equal to the model's) and moments, in layout order.
+    state: Arc<TrainerState>,
+    /// The state before the last update, kept so its buffers can be reused.
+    retired: Option<Arc<TrainerState>>,
+    lamb: Lamb,
     layout: GradLayout,
     schedule: LrSchedule,
     clip_norm: f32,
@@ -152,9 +158,16 @@ impl<B: AutodiffBackend> Trainer<B> {
             total_steps: o.total_steps,
             power: 1.0,
         };
+        let mut parameters = Vec::with_capacity(layout.len());
+        for entry in collect_params(&model, true)? {
+            parameters.extend_from_slice(&entry.values.unwrap_or_default());
+        }
+        let state = TrainerState { parameters, optimizer: Vec::new() };
+        state.check_sizes(layout.len())?;
         let trainer = Self {
-            optim: lamb.init::<B, Model<B>>(),
-            lamb,
+            state: Arc::new(state),
+            retired: None,
+            lamb: Lamb::new(lamb),
             model: Some(model),
             scratch: vec![0.0; layout.len()],
             layout,
@@ -232,7 +245,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 self.layout.flatten_into::<B::InnerBackend>(&mut grads, &mut buffer)?;
             } else {
                 self.layout.flatten_into::<B::InnerBackend>(&mut grads, &mut self.scratch)?;
-                accumulate(&mut buffer, &self.scratch);
+                add_assign(&mut buffer, &self.scratch);
             }
             stats.merge(&out.stats);
         }
@@ -243,7 +256,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
         }
         let losses = [stats.mlm_loss_sum, stats.mlm_token_loss_sum, stats.sop_loss_sum];
-        let bad = non_finite(&buffer);
+        let bad = if all_finite(&buffer) { None } else { non_finite(&buffer) };
         let non_finite = bad.is_some() || losses.iter().any(|l| !l.is_finite());
         if non_finite {
             let (count, first) = bad.unwrap_or((0, 0));
@@ -288,7 +301,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
             .into());
         }
-        if let Some((count, first)) = non_finite(reduced) {
+        if !all_finite(reduced)
+            && let Some((count, first)) = non_finite(reduced)
+        {
             return Err(WorkerError::NonFinite { count, first });
         }
         // Division (not multiplication by a rounded reciprocal) keeps the mean as exact as f32
@@ -297,14 +312,34 @@ impl<B: AutodiffBackend> Trainer<B> {
         reduced.iter_mut().for_each(|g| *g /= n);
         let grad_norm = clip_by_global_norm(reduced, self.clip_norm);
         let learning_rate = self.schedule.lr_at(step);
-        let grads = self.layout.unflatten::<B::InnerBackend>(reduced, &self.device)?;
+        let mut next = self.spare_state();
+        let old = FlatState { parameters: &self.state.parameters, moments: &self.state.optimizer };
+        let new = FlatStateMut { parameters: &mut next.parameters, moments: &mut next.optimizer };
+        self.lamb.step(learning_rate, &self.layout, reduced, old, new)?;
+        // Without a model the trainer is poisoned until a state is loaded: a failed write-back
+        // leaves tensors that match neither the old state nor the new one.
         let model = self.model.take().ok_or(WorkerError::Poisoned)?;
-        self.model = Some(self.optim.step(learning_rate, model, grads));
+        self.model = Some(self.layout.write_params(model, &next.parameters, &self.device)?);
+        self.retired = Some(std::mem::replace(&mut self.state, Arc::new(next)));
         self.pending = None;
         self.applied_steps += 1;
         let clipped = grad_norm > self.clip_norm;
         tracing::debug!(step, global_samples, grad_norm, clipped, learning_rate, "step applied");
         Ok(ApplyReport { grad_norm, clipped, learning_rate })
+    }
+
+    /// Buffers for the next state: the retired state's when no one holds it any more (its
+    /// pages are already mapped), otherwise new ones.
+    fn spare_state(&mut self) -> TrainerState {
+        let n = self.layout.len();
+        let mut spare = self
+            .retired
+            .take()
+            .and_then(|retired| Arc::try_unwrap(retired).ok())
+            .unwrap_or(TrainerState { parameters: Vec::new(), optimizer: Vec::new() });
+        spare.parameters.resize(n, 0.0);
+        spare.optimizer.resize(2 * n, 0.0);
+        spare
     }
 
     /// After an abort: forgets the computed step; parameters and optimizer state are untouched.
@@ -321,50 +356,18 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// SHA-256 of [`Self::export_state`] (see [`TrainerState::hash`]): what replicas compare
     /// in votes (equal parameters but different moments would diverge later).
-    pub fn state_hash(&self) -> Result<Sha256Digest> {
-        Ok(self.export_state()?.hash(&self.layout.fingerprint()))
+    pub fn state_hash(&self) -> Sha256Digest {
+        self.state.hash(&self.layout.fingerprint())
     }
 
-    /// Parameters and LAMB moments as flat f32 sections in layout order.
-    pub fn export_state(&self) -> Result<TrainerState> {
-        let model = self.model_ref()?;
-        let mut parameters = Vec::with_capacity(self.layout.len());
-        for entry in collect_params(model, true)? {
-            parameters.extend_from_slice(&entry.values.unwrap_or_default());
-        }
-        let mut records = self.optim.to_record();
-        let mut optimizer = Vec::new();
-        if !records.is_empty() {
-            optimizer.reserve(2 * self.layout.len());
-            for entry in self.layout.entries() {
-                let record =
-                    records.remove(&entry.id).ok_or_else(|| ModelError::ParamMismatch {
-                        name: entry.name.clone(),
-                        reason: "has no optimizer state while other parameters do".to_owned(),
-                    })?;
-                match entry.shape.len() {
-                    1 => push_moments::<B::InnerBackend, 1>(
-                        &mut optimizer,
-                        &entry.name,
-                        record.into_state(),
-                    )?,
-                    2 => push_moments::<B::InnerBackend, 2>(
-                        &mut optimizer,
-                        &entry.name,
-                        record.into_state(),
-                    )?,
-                    rank => return Err(unsupported_rank(&entry.name, rank).into()),
-                }
-            }
-        }
-        let state = TrainerState { parameters, optimizer };
-        state.check_sizes(self.layout.len())?;
-        Ok(state)
+    /// Parameters and LAMB moments as flat f32 sections in layout order, shared (no copy).
+    pub fn export_state(&self) -> Arc<TrainerState> {
+        Arc::clone(&self.state)
     }
 
     /// Replaces parameters and optimizer state with `state` (from a peer or a checkpoint).
     /// A computed-but-unapplied step is dropped. On error the trainer is unchanged.
-    pub fn load_state(&mut self, state: &TrainerState) -> Result<()> {
+    pub fn load_state(&mut self, state: TrainerState) -> Result<()> {
         state.check_sizes(self.layout.len())?;
         let values: HashMap<String, Vec<f32>> = self
             .layout
@@ -376,67 +379,12 @@ impl<B: AutodiffBackend> Trainer<B> {
         // Ids derive from names, so the loaded model must have exactly our layout.
         let layout = GradLayout::from_module(&model)?;
         self.layout.check_peer(&layout.fingerprint())?;
-        let mut optim = self.lamb.init::<B, Model<B>>();
-        if !state.optimizer.is_empty() {
-            // A fresh optimizer's (empty) record map: burn keys it with its own map type.
-            let mut records = optim.to_record();
-            for entry in self.layout.entries() {
-                let m = &state.optimizer[2 * entry.offset..2 * entry.offset + entry.numel];
-                let v = &state.optimizer
-                    [2 * entry.offset + entry.numel..2 * entry.offset + 2 * entry.numel];
-                let record = match *entry.shape.as_slice() {
-                    [a] => moments_record::<B, 1>(m, v, [a], &self.device),
-                    [a, b] => moments_record::<B, 2>(m, v, [a, b], &self.device),
-                    _ => return Err(unsupported_rank(&entry.name, entry.shape.len()).into()),
-                };
-                records.insert(entry.id, record);
-            }
-            optim = optim.load_record(records);
-        }
         self.model = Some(model);
-        self.optim = optim;
+        self.state = Arc::new(state);
+        self.retired = None;
         self.pending = None;
         Ok(())
     }
-}
-
-type Record<B> = AdaptorRecord<Lamb, B>;
-
-fn moments_record<B: AutodiffBackend, const D: usize>(
-    m: &[f32],
-    v: &[f32],
-    shape: [usize; D],
-    device: &B::Device,
-) -> Record<B> {
-    let tensor = |values: &[f32]| {
-        Tensor::<B::InnerBackend, D>::from_data(TensorData::new(values.to_vec(), shape), device)
-    };
-    Record::<B>::from_state(LambState { moment_1: tensor(m), moment_2: tensor(v) })
-}
-
-fn unsupported_rank(name: &str, rank: usize) -> ModelError {
-    ModelError::ParamMismatch {
-        name: name.to_owned(),
-        reason: format!("rank {rank} is not supported (1 or 2)"),
-    }
-}
-
-/// Appends the first then the second moment of one parameter. The optimizer section stores,
-/// per parameter at element offset `o` with `n` elements, m at `2o..2o+n` and v after it.
-fn push_moments<B: Backend, const D: usize>(
-    out: &mut Vec<f32>,
-    name: &str,
-    state: LambState<B, D>,
-) -> Result<()> {
-    for moment in [state.moment_1, state.moment_2] {
-        let data = moment.into_data().convert::<f32>();
-        let values = data.as_slice::<f32>().map_err(|e| ModelError::TensorData {
-            name: name.to_owned(),
-            reason: format!("{e:?}"),
-        })?;
-        out.extend_from_slice(values);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ fn two_ranks_agree_bit_for_bit_and_match_one_process_on_the_whole_batch() {
         let reports: Vec<ApplyReport> =
             ranks.iter_mut().map(|t| t.apply(&mut sum.clone(), 8, step).expect("apply")).collect();
         assert_eq!(reports[0], reports[1]);
-        let hashes: Vec<_> = ranks.iter().map(|t| t.state_hash().expect("hash")).collect();
+        let hashes: Vec<_> = ranks.iter().map(|t| t.state_hash()).collect();
         assert_eq!(hashes[0], hashes[1], "step {step}: replicas diverged");
 
         let mut whole = single.compute(&domain(&batch)).expect("compute whole");
@@ -161,22 +161,22 @@ fn same_job_same_bytes_run_to_run_and_on_retry() {
     let mut a = trainer(&data, 3);
     let mut b = trainer(&data, 3);
     assert_eq!(a.parameter_hash().expect("hash"), b.parameter_hash().expect("hash"));
-    assert_eq!(a.state_hash().expect("hash"), b.state_hash().expect("hash"));
+    assert_eq!(a.state_hash(), b.state_hash());
     let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
     let ranges = domain(&batch);
     let first = a.compute(&ranges).expect("compute");
     // An aborted step retried: identical inputs, identical bytes, nothing applied meanwhile.
-    let before = a.state_hash().expect("hash");
+    let before = a.state_hash();
     a.discard();
-    assert_eq!(a.state_hash().expect("hash"), before, "discard leaves state untouched");
+    assert_eq!(a.state_hash(), before, "discard leaves state untouched");
     let retry = a.compute(&ranges).expect("retry");
     assert_eq!(first, retry);
     let other = b.compute(&ranges).expect("compute");
     assert_eq!(first, other, "another trainer from the same job computes the same bytes");
     a.apply(&mut retry.buffer.clone(), 8, 0).expect("apply");
     b.apply(&mut other.buffer.clone(), 8, 0).expect("apply");
-    assert_eq!(a.state_hash().expect("hash"), b.state_hash().expect("hash"));
-    assert_ne!(a.state_hash().expect("hash"), before, "the step changed the state");
+    assert_eq!(a.state_hash(), b.state_hash());
+    assert_ne!(a.state_hash(), before, "the step changed the state");
     assert_eq!(a.applied_steps(), 1);
 }
 
@@ -204,13 +204,13 @@ fn non_finite_gradients_are_flagged_and_never_applied() {
     let mut t = trainer(&data, 4);
     let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
     let ranges = domain(&batch);
-    let before = t.state_hash().expect("hash");
+    let before = t.state_hash();
     t.inject_non_finite_once();
     let mut bad = t.compute(&ranges).expect("compute");
     assert!(bad.non_finite, "the injected NaN is flagged");
     let err = t.apply(&mut bad.buffer, 8, 0).expect_err("a NaN must not be applied");
     assert!(matches!(err, WorkerError::NonFinite { count: 1, first: 0 }), "{err}");
-    assert_eq!(t.state_hash().expect("hash"), before);
+    assert_eq!(t.state_hash(), before);
     t.discard();
     let err = t.apply(&mut bad.buffer, 8, 0).expect_err("nothing pending after discard");
     assert!(matches!(err, WorkerError::InvalidStep(_)), "{err}");
@@ -271,32 +271,38 @@ fn exported_state_loads_into_a_fresh_trainer_and_trains_on_identically() {
     let mut source = trainer(&data, 4);
     let mut cursor = SampleCursor::default();
     let fresh = trainer(&data, 4);
-    assert!(fresh.export_state().expect("export").optimizer.is_empty(), "no moments before a step");
+    assert!(fresh.export_state().optimizer.is_empty(), "no moments before a step");
     for step in 0..2 {
         let (batch, next) = global_batch(&data, cursor, 8);
         cursor = next;
         let mut g = source.compute(&domain(&batch)).expect("compute");
         source.apply(&mut g.buffer, 8, step).expect("apply");
     }
-    let state = source.export_state().expect("export");
+    let state = source.export_state();
     assert_eq!(state.optimizer.len(), 2 * state.parameters.len());
+    let in_model: Vec<f32> = collect_params(source.model().expect("model"), true)
+        .expect("params")
+        .into_iter()
+        .flat_map(|p| p.values.expect("values"))
+        .collect();
+    assert_eq!(in_model, state.parameters, "the model's tensors hold the state's parameters");
     let mut healed = trainer(&data, 4);
-    assert_ne!(healed.state_hash().expect("hash"), source.state_hash().expect("hash"));
-    healed.load_state(&state).expect("load");
-    assert_eq!(healed.state_hash().expect("hash"), source.state_hash().expect("hash"));
-    assert_eq!(healed.export_state().expect("export"), state, "export ∘ load is the identity");
+    assert_ne!(healed.state_hash(), source.state_hash());
+    healed.load_state((*state).clone()).expect("load");
+    assert_eq!(healed.state_hash(), source.state_hash());
+    assert_eq!(*healed.export_state(), *state, "export ∘ load is the identity");
     // The next step is bit-identical on both: the moments came across, not just the weights.
     let (batch, _) = global_batch(&data, cursor, 8);
     for t in [&mut source, &mut healed] {
         let mut g = t.compute(&domain(&batch)).expect("compute");
         t.apply(&mut g.buffer, 8, 2).expect("apply");
     }
-    assert_eq!(healed.state_hash().expect("hash"), source.state_hash().expect("hash"));
+    assert_eq!(healed.state_hash(), source.state_hash());
     // A state of the wrong size is refused and leaves the trainer as it was.
-    let before = healed.state_hash().expect("hash");
-    let mut short = state.clone();
+    let before = healed.state_hash();
+    let mut short = (*state).clone();
     short.parameters.pop();
-    let err = healed.load_state(&short).expect_err("short parameter section");
+    let err = healed.load_state(short).expect_err("short parameter section");
     assert!(err.to_string().contains("parameter section"), "{err}");
-    assert_eq!(healed.state_hash().expect("hash"), before);
+    assert_eq!(healed.state_hash(), before);
 }

@@ -18,8 +18,8 @@ use super::transfer::{FetchTarget, Snapshot, fetch_state, transfer_deadline};
 use super::{Backend, Session, WorkerExit, retryable};
 use crate::checkpoint::{self, CheckpointContents};
 use crate::error::{Result, WorkerError};
-use crate::gradients::non_finite;
 use crate::trainer::Trainer;
+use albatross_model::flat::all_finite;
 
 /// How a session ended.
 #[derive(Debug)]
@@ -78,9 +78,9 @@ impl Session {
         let snapshot = self
             .blocking(move |t| {
                 let layout = t.layout().fingerprint();
-                t.export_state().map(|state| Snapshot::new(applied_step, state, &layout))
+                Snapshot::new(applied_step, t.export_state(), &layout)
             })
-            .await??;
+            .await?;
         let snapshot = Arc::new(snapshot);
         self.published.publish(Arc::clone(&snapshot));
         Ok(snapshot)
@@ -155,7 +155,7 @@ impl Session {
         };
         let step = loaded.meta.step;
         let state = loaded.state;
-        self.blocking(move |t| t.load_state(&state)).await??;
+        self.blocking(move |t| t.load_state(state)).await??;
         let snapshot = self.publish_current(step).await?;
         tracing::info!(
             checkpoint = %loaded.dir.display(),
@@ -315,7 +315,7 @@ impl Session {
             return self.vote_failure(&quorum, format!("all-reduce failed: {e}")).await;
         }
         let reduce_ms = elapsed_ms(reduce_started);
-        let reduced_bad = non_finite(&gradients.buffer).is_some();
+        let reduced_bad = !all_finite(&gradients.buffer);
         let s = gradients.stats;
         let stats = StepStats {
             mlm_loss_sum: s.mlm_loss_sum,
@@ -428,7 +428,7 @@ impl Session {
             channel: &self.collective.config().channel,
         };
         let (state, hash) = fetch_state(&target, cancel).await?;
-        self.blocking(move |t| t.load_state(&state)).await??;
+        self.blocking(move |t| t.load_state(state)).await??;
         let snapshot = self.publish_current(target_step).await?;
         if snapshot.state_hash != hash {
             return Err(WorkerError::Transfer {
@@ -593,8 +593,7 @@ fn elapsed_ms(since: Instant) -> u64 {
 
 /// L2 norm of the mean gradient (the summed buffer divided by the global sample count).
 fn mean_norm(summed: &[f32], global_samples: u64) -> f64 {
-    let squares: f64 = summed.iter().map(|&g| f64::from(g) * f64::from(g)).sum();
-    squares.sqrt() / global_samples.max(1) as f64
+    albatross_model::flat::l2_norm(summed) / global_samples.max(1) as f64
 }
 
 /// The member a collective error points at, if it names one (never this worker).

@@ -52,9 +52,9 @@ impl fmt::Debug for Snapshot {
 
 impl Snapshot {
     /// `state` (after step `applied_step`), hashed under `layout`.
-    pub fn new(applied_step: u64, state: TrainerState, layout: &[u8; 32]) -> Self {
+    pub fn new(applied_step: u64, state: Arc<TrainerState>, layout: &[u8; 32]) -> Self {
         let state_hash = state.hash(layout);
-        Self { applied_step, state_hash, state: Arc::new(state) }
+        Self { applied_step, state_hash, state }
     }
 
     /// The same state relabelled as the state after a later step (a skipped step changes
