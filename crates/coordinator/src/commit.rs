@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use albatross_proto::domain::{
-    CheckpointDirective, Decision, Sha256Digest, StepStats, StepTag, Vote, VoteDecision,
-    VoteOutcome, WorkerRef,
+    CheckpointDirective, Decision, StateHash, StepStats, StepTag, Vote, VoteDecision, VoteOutcome,
+    WorkerRef,
 };
 use tracing::info;
 
@@ -104,7 +104,7 @@ impl Core {
         let Some(active) = &self.active else { return };
         let mut problems = Vec::new();
         let mut non_finite = Vec::new();
-        let mut groups: Vec<(Option<Sha256Digest>, Vec<WorkerRef>)> = Vec::new();
+        let mut groups: Vec<(Option<StateHash>, Vec<WorkerRef>)> = Vec::new();
         for m in &active.members {
             let Some(v) = active.votes.get(&m.worker.id) else { return };
             if let VoteOutcome::Error(e) = &v.outcome {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use albatross_proto::domain::{
     BuildInfo, CheckpointDirective, CheckpointRef, CheckpointReport, DataCursor, Decision,
     Generation, Heartbeat, HeartbeatAction, JoinRequest, LeaveRequest, PeerFailureReport, Quorum,
-    QuorumOutcome, QuorumRequest, SampleRange, Sha256Digest, StepStats, StepTag, Vote, VoteOutcome,
-    WorkerId, WorkerPhase, WorkerRef,
+    QuorumOutcome, QuorumRequest, SampleRange, Sha256Digest, StateHash, StepStats, StepTag, Vote,
+    VoteOutcome, WorkerId, WorkerPhase, WorkerRef,
 };
 use albatross_proto::job::JobSpec;
 
@@ -57,8 +57,8 @@ fn tag(generation: u64, step: u64) -> StepTag {
     StepTag { generation: Generation(generation), step }
 }
 
-fn hash(n: u8) -> Option<Sha256Digest> {
-    Some(Sha256Digest([n; 32]))
+fn hash(n: u8) -> Option<StateHash> {
+    Some(StateHash([n; 32]))
 }
 
 pub(crate) struct Sim {
@@ -112,7 +112,7 @@ impl Sim {
         tag: StepTag,
         outcome: VoteOutcome,
         non_finite: bool,
-        h: Option<Sha256Digest>,
+        h: Option<StateHash>,
     ) -> Result<VoteStatus, CoordinatorError> {
         let vote = Vote {
             worker: w(id, 1),

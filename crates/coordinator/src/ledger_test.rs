@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use albatross_proto::domain::{
-    Generation, Heartbeat, QuorumOutcome, QuorumRequest, SampleRange, Sha256Digest, StepStats,
+    Generation, Heartbeat, QuorumOutcome, QuorumRequest, SampleRange, StateHash, StepStats,
     StepTag, Vote, VoteOutcome, WorkerPhase, WorkerRef,
 };
 
@@ -152,7 +152,7 @@ fn run(seed: u64) -> Counts {
                                 VoteOutcome::Ok
                             },
                             non_finite: bad == 1,
-                            state_hash: Some(Sha256Digest([u8::from(bad == 2); 32])),
+                            state_hash: Some(StateHash([u8::from(bad == 2); 32])),
                             stats: StepStats::default(),
                         };
                         match s.core.vote(s.now, &vote) {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use albatross_proto::domain::{Sha256Digest, WorkerId, WorkerPhase, WorkerRef};
+use albatross_proto::domain::{StateHash, WorkerId, WorkerPhase, WorkerRef};
 
 use crate::CoordinatorError;
 
@@ -26,7 +26,7 @@ pub struct MemberState {
     pub phase: WorkerPhase,
     /// The last step whose update the worker holds, once it has told us.
     pub applied_step: Option<u64>,
-    pub state_hash: Option<Sha256Digest>,
+    pub state_hash: Option<StateHash>,
     /// Its state hash disagreed in a vote: it must heal before it counts as up to date.
     pub must_heal: bool,
     pub waiting: Option<Waiting>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use albatross_proto::domain::{
     BuildInfo, Decision, JoinAccepted, JoinRequest, Quorum, QuorumOutcome, QuorumRequest,
-    Sha256Digest, StepStats, Vote, VoteDecision, VoteOutcome,
+    StateHash, StepStats, Vote, VoteDecision, VoteOutcome,
 };
 use albatross_proto::wire::v1 as wire;
 use albatross_proto::wire::v1::coordinator_service_client::CoordinatorServiceClient;
@@ -84,7 +84,7 @@ async fn vote(
         tag: q.tag,
         outcome: VoteOutcome::Ok,
         non_finite,
-        state_hash: Some(Sha256Digest::of("state")),
+        state_hash: Some(StateHash([5; 32])),
         stats,
     };
     let reply = c.vote(wire::VoteRequest::from(vote)).await.context("vote")?;

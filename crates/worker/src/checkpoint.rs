@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, WorkerError};
-use crate::state::TrainerState;
+use crate::state::{HashAlgorithm, TrainerState};
 
 /// `state.json`.
 pub const STATE_FILE: &str = "state.json";
@@ -57,8 +57,16 @@ pub struct CheckpointMeta {
     pub layout_fingerprint: String,
     /// Hex state hash (parameters and LAMB moments), as replicas vote it.
     pub state_hash: String,
+    /// How `state_hash` was computed (`blake3`; absent in checkpoints that predate it, whose
+    /// hash is SHA-256).
+    #[serde(default = "legacy_hash_algorithm")]
+    pub state_hash_algorithm: String,
     pub has_optimizer_state: bool,
     pub written_unix_ms: u64,
+}
+
+fn legacy_hash_algorithm() -> String {
+    HashAlgorithm::Sha256.name().to_owned()
 }
 
 /// A data cursor in JSON.
@@ -240,6 +248,7 @@ fn write_files(dir: &Path, c: &CheckpointContents<'_>) -> Result<()> {
         job_fingerprint: c.job_fingerprint.to_hex(),
         layout_fingerprint: c.layout.fingerprint_hex(),
         state_hash: c.state.hash(&c.layout.fingerprint()).to_hex(),
+        state_hash_algorithm: HashAlgorithm::CURRENT.name().to_owned(),
         has_optimizer_state,
         written_unix_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -403,7 +412,16 @@ pub fn read(dir: &Path, layout: &GradLayout, job: Sha256Digest) -> Result<Loaded
     }
     let state = TrainerState { parameters, optimizer };
     state.check_sizes(layout.len())?;
-    let hash = state.hash(&layout.fingerprint()).to_hex();
+    let algorithm = HashAlgorithm::from_name(&meta.state_hash_algorithm).ok_or_else(|| {
+        error(
+            dir,
+            format!(
+                "unknown state_hash_algorithm {:?} (expected blake3 or sha256)",
+                meta.state_hash_algorithm
+            ),
+        )
+    })?;
+    let hash = state.hash_with(algorithm, &layout.fingerprint()).to_hex();
     if hash != meta.state_hash {
         return Err(error(
             dir,

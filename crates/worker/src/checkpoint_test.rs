@@ -136,3 +136,44 @@ fn directory_names_parse_strictly() {
         assert_eq!(step_of(bad), None, "{bad}");
     }
 }
+
+/// Rewrites `state.json` of `dir` through `edit` and re-seals the manifest, as a checkpoint
+/// written by another version would look.
+fn rewrite_state(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let state_path = dir.join(STATE_FILE);
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).expect("read")).expect("json");
+    edit(&mut meta);
+    write_json(&state_path, &meta).expect("write state");
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let mut manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
+            .expect("manifest");
+    let (bytes, sha256) = digest_file(&state_path).expect("digest");
+    manifest.files.insert(STATE_FILE.to_owned(), FileEntry { bytes, sha256: sha256.to_hex() });
+    write_json(&manifest_path, &manifest).expect("write manifest");
+}
+
+#[test]
+fn checkpoints_from_before_blake3_verify_with_their_sha256_state_hash() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let layout = GradLayout::from_config(&config());
+    let st = state(&layout, true, 0.25);
+    let dir = write_step(root.path(), 4, &st, 3);
+    let written = read(&dir, &layout, job()).expect("read");
+    assert_eq!(written.meta.state_hash_algorithm, "blake3");
+
+    let legacy = st.hash_with(HashAlgorithm::Sha256, &layout.fingerprint()).to_hex();
+    rewrite_state(&dir, |meta| {
+        let fields = meta.as_object_mut().expect("object");
+        fields.remove("state_hash_algorithm");
+        fields.insert("state_hash".to_owned(), legacy.clone().into());
+    });
+    let loaded = read(&dir, &layout, job()).expect("a legacy checkpoint still loads");
+    assert_eq!(loaded.meta.state_hash_algorithm, "sha256");
+    assert_eq!(loaded.state, st);
+
+    rewrite_state(&dir, |meta| meta["state_hash_algorithm"] = "md5".into());
+    let err = read(&dir, &layout, job()).expect_err("unknown algorithm");
+    assert!(err.to_string().contains("unknown state_hash_algorithm \"md5\""), "{err}");
+}

@@ -37,7 +37,7 @@ use albatross_model::{
     AlbertConfig, AlbertForPreTraining, FlatState, FlatStateMut, GradLayout, Lamb, LambConfig,
     LrSchedule, ModelError, clip_by_global_norm, collect_params, parameter_hash,
 };
-use albatross_proto::domain::{SampleRange, Sha256Digest};
+use albatross_proto::domain::{SampleRange, StateHash};
 use albatross_proto::job::JobSpec;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
@@ -354,9 +354,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(parameter_hash(self.model_ref()?)?)
     }
 
-    /// SHA-256 of [`Self::export_state`] (see [`TrainerState::hash`]): what replicas compare
+    /// The hash of [`Self::export_state`] (see [`TrainerState::hash`]): what replicas compare
     /// in votes (equal parameters but different moments would diverge later).
-    pub fn state_hash(&self) -> Sha256Digest {
+    pub fn state_hash(&self) -> StateHash {
         self.state.hash(&self.layout.fingerprint())
     }
 

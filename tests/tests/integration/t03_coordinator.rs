@@ -12,7 +12,7 @@ use albatross_coordinator::{
 };
 use albatross_proto::domain::{
     BuildInfo, Decision, Heartbeat, HeartbeatAction, HeartbeatReply, JoinAccepted, JoinRequest,
-    QuorumOutcome, QuorumRequest, Sha256Digest, StepStats, StepTag, Vote, VoteDecision,
+    QuorumOutcome, QuorumRequest, Sha256Digest, StateHash, StepStats, StepTag, Vote, VoteDecision,
     VoteOutcome, WorkerId, WorkerPhase, WorkerRef,
 };
 use albatross_proto::job::JobSpec;
@@ -173,7 +173,7 @@ async fn vote(mut c: Client, id: &str, tag: StepTag) -> Result<VoteDecision, ton
         tag,
         outcome: VoteOutcome::Ok,
         non_finite: false,
-        state_hash: Some(Sha256Digest::of("state after step")),
+        state_hash: Some(StateHash([0x5a; 32])),
         stats: StepStats { samples: 4, ..StepStats::default() },
     };
     let reply = c.vote(timed(wire::VoteRequest::from(vote), Duration::from_secs(5))).await?;
@@ -363,7 +363,7 @@ async fn bad_input_gets_precise_status_codes_and_polls_answer_before_the_deadlin
         tag: qa.tag,
         outcome: VoteOutcome::Ok,
         non_finite: false,
-        state_hash: Some(Sha256Digest::of("a")),
+        state_hash: Some(StateHash([0xa; 32])),
         stats: StepStats::default(),
     };
     let started = tokio::time::Instant::now();
@@ -386,7 +386,7 @@ async fn bad_input_gets_precise_status_codes_and_polls_answer_before_the_deadlin
         tag: qa.tag,
         outcome: VoteOutcome::Ok,
         non_finite: false,
-        state_hash: Some(Sha256Digest::of("b")),
+        state_hash: Some(StateHash([0xb; 32])),
         stats: StepStats::default(),
     };
     let reply =

@@ -7,13 +7,13 @@ use super::error::{
     ConvertError, known_enum, optional, optional_digest, repeated, required, required_digest,
 };
 use crate::domain::{
-    BuildInfo, Decision, Generation, Heartbeat, HeartbeatReply, JoinAccepted, JoinRequest,
-    Sha256Digest, Vote, VoteDecision, VoteOutcome,
+    BuildInfo, Decision, Generation, Heartbeat, HeartbeatReply, JoinAccepted, JoinRequest, Vote,
+    VoteDecision, VoteOutcome,
 };
 use crate::wire::v1 as wire;
 
-fn digest_bytes(d: Option<Sha256Digest>) -> Bytes {
-    d.map_or_else(Bytes::new, |d| Bytes::copy_from_slice(&d.0))
+fn digest_bytes<D: AsRef<[u8]>>(d: Option<D>) -> Bytes {
+    d.map_or_else(Bytes::new, |d| Bytes::copy_from_slice(d.as_ref()))
 }
 
 impl From<JoinRequest> for wire::JoinRequest {

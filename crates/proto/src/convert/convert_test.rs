@@ -126,7 +126,7 @@ fn control_messages_round_trip() {
             tag: tag(),
             outcome,
             non_finite: true,
-            state_hash: Some(Sha256Digest::of("state")),
+            state_hash: Some(StateHash([5; 32])),
             stats: StepStats {
                 mlm_loss_sum: 12.5,
                 samples: 32,

@@ -67,13 +67,15 @@ where
         .collect()
 }
 
-/// An optional SHA-256 digest (empty bytes mean absent).
-pub(crate) fn optional_digest(
-    bytes: &[u8],
-    field: &str,
-) -> Result<Option<crate::domain::Sha256Digest>, ConvertError> {
-    crate::domain::Sha256Digest::from_optional_bytes(bytes)
-        .map_err(|err| ConvertError::new(field, err))
+/// An optional 32-byte digest of kind `D` (empty bytes mean absent).
+pub(crate) fn optional_digest<D>(bytes: &[u8], field: &str) -> Result<Option<D>, ConvertError>
+where
+    D: for<'a> TryFrom<&'a [u8], Error = crate::domain::DigestLengthError>,
+{
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    D::try_from(bytes).map(Some).map_err(|err| ConvertError::new(field, err))
 }
 
 /// A required SHA-256 digest.

@@ -15,7 +15,7 @@ mod vote;
 pub use checkpoint::{CheckpointDirective, CheckpointRef};
 pub use collective::OpTag;
 pub use data::{DataCursor, SampleRange};
-pub use digest::{DigestLengthError, Sha256Digest};
+pub use digest::{DigestLengthError, Sha256Digest, StateHash};
 pub use identity::{InvalidWorkerId, WorkerId, WorkerRef};
 pub use join::{BuildInfo, JoinAccepted, JoinRequest};
 pub use phase::{Heartbeat, HeartbeatAction, HeartbeatReply, WorkerPhase};

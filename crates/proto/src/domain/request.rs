@@ -1,7 +1,7 @@
 //! Worker → coordinator requests that carry no reply payload of their own: the quorum long
 //! poll, a peer-failure report, a graceful leave and a checkpoint report.
 
-use super::{CheckpointRef, Sha256Digest, StepTag, WorkerRef};
+use super::{CheckpointRef, StateHash, StepTag, WorkerRef};
 
 /// "Which quorum runs `step`?" asked by `worker`, which holds the update of `applied_step`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,7 +9,7 @@ pub struct QuorumRequest {
     pub worker: WorkerRef,
     pub step: u64,
     pub applied_step: u64,
-    pub state_hash: Option<Sha256Digest>,
+    pub state_hash: Option<StateHash>,
     /// The generation whose member list the caller holds (`Generation(0)`: none).
     pub known_members_generation: super::Generation,
 }

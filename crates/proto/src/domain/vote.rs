@@ -1,4 +1,4 @@
-use super::{CheckpointDirective, Sha256Digest, StepTag, WorkerRef};
+use super::{CheckpointDirective, StateHash, StepTag, WorkerRef};
 
 /// A member's own verdict on its part of a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct Vote {
     pub tag: StepTag,
     pub outcome: VoteOutcome,
     pub non_finite: bool,
-    pub state_hash: Option<Sha256Digest>,
+    pub state_hash: Option<StateHash>,
     pub stats: StepStats,
 }
 

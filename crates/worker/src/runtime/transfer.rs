@@ -14,7 +14,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use albatross_collective::{ChannelOptions, StateSource, StateStream, connect};
-use albatross_proto::domain::{Member, Sha256Digest, WorkerRef};
+use albatross_proto::domain::{Member, Sha256Digest, StateHash, WorkerRef};
 use albatross_proto::wire::v1 as wire;
 use albatross_proto::wire::v1::peer_service_client::PeerServiceClient;
 use albatross_proto::wire::v1::state_chunk::Part;
@@ -35,7 +35,7 @@ pub const PIECE_BYTES: usize = 1 << 20;
 /// asks for it (every step publishes one, few are ever transferred).
 pub struct Snapshot {
     pub applied_step: u64,
-    pub state_hash: Sha256Digest,
+    pub state_hash: StateHash,
     /// The state as f32 sections (transfers and checkpoints are made from it).
     pub state: Arc<TrainerState>,
 }
@@ -176,7 +176,7 @@ fn refuse(source: &Member, reason: impl Into<String>) -> WorkerError {
 pub async fn fetch_state(
     target: &FetchTarget<'_>,
     cancel: &CancellationToken,
-) -> Result<(TrainerState, Sha256Digest)> {
+) -> Result<(TrainerState, StateHash)> {
     let source = target.source;
     let work = async {
         let channel =
@@ -207,7 +207,7 @@ pub async fn fetch_state(
 async fn receive(
     target: &FetchTarget<'_>,
     stream: &mut tonic::Streaming<wire::StateChunk>,
-) -> Result<(TrainerState, Sha256Digest)> {
+) -> Result<(TrainerState, StateHash)> {
     let source = target.source;
     let next = |m: Option<Result<wire::StateChunk, Status>>| -> Result<Part> {
         match m {
@@ -231,7 +231,7 @@ async fn receive(
     if header.layout_fingerprint.as_ref() != target.layout_fingerprint {
         return Err(refuse(source, "has another parameter layout"));
     }
-    let expected_hash = Sha256Digest::try_from(header.state_hash.as_ref())
+    let expected_hash = StateHash::try_from(header.state_hash.as_ref())
         .map_err(|e| refuse(source, format!("state_hash: {e}")))?;
     let mut lengths = [0usize; 2];
     for s in &header.sections {
