@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::compress::WireFormat;
 use crate::error::op_name;
+use crate::framing::RawChunk;
 use crate::registry::{Expect, Link, Reject};
 use crate::schedule::{Phase, Transfer};
 
@@ -96,7 +97,9 @@ fn mismatch(field: &str, got: impl std::fmt::Display, want: impl std::fmt::Displ
 }
 
 /// Check chunk number `index` of a stream against the operation the stream is linked to.
-pub(crate) fn check(chunk: &ReduceChunk, index: usize, link: &Link) -> Result<(), Reject> {
+pub(crate) fn check(raw: &RawChunk, index: usize, link: &Link) -> Result<(), Reject> {
+    let chunk = &raw.header;
+    let payload_len = raw.payload.len();
     let Link { tag, kind, world, sender, sender_rank, total_elements, expect, .. } = link;
     let (tag, kind, world, sender_rank, total_elements) =
         (*tag, *kind, *world, *sender_rank, *total_elements);
@@ -147,7 +150,7 @@ pub(crate) fn check(chunk: &ReduceChunk, index: usize, link: &Link) -> Result<()
             expect_field(chunk.chunk_index, t.segment, "chunk_index", |v| v)?;
             expect_field(chunk.piece_index, t.piece, "piece_index", |v| v)?;
             expect_field(chunk.element_offset, t.range.start as u64, "element_offset", |v| v)?;
-            check_len(chunk, t.range.len(), dtype)
+            check_len(payload_len, t.range.len(), dtype)
         }
         Expect::Scalar { len } => {
             expect_field(dtype, WireDtype::F64Le, "dtype", |d| d.as_str_name())?;
@@ -156,7 +159,7 @@ pub(crate) fn check(chunk: &ReduceChunk, index: usize, link: &Link) -> Result<()
             }
             expect_field(chunk.chunk_index as usize, sender_rank, "chunk_index", |v| v)?;
             expect_field(chunk.element_offset, 0, "element_offset", |v| v)?;
-            check_len(chunk, *len, dtype)
+            check_len(payload_len, *len, dtype)
         }
     }
 }
@@ -170,14 +173,13 @@ fn expect_field<T: PartialEq + Copy, D: std::fmt::Display>(
     if got == want { Ok(()) } else { Err(mismatch(field, show(got), show(want))) }
 }
 
-fn check_len(chunk: &ReduceChunk, elements: usize, dtype: WireDtype) -> Result<(), Reject> {
+fn check_len(payload_len: usize, elements: usize, dtype: WireDtype) -> Result<(), Reject> {
     let want = elements * dtype_bytes(dtype);
-    if chunk.payload.len() == want {
+    if payload_len == want {
         Ok(())
     } else {
         Err(Reject::Invalid(format!(
-            "payload is {} bytes, expected {want} ({elements} elements of {})",
-            chunk.payload.len(),
+            "payload is {payload_len} bytes, expected {want} ({elements} elements of {})",
             dtype.as_str_name()
         )))
     }

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 
+use crate::payload::Payload;
 use crate::schedule::RecvAction;
 
 /// How f32 buffers travel on the wire.
@@ -70,6 +71,68 @@ pub fn encode(values: &[f32], format: WireFormat) -> Bytes {
     Bytes::from(out)
 }
 
+/// f32 values viewed as their little-endian bytes, so a vector of sums becomes a payload
+/// without a copy.
+struct F32Bytes(Vec<f32>);
+
+impl AsRef<[u8]> for F32Bytes {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
+}
+
+/// The payload of `values + received` (element-wise, the same additions [`apply`] makes) in
+/// `format`, without writing the sums back: the partial sums a rank forwards in the
+/// reduce-scatter are never read again by it, so they go straight into the outgoing payload
+/// (one pass instead of an add and then an encode).
+pub fn add_encode(values: &[f32], received: &Payload, format: WireFormat) -> Bytes {
+    let mut sums = Vec::with_capacity(values.len());
+    received.element_runs(format.element_bytes(), |first, run| {
+        let local = &values[first.min(values.len())..];
+        match format {
+            WireFormat::F32 => sums.extend(
+                local
+                    .iter()
+                    .zip(run.chunks_exact(4))
+                    .map(|(v, b)| v + f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            ),
+            WireFormat::Bf16 => sums.extend(
+                local
+                    .iter()
+                    .zip(run.chunks_exact(2))
+                    .map(|(v, b)| v + bf16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+            ),
+        }
+    });
+    debug_assert_eq!(sums.len(), values.len(), "the caller checked the payload length");
+    if format == WireFormat::F32 && cfg!(target_endian = "little") {
+        return Bytes::from_owner(F32Bytes(sums));
+    }
+    encode(&sums, format)
+}
+
+/// Adds `received` into `values` (as [`apply`] does), rounds the sums to the wire precision
+/// (as [`round_in_place`] does before an owner sends its segment), and returns them encoded:
+/// the last reduce-scatter step of a segment's owner, which keeps the result and sends it on,
+/// in one pass.
+pub fn add_keep_encode(values: &mut [f32], received: &Payload, format: WireFormat) -> Bytes {
+    if format == WireFormat::F32 && cfg!(target_endian = "little") {
+        let mut sums = Vec::with_capacity(values.len());
+        received.element_runs(4, |first, run| {
+            let start = first.min(values.len());
+            sums.extend(values[start..].iter_mut().zip(run.chunks_exact(4)).map(|(v, b)| {
+                *v += f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                *v
+            }));
+        });
+        return Bytes::from_owner(F32Bytes(sums));
+    }
+    // bf16 (half the bytes, rounding on the way): the plain passes.
+    apply(values, received, format, RecvAction::Accumulate);
+    round_in_place(values, format);
+    encode(values, format)
+}
+
 /// Round `values` in place to the precision of `format` (a no-op for f32).
 pub fn round_in_place(values: &mut [f32], format: WireFormat) {
     if format == WireFormat::Bf16 {
@@ -79,9 +142,19 @@ pub fn round_in_place(values: &mut [f32], format: WireFormat) {
     }
 }
 
-/// Apply a received payload to `values`. The caller has checked that `payload` holds exactly
-/// `values.len()` elements of `format`.
-pub fn apply(values: &mut [f32], payload: &[u8], format: WireFormat, action: RecvAction) {
+/// Apply a received payload (the segments it arrived in) to `values`. The caller has checked
+/// that `payload` holds exactly `values.len()` elements of `format`.
+pub fn apply(values: &mut [f32], payload: &Payload, format: WireFormat, action: RecvAction) {
+    payload.element_runs(format.element_bytes(), |first, run| {
+        let count = run.len() / format.element_bytes();
+        if let Some(values) = values.get_mut(first..first + count) {
+            apply_run(values, run, format, action);
+        }
+    });
+}
+
+/// [`apply`] on one run of whole elements.
+fn apply_run(values: &mut [f32], payload: &[u8], format: WireFormat, action: RecvAction) {
     match (format, action) {
         (WireFormat::F32, RecvAction::Accumulate) => {
             for (v, b) in values.iter_mut().zip(payload.chunks_exact(4)) {
@@ -153,6 +226,9 @@ mod tests {
         let values = [1.5f32, -0.0, f32::MIN_POSITIVE, 3.4e38];
         let bytes = encode(&values, WireFormat::F32);
         assert_eq!(&bytes[..4], &1.5f32.to_le_bytes());
+        // Cut mid-element, as HTTP/2 frames may: every element still lands once.
+        let mut bytes = Payload::from(bytes.slice(..6));
+        bytes.push(encode(&values, WireFormat::F32).slice(6..));
         let mut out = [0f32; 4];
         apply(&mut out, &bytes, WireFormat::F32, RecvAction::Overwrite);
         assert_eq!(out.map(f32::to_bits), values.map(f32::to_bits));
@@ -163,11 +239,38 @@ mod tests {
     #[test]
     fn bf16_payload_is_half_size_and_accumulates_in_f32() {
         let values = [1.0f32, 2.5, -3.0];
-        let bytes = encode(&values, WireFormat::Bf16);
+        let bytes = Payload::from(encode(&values, WireFormat::Bf16));
         assert_eq!(bytes.len(), 6);
         let mut out = [0.25f32; 3];
         apply(&mut out, &bytes, WireFormat::Bf16, RecvAction::Accumulate);
         assert_eq!(out, [1.25, 2.75, -2.75]);
+    }
+
+    #[test]
+    fn add_encode_sends_exactly_what_apply_then_encode_would() {
+        let values: Vec<f32> = (0..37).map(|i| i as f32 * 0.37 - 5.0).collect();
+        let received: Vec<f32> = (0..37).map(|i| 1.0 / (i as f32 + 0.5)).collect();
+        for format in [WireFormat::F32, WireFormat::Bf16] {
+            let bytes = encode(&received, format);
+            let mut payload = Payload::from(bytes.slice(..7));
+            payload.push(bytes.slice(7..));
+            let mut reference = values.clone();
+            apply(&mut reference, &payload, format, RecvAction::Accumulate);
+            assert_eq!(
+                add_encode(&values, &payload, format),
+                encode(&reference, format),
+                "{format:?}"
+            );
+            round_in_place(&mut reference, format);
+            let mut kept = values.clone();
+            let sent = add_keep_encode(&mut kept, &payload, format);
+            assert_eq!(sent, encode(&reference, format), "{format:?}");
+            assert_eq!(
+                kept.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                reference.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{format:?} kept"
+            );
+        }
     }
 
     #[test]

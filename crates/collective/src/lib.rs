@@ -46,7 +46,11 @@ mod chunk;
 mod collective;
 pub mod compress;
 mod error;
+mod framing;
 mod op;
+mod payload;
+mod reduce_call;
+mod reduce_route;
 mod registry;
 mod scalar;
 pub mod schedule;
@@ -59,6 +63,8 @@ pub use collective::{Collective, CollectiveConfig, OpProgress};
 pub use compress::WireFormat;
 pub use error::{CollectiveError, op_name};
 pub use op::{OpContext, default_deadline};
+pub use payload::Payload;
+pub use reduce_route::PeerRouter;
 pub use scalar::MAX_SCALARS;
 pub use server::{
     PeerServer, SenderAuth, ServerOptions, StateSource, StateStream, TrustClaimedSender,

@@ -3,27 +3,28 @@
 //! applies received pieces to the caller's buffer and feeds the outgoing stream to the ring
 //! successor as soon as the piece it carries is final, so sending, receiving and adding overlap.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use albatross_proto::domain::{Member, OpTag, Quorum};
-use albatross_proto::wire::v1::peer_service_client::PeerServiceClient;
-use albatross_proto::wire::v1::{OpKind, ReduceAck, ReduceChunk};
+use albatross_proto::wire::v1::{OpKind, ReduceAck};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Response, Status};
+use tonic::Status;
 
 use crate::chunk::{ChunkHeader, wire_dtype};
 use crate::collective::{OpProgress, Shared};
 use crate::compress::{self, WireFormat};
 use crate::error::{CollectiveError, op_name};
+use crate::payload::Payload;
+use crate::reduce_call::{self, OutPiece};
 use crate::registry::{ActiveOp, Expect, Incoming};
-use crate::schedule::{RecvStep, RingPlan, SendStep};
+use crate::schedule::{RecvAction, RecvStep, RingPlan, SendStep};
 
 /// Everything one rank needs to take part in one collective operation.
 #[derive(Debug, Clone)]
@@ -105,6 +106,23 @@ impl OpContext {
     }
 }
 
+/// Start offsets of the ranges this rank receives to accumulate and later sends, as their
+/// owner (`owner`: it keeps the sum) or not (a relay: its sum is never needed in its buffer).
+fn accumulated_then_sent(sends: &[SendStep], recvs: &[RecvStep], owner: bool) -> HashSet<usize> {
+    let passed_on: HashSet<(usize, usize)> = sends
+        .iter()
+        .filter(|s| s.owner_source == owner)
+        .map(|s| (s.transfer.range.start, s.transfer.range.end))
+        .collect();
+    recvs
+        .iter()
+        .filter(|r| r.action == RecvAction::Accumulate)
+        .map(|r| (r.transfer.range.start, r.transfer.range.end))
+        .filter(|range| passed_on.contains(range))
+        .map(|(start, _)| start)
+        .collect()
+}
+
 /// A deadline for moving `bytes` of f32 through an all-reduce: a floor of five seconds plus
 /// the time at a pessimistic 50 MB/s for the `2 (n - 1) / n` of the buffer each rank sends.
 pub fn default_deadline(bytes: usize, world: usize) -> Duration {
@@ -113,7 +131,7 @@ pub fn default_deadline(bytes: usize, world: usize) -> Duration {
     Duration::from_secs(5) + Duration::from_secs_f64(wire / 50e6)
 }
 
-type RpcFuture = Pin<Box<dyn Future<Output = Result<Response<ReduceAck>, Status>> + Send>>;
+type RpcFuture = Pin<Box<dyn Future<Output = Result<ReduceAck, Status>> + Send>>;
 
 /// How far the operation got, for error messages.
 struct Progress<'a> {
@@ -232,21 +250,26 @@ async fn drive_ring(
         dtype: wire_dtype(format),
     };
 
-    let (out_tx, out_rx) = mpsc::channel::<ReduceChunk>(depth);
+    let (out_tx, out_rx) = mpsc::channel::<OutPiece>(depth);
     let mut out_tx = Some(out_tx);
     let mut rpc: RpcFuture = Box::pin(std::future::pending());
     let mut acked = sends.is_empty();
     if !sends.is_empty() {
         let successor = &ctx.successor().address;
         let channel = shared.pool.get(successor, ctx.deadline, &ctx.cancel, &ctx.op()).await?;
-        let limit = shared.config.server.max_message_bytes;
-        let mut client = PeerServiceClient::new(channel)
-            .max_encoding_message_size(limit)
-            .max_decoding_message_size(limit);
-        let mut request = tonic::Request::new(ReceiverStream::new(out_rx));
-        request.set_timeout(ctx.deadline.saturating_duration_since(Instant::now()));
-        rpc = Box::pin(async move { client.reduce(request).await });
+        let timeout = ctx.deadline.saturating_duration_since(Instant::now());
+        rpc = Box::pin(reduce_call::reduce(channel, out_rx, timeout));
     }
+    // Payloads received to overwrite a range (all-gather, broadcast) are exactly the bytes this
+    // rank sends for that range next: they are forwarded as received, not encoded again.
+    // Ranges it receives to accumulate and then passes on without owning them (the inner
+    // reduce-scatter steps) are summed straight into the outgoing payload; their place in the
+    // buffer is overwritten by the all-gather.
+    // A segment's owner adds its last piece, keeps the result and encodes it for the
+    // all-gather in the same pass.
+    let mut forward: HashMap<usize, Payload> = HashMap::new();
+    let relayed = accumulated_then_sent(&sends, &recvs, false);
+    let owned = accumulated_then_sent(&sends, &recvs, true);
 
     let deadline = tokio::time::sleep_until(ctx.deadline);
     tokio::pin!(deadline);
@@ -273,10 +296,10 @@ async fn drive_ring(
                 acked = true;
                 let reason = match result {
                     Err(status) => format!("{}: {}", status.code(), status.message()),
-                    Ok(ack) if ack.get_ref().pieces_received == sends.len() as u64 => continue,
+                    Ok(ack) if ack.pieces_received == sends.len() as u64 => continue,
                     Ok(ack) => format!(
                         "acknowledged {} of {} pieces",
-                        ack.get_ref().pieces_received,
+                        ack.pieces_received,
                         sends.len()
                     ),
                 };
@@ -288,7 +311,19 @@ async fn drive_ring(
                 };
                 let step = &recvs[applied];
                 let range = step.transfer.range.clone();
-                compress::apply(&mut buf[range], &incoming.payload, format, step.action);
+                if step.action == RecvAction::Accumulate && relayed.contains(&range.start) {
+                    let sums = compress::add_encode(&buf[range.clone()], &incoming.payload, format);
+                    forward.insert(range.start, Payload::from(sums));
+                } else if step.action == RecvAction::Accumulate && owned.contains(&range.start) {
+                    let kept = &mut buf[range.clone()];
+                    let sums = compress::add_keep_encode(kept, &incoming.payload, format);
+                    forward.insert(range.start, Payload::from(sums));
+                } else {
+                    compress::apply(&mut buf[range.clone()], &incoming.payload, format, step.action);
+                    if step.action == RecvAction::Overwrite {
+                        forward.insert(range.start, incoming.payload);
+                    }
+                }
                 progress.applied += 1;
                 report(&progress);
             }
@@ -304,10 +339,25 @@ async fn drive_ring(
                 };
                 let step = &sends[sent];
                 let range = step.transfer.range.clone();
-                if step.owner_source {
-                    compress::round_in_place(&mut buf[range.clone()], format);
-                }
-                permit.send(header.ring(&step.transfer, compress::encode(&buf[range], format)));
+                let wire_bytes = range.len() * format.element_bytes();
+                let payload = match forward.remove(&range.start) {
+                    Some(received) if received.len() == wire_bytes => received,
+                    _ if relayed.contains(&range.start) => {
+                        return Err(CollectiveError::InvalidArgument(format!(
+                            "invariant: the partial sum of elements {range:?} was not received \
+                             before it is passed on"
+                        )));
+                    }
+                    _ => {
+                        if step.owner_source {
+                            compress::round_in_place(&mut buf[range.clone()], format);
+                        }
+                        Payload::from(compress::encode(&buf[range], format))
+                    }
+                };
+                let piece = OutPiece::new(&header.ring(&step.transfer, Bytes::new()), payload)
+                    .map_err(|e| CollectiveError::InvalidArgument(e.to_string()))?;
+                permit.send(piece);
                 progress.sent += 1;
                 report(&progress);
             }
@@ -320,9 +370,9 @@ async fn drive_ring(
             () = &mut cancelled => return Err(progress.cancelled()),
             () = &mut deadline => return Err(progress.timeout(started)),
             result = &mut rpc => match result {
-                Ok(ack) if ack.get_ref().pieces_received == sends.len() as u64 => {}
+                Ok(ack) if ack.pieces_received == sends.len() as u64 => {}
                 Ok(ack) => {
-                    let got = ack.get_ref().pieces_received;
+                    let got = ack.pieces_received;
                     let reason = format!("acknowledged {got} of {} pieces", sends.len());
                     return Err(progress.peer_failed(ctx.successor(), reason));
                 }

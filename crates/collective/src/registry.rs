@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use albatross_proto::domain::{Member, OpTag, WorkerRef};
 use albatross_proto::wire::v1::{OpKind, WireDtype};
-use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::error::{CollectiveError, op_name};
+use crate::payload::Payload;
 use crate::schedule::RecvStep;
 
 /// A piece handed from a `Reduce` handler to the local operation.
@@ -21,7 +21,7 @@ use crate::schedule::RecvStep;
 pub(crate) struct Incoming {
     /// Ring ops: index into the receive plan. Scalar sums: the sender's rank.
     pub index: usize,
-    pub payload: Bytes,
+    pub payload: Payload,
 }
 
 /// What the local operation expects from the network.

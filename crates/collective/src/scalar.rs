@@ -129,7 +129,7 @@ pub(crate) async fn run_scalar(
             Some(incoming) = inbox.recv(), if received < n => {
                 let slot = slots.get_mut(incoming.index);
                 if let Some(slot @ None) = slot {
-                    *slot = Some(compress::decode_f64(&incoming.payload));
+                    *slot = Some(compress::decode_f64(&incoming.payload.to_vec()));
                     received += 1;
                 }
             }

@@ -33,7 +33,12 @@ fn simulate(
                 let expected = &plan.recvs[applied[r]];
                 assert_eq!(transfer, expected.transfer, "rank {r} got an unexpected piece");
                 let range = transfer.range.clone();
-                compress::apply(&mut bufs[r][range], &payload, format, expected.action);
+                compress::apply(
+                    &mut bufs[r][range],
+                    &crate::Payload::from(payload),
+                    format,
+                    expected.action,
+                );
                 applied[r] += 1;
                 progress = true;
             }

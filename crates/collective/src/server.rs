@@ -1,6 +1,10 @@
 //! The `PeerService` server: a thin shell that checks each `ReduceChunk` and hands its payload
 //! to the local operation through the [`Registry`]. `FetchState` is answered by an installed
 //! [`StateSource`] (the worker's training state) or `UNAVAILABLE` while none is installed.
+//!
+//! `Reduce` streams normally arrive through [`crate::PeerRouter`], which reads their frames
+//! without copying payloads; the generated handler below serves the same logic over tonic's
+//! decoded stream for callers that mount the plain generated service.
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
@@ -19,6 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::chunk;
 use crate::error::op_name;
+use crate::framing::RawChunk;
 use crate::registry::{Expect, Incoming, Link, Registry, Reject};
 
 /// Authentication hook: decides whether a stream may speak for the worker it names. Until the
@@ -120,8 +125,15 @@ impl PeerServer {
         Self { registry, auth, state, options }
     }
 
-    /// The tonic service, with the message size limit applied.
-    pub fn into_service(self) -> PeerServiceServer<Self> {
+    /// The service to mount: `Reduce` streams are read without copying payloads, every other
+    /// method goes to the generated service (with the message size limit applied).
+    pub fn into_service(self) -> crate::PeerRouter {
+        crate::PeerRouter::new(self)
+    }
+
+    /// The generated tonic service alone, with the message size limit applied (its `Reduce`
+    /// decodes through tonic's buffers).
+    pub fn into_generated_service(self) -> PeerServiceServer<Self> {
         let limit = self.options.max_message_bytes;
         PeerServiceServer::new(self)
             .max_decoding_message_size(limit)
@@ -169,11 +181,59 @@ impl Drop for FailureGuard {
     }
 }
 
+/// Where a `Reduce` handler reads chunks from, in order; `Ok(None)` at the end of the stream.
+pub(crate) trait ChunkSource: Send {
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<RawChunk>, Status>> + Send;
+}
+
+impl ChunkSource for Streaming<ReduceChunk> {
+    async fn next_chunk(&mut self) -> Result<Option<RawChunk>, Status> {
+        Ok(self.message().await?.map(RawChunk::from))
+    }
+}
+
+impl PeerServer {
+    /// Serves one `Reduce` stream: identifies and authorises its sender from the first chunk,
+    /// links it to the local operation (waiting for it within the client's deadline, capped by
+    /// `early_stream_wait`) and hands over every checked piece.
+    pub(crate) async fn serve_reduce(
+        &self,
+        metadata: &MetadataMap,
+        remote: Option<SocketAddr>,
+        mut source: impl ChunkSource,
+    ) -> Result<ReduceAck, Status> {
+        let wait = grpc_timeout(metadata)
+            .map_or(self.options.early_stream_wait, |t| t.min(self.options.early_stream_wait));
+        let first = tokio::time::timeout(wait, source.next_chunk())
+            .await
+            .map_err(|_| Status::deadline_exceeded(format!("no chunk arrived within {wait:?}")))??
+            .ok_or_else(|| {
+                Status::invalid_argument(
+                    "empty Reduce stream: an operation sends at least one chunk",
+                )
+            })?;
+        let (tag, sender) = chunk::identify(&first.header)?;
+        self.auth.authorize(&sender, metadata, remote)?;
+        let link = self.registry.claim(tag, &sender, Instant::now() + wait).await.map_err(|r| {
+            tracing::warn!(op = op_name(&tag), %sender, ?r, "stream refused");
+            Status::from(r)
+        })?;
+        receive(link, first, source).await
+    }
+
+    /// The largest message a `Reduce` stream may carry.
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        self.options.max_message_bytes
+    }
+}
+
 async fn receive(
     link: Link,
-    first: ReduceChunk,
-    mut stream: Streaming<ReduceChunk>,
-) -> Result<Response<ReduceAck>, Status> {
+    first: RawChunk,
+    mut stream: impl ChunkSource,
+) -> Result<ReduceAck, Status> {
     let op = op_name(&link.tag);
     let mut guard = FailureGuard {
         failures: link.failures.clone(),
@@ -192,7 +252,7 @@ async fn receive(
                 // Once every piece is handed over the local operation may finish first; only
                 // the end of the stream is still awaited.
                 let message = tokio::select! {
-                    message = stream.message() => message,
+                    message = stream.next_chunk() => message,
                     () = link.inbox.closed(), if index < expected => {
                         return Err(guard.fail(Reject::Ended(format!(
                             "the receiving rank ended {op} after {index} of {expected} pieces"
@@ -234,7 +294,7 @@ async fn receive(
         index += 1;
     }
     guard.armed = None;
-    Ok(Response::new(ReduceAck { pieces_received: index as u64 }))
+    Ok(ReduceAck { pieces_received: index as u64 })
 }
 
 #[tonic::async_trait]
@@ -244,24 +304,8 @@ impl PeerService for PeerServer {
         request: Request<Streaming<ReduceChunk>>,
     ) -> Result<Response<ReduceAck>, Status> {
         let remote = request.remote_addr();
-        let wait = grpc_timeout(request.metadata())
-            .map_or(self.options.early_stream_wait, |t| t.min(self.options.early_stream_wait));
-        let (metadata, _, mut stream) = request.into_parts();
-        let first = tokio::time::timeout(wait, stream.message())
-            .await
-            .map_err(|_| Status::deadline_exceeded(format!("no chunk arrived within {wait:?}")))??
-            .ok_or_else(|| {
-                Status::invalid_argument(
-                    "empty Reduce stream: an operation sends at least one chunk",
-                )
-            })?;
-        let (tag, sender) = chunk::identify(&first)?;
-        self.auth.authorize(&sender, &metadata, remote)?;
-        let link = self.registry.claim(tag, &sender, Instant::now() + wait).await.map_err(|r| {
-            tracing::warn!(op = op_name(&tag), %sender, ?r, "stream refused");
-            Status::from(r)
-        })?;
-        receive(link, first, stream).await
+        let (metadata, _, stream) = request.into_parts();
+        self.serve_reduce(&metadata, remote, stream).await.map(Response::new)
     }
 
     type FetchStateStream = StateStream;
