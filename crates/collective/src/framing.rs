@@ -119,14 +119,16 @@ impl Input {
         self.peek(&mut bytes[..span]);
         let mut value = 0u64;
         for (i, &b) in bytes[skip..span].iter().enumerate() {
+            // The tenth byte holds bit 63 only; more (or a continuation) overflows a u64.
+            if i == MAX_VARINT - 1 && b > 1 {
+                return Err(FrameError::Malformed("a varint overflows 64 bits".to_owned()));
+            }
             value |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
                 return Ok(Some((value, i + 1)));
             }
         }
-        if span - skip == MAX_VARINT {
-            return Err(FrameError::Malformed("a varint runs past 10 bytes".to_owned()));
-        }
+        // Ten bytes always end in a terminator or an overflow above: fewer were here.
         self.not_yet_or_truncated(span, limit)
     }
 

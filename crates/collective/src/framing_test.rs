@@ -144,12 +144,13 @@ fn bad_streams_are_named() {
         FrameError::Compressed
     );
 
-    let cases: [(&[u8], &str); 6] = [
+    let cases: [(&[u8], &str); 7] = [
         (&[PAYLOAD_KEY, 5, 1, 2], "runs past the end"),
         (&[PAYLOAD_KEY], "cut off"),
         (&[PAYLOAD_KEY, 1, 0, PAYLOAD_KEY, 1, 0], "payload appears twice"),
         (&[(1 << 3) | 3], "wire type 3"),
-        (&[0x80; 11], "past 10 bytes"),
+        (&[0x80; 11], "overflows 64 bits"),
+        (&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02], "overflows 64 bits"),
         (&[(2 << 3) | 2, 0xff, 0x7f], "runs past the end"),
     ];
     for (body, message) in cases {

@@ -106,17 +106,23 @@ impl OpContext {
     }
 }
 
-/// Start offsets of the ranges this rank receives to accumulate and later sends, as their
-/// owner (`owner`: it keeps the sum) or not (a relay: its sum is never needed in its buffer).
-fn accumulated_then_sent(sends: &[SendStep], recvs: &[RecvStep], owner: bool) -> HashSet<usize> {
+/// Start offsets of the ranges this rank receives with `action` and later sends by a send
+/// `which` accepts (for accumulated ranges: as their owner, who keeps the sum, or as a relay,
+/// whose sum is never needed in its own buffer).
+fn received_then_sent(
+    sends: &[SendStep],
+    recvs: &[RecvStep],
+    action: RecvAction,
+    which: impl Fn(&SendStep) -> bool,
+) -> HashSet<usize> {
     let passed_on: HashSet<(usize, usize)> = sends
         .iter()
-        .filter(|s| s.owner_source == owner)
+        .filter(|s| which(s))
         .map(|s| (s.transfer.range.start, s.transfer.range.end))
         .collect();
     recvs
         .iter()
-        .filter(|r| r.action == RecvAction::Accumulate)
+        .filter(|r| r.action == action)
         .map(|r| (r.transfer.range.start, r.transfer.range.end))
         .filter(|range| passed_on.contains(range))
         .map(|(start, _)| start)
@@ -268,8 +274,9 @@ async fn drive_ring(
     // A segment's owner adds its last piece, keeps the result and encodes it for the
     // all-gather in the same pass.
     let mut forward: HashMap<usize, Payload> = HashMap::new();
-    let relayed = accumulated_then_sent(&sends, &recvs, false);
-    let owned = accumulated_then_sent(&sends, &recvs, true);
+    let relayed = received_then_sent(&sends, &recvs, RecvAction::Accumulate, |s| !s.owner_source);
+    let owned = received_then_sent(&sends, &recvs, RecvAction::Accumulate, |s| s.owner_source);
+    let passed_on = received_then_sent(&sends, &recvs, RecvAction::Overwrite, |_| true);
 
     let deadline = tokio::time::sleep_until(ctx.deadline);
     tokio::pin!(deadline);
@@ -320,7 +327,8 @@ async fn drive_ring(
                     forward.insert(range.start, Payload::from(sums));
                 } else {
                     compress::apply(&mut buf[range.clone()], &incoming.payload, format, step.action);
-                    if step.action == RecvAction::Overwrite {
+                    // Only what goes on is kept: a held payload pins HTTP/2 read buffers.
+                    if step.action == RecvAction::Overwrite && passed_on.contains(&range.start) {
                         forward.insert(range.start, incoming.payload);
                     }
                 }

@@ -93,28 +93,56 @@ pub(crate) async fn reduce(
     let transport = |e: tonic::transport::Error| Status::from_error(Box::new(e));
     std::future::poll_fn(|cx| channel.poll_ready(cx)).await.map_err(transport)?;
     let response = channel.call(request).await.map_err(transport)?;
-    if let Some(status) = failed(response.headers()) {
-        return Err(status);
+    if response.status() != http::StatusCode::OK {
+        return Err(http_failure(response.status()));
     }
-    let mut body = response.into_body();
+    let (parts, mut body) = response.into_parts();
+    // Trailers-only (an error before any message) puts the status in the headers.
+    let mut status = grpc_status(&parts.headers);
     let mut data = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        match frame.into_data() {
-            Ok(bytes) => data.extend_from_slice(&bytes),
-            Err(frame) => {
-                if let Some(status) = frame.trailers_ref().and_then(failed) {
-                    return Err(status);
-                }
+    while status.is_none() {
+        let Some(frame) = body.frame().await else { break };
+        match frame?.into_data() {
+            Ok(bytes) if data.len() + bytes.len() <= MAX_ANSWER_BYTES => {
+                data.extend_from_slice(&bytes);
             }
+            Ok(_) => return Err(Status::internal("Reduce answer exceeds 4096 bytes")),
+            Err(frame) => status = frame.trailers_ref().and_then(grpc_status),
         }
     }
-    decode_ack(&data)
+    match status {
+        Some(status) if status.code() == Code::Ok => decode_ack(&data),
+        Some(status) => Err(status),
+        None => Err(Status::internal("the Reduce answer carries no grpc-status")),
+    }
 }
 
-/// The status in `headers` unless it says OK (or is absent).
-fn failed(headers: &http::HeaderMap) -> Option<Status> {
-    Status::from_header_map(headers).filter(|s| s.code() != Code::Ok)
+/// An answer is one small `ReduceAck`: anything longer is not one.
+const MAX_ANSWER_BYTES: usize = 4096;
+
+/// The gRPC status in `headers`, if there is one. Only `grpc-status` and `grpc-message` are
+/// read: tonic's parser panics on a malformed `grpc-status-details-bin`, which a peer controls.
+fn grpc_status(headers: &http::HeaderMap) -> Option<Status> {
+    let mut status_only = http::HeaderMap::new();
+    for name in ["grpc-status", "grpc-message"] {
+        if let Some(value) = headers.get(name) {
+            status_only.insert(name, value.clone());
+        }
+    }
+    Status::from_header_map(&status_only)
+}
+
+/// The status for an HTTP answer that is not 200 (the mapping gRPC specifies for HTTP codes).
+fn http_failure(code: http::StatusCode) -> Status {
+    let message = format!("the peer answered HTTP {code} to a Reduce call");
+    match code.as_u16() {
+        400 => Status::internal(message),
+        401 => Status::unauthenticated(message),
+        403 => Status::permission_denied(message),
+        404 => Status::unimplemented(message),
+        429 | 502 | 503 | 504 => Status::unavailable(message),
+        _ => Status::unknown(message),
+    }
 }
 
 /// The one `ReduceAck` message of a response body.
@@ -145,6 +173,21 @@ mod tests {
         assert!(err.message().contains("malformed Reduce answer"), "{err:?}");
         data.push(0);
         assert!(decode_ack(&data).is_err(), "trailing bytes");
+    }
+
+    #[test]
+    fn statuses_come_from_the_grpc_headers_only() {
+        let mut headers = http::HeaderMap::new();
+        assert!(grpc_status(&headers).is_none());
+        headers.insert("grpc-status", HeaderValue::from_static("9"));
+        headers.insert("grpc-message", HeaderValue::from_static("stale%20operation"));
+        // Not base64: tonic's own parser would panic on it.
+        headers.insert("grpc-status-details-bin", HeaderValue::from_static("!!not base64!!"));
+        let status = grpc_status(&headers).expect("a status");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), "stale operation");
+        assert_eq!(http_failure(http::StatusCode::SERVICE_UNAVAILABLE).code(), Code::Unavailable);
+        assert_eq!(http_failure(http::StatusCode::IM_A_TEAPOT).code(), Code::Unknown);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::chunk;
 use crate::error::op_name;
@@ -269,11 +269,20 @@ async fn receive(
                         ))));
                     }
                     Err(status) => {
-                        return Err(guard.fail(Reject::Ended(format!(
+                        let reason = format!(
                             "stream from {} broke after {index} of {expected} pieces of {op}: {}",
                             link.sender,
                             status.message()
-                        ))));
+                        );
+                        // A chunk that cannot be read is the sender's fault, as one that reads
+                        // but contradicts the plan: keep its code rather than `ABORTED`.
+                        let reject = match status.code() {
+                            Code::InvalidArgument | Code::OutOfRange | Code::Unimplemented => {
+                                Reject::Invalid(reason)
+                            }
+                            _ => Reject::Ended(reason),
+                        };
+                        return Err(guard.fail(reject));
                     }
                 }
             }

@@ -649,7 +649,11 @@ fn joins_with_another_job_or_protocol_are_refused_with_what_differs() {
         data_fingerprint: None,
     };
     let err = s.core.join(s.now, &req).expect_err("protocol");
-    assert_eq!(err.to_string(), "refused a#1: protocol version 9 differs from the coordinator's 1");
+    let expected = format!(
+        "refused a#1: protocol version 9 differs from the coordinator's {}",
+        albatross_proto::PROTOCOL_VERSION
+    );
+    assert_eq!(err.to_string(), expected);
     req.build = BuildInfo::current();
     req.expected_job_fingerprint = Some(Sha256Digest([0; 32]));
     let err = s.core.join(s.now, &req).expect_err("job");

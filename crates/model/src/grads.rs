@@ -235,8 +235,9 @@ impl GradLayout {
             return Err(e);
         }
         if writer.next != self.entries.len() {
+            let nearest = self.entries.get(writer.next).or(self.entries.last());
             return Err(ModelError::ParamMismatch {
-                name: self.entries[writer.next.min(self.entries.len() - 1)].name.clone(),
+                name: nearest.map_or_else(|| "(none)".to_owned(), |e| e.name.clone()),
                 reason: format!(
                     "the module has {} parameters, the layout {}",
                     writer.next,

@@ -16,5 +16,8 @@ pub mod services;
 pub mod tls;
 pub mod wire;
 
-/// Version of the wire contract this build speaks (`albatross.v1`).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the protocol this build speaks over the `albatross.v1` contract: what its messages
+/// mean, not only their shape. 2: state hashes are BLAKE3 (1: SHA-256), so a worker of another
+/// version could never agree with this one in a vote or a state transfer; the coordinator
+/// refuses it at join.
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -37,14 +37,18 @@ pub const STATE_FILE: &str = "state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// `manifest.json`, the file that makes a checkpoint complete.
 pub const MANIFEST_FILE: &str = "manifest.json";
-const FORMAT: &str = "albatross-checkpoint/v1";
+/// v2 records `state_hash_algorithm`: a build that only knows v1 refuses it by its format
+/// instead of misreading it.
+const FORMAT: &str = "albatross-checkpoint/v2";
+/// Formats this build still reads (v1: state hash by SHA-256).
+const READABLE_FORMATS: [&str; 2] = [FORMAT, "albatross-checkpoint/v1"];
 const DIR_PREFIX: &str = "step-";
 
 /// What `state.json` records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointMeta {
-    /// Always `albatross-checkpoint/v1`.
+    /// `albatross-checkpoint/v2` (or v1 for checkpoints written before BLAKE3 state hashes).
     pub format: String,
     pub job_name: String,
     /// The last step whose update the checkpoint holds.
@@ -317,10 +321,10 @@ pub fn verify(dir: &Path) -> Result<CheckpointMeta> {
         .map_err(|e| error(&manifest_path, format!("{e} (an unfinished or damaged checkpoint)")))?;
     let manifest: Manifest = serde_json::from_str(&text)
         .map_err(|e| error(&manifest_path, format!("not a checkpoint manifest: {e}")))?;
-    if manifest.format != FORMAT {
+    if !READABLE_FORMATS.contains(&manifest.format.as_str()) {
         return Err(error(
             &manifest_path,
-            format!("format {:?}, expected {FORMAT}", manifest.format),
+            format!("format {:?}, expected one of {READABLE_FORMATS:?}", manifest.format),
         ));
     }
     for required in [CONFIG_FILE, WEIGHTS_FILE, STATE_FILE] {
@@ -351,8 +355,11 @@ pub fn verify(dir: &Path) -> Result<CheckpointMeta> {
     let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
     let meta: CheckpointMeta = serde_json::from_str(&text)
         .map_err(|e| error(&state_path, format!("not a checkpoint state file: {e}")))?;
-    if meta.format != FORMAT {
-        return Err(error(&state_path, format!("format {:?}, expected {FORMAT}", meta.format)));
+    if meta.format != manifest.format {
+        return Err(error(
+            &state_path,
+            format!("format {:?}, the manifest's {:?}", meta.format, manifest.format),
+        ));
     }
     if meta.has_optimizer_state != manifest.files.contains_key(OPTIMIZER_FILE) {
         return Err(error(&manifest_path, "optimizer state and manifest disagree"));

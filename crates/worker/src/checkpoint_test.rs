@@ -149,6 +149,7 @@ fn rewrite_state(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut manifest: Manifest =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
             .expect("manifest");
+    manifest.format = meta["format"].as_str().expect("format").to_owned();
     let (bytes, sha256) = digest_file(&state_path).expect("digest");
     manifest.files.insert(STATE_FILE.to_owned(), FileEntry { bytes, sha256: sha256.to_hex() });
     write_json(&manifest_path, &manifest).expect("write manifest");
@@ -168,6 +169,7 @@ fn checkpoints_from_before_blake3_verify_with_their_sha256_state_hash() {
         let fields = meta.as_object_mut().expect("object");
         fields.remove("state_hash_algorithm");
         fields.insert("state_hash".to_owned(), legacy.clone().into());
+        fields.insert("format".to_owned(), "albatross-checkpoint/v1".into());
     });
     let loaded = read(&dir, &layout, job()).expect("a legacy checkpoint still loads");
     assert_eq!(loaded.meta.state_hash_algorithm, "sha256");
@@ -176,4 +178,8 @@ fn checkpoints_from_before_blake3_verify_with_their_sha256_state_hash() {
     rewrite_state(&dir, |meta| meta["state_hash_algorithm"] = "md5".into());
     let err = read(&dir, &layout, job()).expect_err("unknown algorithm");
     assert!(err.to_string().contains("unknown state_hash_algorithm \"md5\""), "{err}");
+
+    rewrite_state(&dir, |meta| meta["format"] = "albatross-checkpoint/v9".into());
+    let err = read(&dir, &layout, job()).expect_err("unknown format");
+    assert!(err.to_string().contains("albatross-checkpoint/v9"), "{err}");
 }
