@@ -106,26 +106,40 @@ impl OpContext {
     }
 }
 
-/// Start offsets of the ranges this rank receives with `action` and later sends by a send
-/// `which` accepts (for accumulated ranges: as their owner, who keeps the sum, or as a relay,
-/// whose sum is never needed in its own buffer).
-fn received_then_sent(
-    sends: &[SendStep],
-    recvs: &[RecvStep],
-    action: RecvAction,
-    which: impl Fn(&SendStep) -> bool,
-) -> HashSet<usize> {
-    let passed_on: HashSet<(usize, usize)> = sends
+/// What becomes of a received piece, decided once per operation from the plan, so that no
+/// range is encoded again when the bytes to send are already in hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Landing {
+    /// Applied to the buffer, never sent on (the last pieces a rank receives).
+    Apply,
+    /// Copied into the buffer and forwarded as received: the all-gather and broadcast send
+    /// exactly the bytes they received for a range.
+    ApplyAndForward,
+    /// An inner reduce-scatter step: the sum goes straight into the outgoing payload, never
+    /// into the buffer (the all-gather overwrites that range later).
+    Relay,
+    /// The owner's last reduce-scatter step: added into the buffer, rounded to the wire
+    /// precision and encoded in the same pass for its all-gather send.
+    Keep,
+}
+
+/// The [`Landing`] of every receive step, in plan order.
+fn landings(sends: &[SendStep], recvs: &[RecvStep]) -> Vec<Landing> {
+    let sent: HashMap<(usize, usize), bool> = sends
         .iter()
-        .filter(|s| which(s))
-        .map(|s| (s.transfer.range.start, s.transfer.range.end))
+        .map(|s| ((s.transfer.range.start, s.transfer.range.end), s.owner_source))
         .collect();
     recvs
         .iter()
-        .filter(|r| r.action == action)
-        .map(|r| (r.transfer.range.start, r.transfer.range.end))
-        .filter(|range| passed_on.contains(range))
-        .map(|(start, _)| start)
+        .map(|r| {
+            let owner_sends = sent.get(&(r.transfer.range.start, r.transfer.range.end));
+            match (r.action, owner_sends) {
+                (_, None) => Landing::Apply,
+                (RecvAction::Overwrite, Some(_)) => Landing::ApplyAndForward,
+                (RecvAction::Accumulate, Some(false)) => Landing::Relay,
+                (RecvAction::Accumulate, Some(true)) => Landing::Keep,
+            }
+        })
         .collect()
 }
 
@@ -266,17 +280,16 @@ async fn drive_ring(
         let timeout = ctx.deadline.saturating_duration_since(Instant::now());
         rpc = Box::pin(reduce_call::reduce(channel, out_rx, timeout));
     }
-    // Payloads received to overwrite a range (all-gather, broadcast) are exactly the bytes this
-    // rank sends for that range next: they are forwarded as received, not encoded again.
-    // Ranges it receives to accumulate and then passes on without owning them (the inner
-    // reduce-scatter steps) are summed straight into the outgoing payload; their place in the
-    // buffer is overwritten by the all-gather.
-    // A segment's owner adds its last piece, keeps the result and encodes it for the
-    // all-gather in the same pass.
+    // Outgoing payloads made on receipt (see `Landing`), by the start of their range. Only what
+    // goes on is kept: a held payload pins HTTP/2 read buffers.
+    let landings = landings(&sends, &recvs);
+    let relayed: HashSet<usize> = recvs
+        .iter()
+        .zip(&landings)
+        .filter(|(_, landing)| **landing == Landing::Relay)
+        .map(|(r, _)| r.transfer.range.start)
+        .collect();
     let mut forward: HashMap<usize, Payload> = HashMap::new();
-    let relayed = received_then_sent(&sends, &recvs, RecvAction::Accumulate, |s| !s.owner_source);
-    let owned = received_then_sent(&sends, &recvs, RecvAction::Accumulate, |s| s.owner_source);
-    let passed_on = received_then_sent(&sends, &recvs, RecvAction::Overwrite, |_| true);
 
     let deadline = tokio::time::sleep_until(ctx.deadline);
     tokio::pin!(deadline);
@@ -318,19 +331,25 @@ async fn drive_ring(
                 };
                 let step = &recvs[applied];
                 let range = step.transfer.range.clone();
-                if step.action == RecvAction::Accumulate && relayed.contains(&range.start) {
-                    let sums = compress::add_encode(&buf[range.clone()], &incoming.payload, format);
-                    forward.insert(range.start, Payload::from(sums));
-                } else if step.action == RecvAction::Accumulate && owned.contains(&range.start) {
-                    let kept = &mut buf[range.clone()];
-                    let sums = compress::add_keep_encode(kept, &incoming.payload, format);
-                    forward.insert(range.start, Payload::from(sums));
-                } else {
-                    compress::apply(&mut buf[range.clone()], &incoming.payload, format, step.action);
-                    // Only what goes on is kept: a held payload pins HTTP/2 read buffers.
-                    if step.action == RecvAction::Overwrite && passed_on.contains(&range.start) {
-                        forward.insert(range.start, incoming.payload);
+                let values = &mut buf[range.clone()];
+                let outgoing = match landings[applied] {
+                    Landing::Apply => {
+                        compress::apply(values, &incoming.payload, format, step.action);
+                        None
                     }
+                    Landing::ApplyAndForward => {
+                        compress::apply(values, &incoming.payload, format, step.action);
+                        Some(incoming.payload)
+                    }
+                    Landing::Relay => {
+                        Some(compress::add_encode(values, &incoming.payload, format).into())
+                    }
+                    Landing::Keep => {
+                        Some(compress::add_keep_encode(values, &incoming.payload, format).into())
+                    }
+                };
+                if let Some(payload) = outgoing {
+                    forward.insert(range.start, payload);
                 }
                 progress.applied += 1;
                 report(&progress);

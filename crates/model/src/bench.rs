@@ -12,7 +12,6 @@ use crate::albert::AlbertForPreTraining;
 use crate::config::AlbertConfig;
 use crate::error::Result;
 use crate::grads::GradLayout;
-use crate::hash::collect_params;
 use crate::init::SplitMix64;
 use crate::lamb::{FlatState, FlatStateMut, Lamb, LambConfig, clip_by_global_norm};
 use crate::loss::{HostBatch, IGNORE_INDEX};
@@ -119,10 +118,7 @@ pub fn run_step_bench<B: AutodiffBackend>(
     let mut model = AlbertForPreTraining::<B>::init(config, options.seed, device)?;
     let layout = GradLayout::from_module(&model)?;
     let lamb = Lamb::new(LambConfig::default());
-    let mut parameters: Vec<f32> = collect_params(&model, true)?
-        .into_iter()
-        .flat_map(|p| p.values.unwrap_or_default())
-        .collect();
+    let mut parameters = layout.read_params(&model)?;
     let mut moments: Vec<f32> = Vec::new();
     let (mut next_parameters, mut next_moments) =
         (vec![0.0f32; layout.len()], vec![0.0f32; 2 * layout.len()]);

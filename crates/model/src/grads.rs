@@ -215,6 +215,20 @@ impl GradLayout {
 }
 
 impl GradLayout {
+    /// The flat parameter section of `module` in this layout (what [`Self::write_params`]
+    /// writes back).
+    ///
+    /// # Errors
+    /// [`ModelError::WrongSize`] when the module's values do not fill the layout.
+    pub fn read_params<B: Backend, M: Module<B>>(&self, module: &M) -> Result<Vec<f32>> {
+        let mut values = Vec::with_capacity(self.total);
+        for entry in collect_params(module, true)? {
+            values.extend_from_slice(&entry.values.unwrap_or_default());
+        }
+        self.check_len("parameter section", values.len())?;
+        Ok(values)
+    }
+
     /// Replaces every parameter value of `module` with its slice of `values` (a flat parameter
     /// section in this layout), keeping ids and whether each tensor requires a gradient.
     ///

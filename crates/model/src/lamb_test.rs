@@ -6,7 +6,6 @@ use super::{
     moment_ranges,
 };
 use crate::albert::tests::{tiny, tiny_batch};
-use crate::hash::collect_params;
 use crate::init::normal_values;
 use crate::params::param_specs;
 use crate::{
@@ -190,11 +189,7 @@ fn lamb_steps_reduce_the_loss_of_the_tiny_model() {
     let mut model = AlbertForPreTraining::<AB>::init(&config, 9, &device).expect("init");
     let layout = GradLayout::from_module(&model).expect("layout");
     let n = layout.len();
-    let mut params: Vec<f32> = collect_params(&model, true)
-        .expect("params")
-        .into_iter()
-        .flat_map(|p| p.values.expect("values"))
-        .collect();
+    let mut params = layout.read_params(&model).expect("params");
     let mut moments = Vec::new();
     let lamb = Lamb::new(LambConfig::default());
     let batch = tiny_batch().to_device::<AB>(&config, &device).expect("batch");
@@ -211,11 +206,7 @@ fn lamb_steps_reduce_the_loss_of_the_tiny_model() {
         (params, moments) = (new_params, new_moments);
         model = layout.write_params(model, &params, &device).expect("write back");
     }
-    let written: Vec<f32> = collect_params(&model, true)
-        .expect("params")
-        .into_iter()
-        .flat_map(|p| p.values.expect("values"))
-        .collect();
+    let written = layout.read_params(&model).expect("params");
     assert_eq!(written, params, "the model holds exactly the flat parameters");
     let last =
         model.valid().pretraining_loss(&tiny_batch().to_device(&config, &device).expect("batch"));

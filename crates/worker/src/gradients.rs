@@ -68,6 +68,10 @@ pub struct StepGradients {
 
 /// Where NaN or ±Inf sit in `buffer`: `(count, first index)`, or `None` when all are finite.
 pub fn non_finite(buffer: &[f32]) -> Option<(usize, usize)> {
+    // The common case, every value finite, in one vectorised scan.
+    if albatross_model::flat::all_finite(buffer) {
+        return None;
+    }
     let first = buffer.iter().position(|g| !g.is_finite())?;
     let count = buffer[first..].iter().filter(|g| !g.is_finite()).count();
     Some((count, first))

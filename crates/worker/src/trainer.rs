@@ -32,10 +32,10 @@ use std::sync::Arc;
 use albatross_data::Dataset;
 use std::collections::HashMap;
 
-use albatross_model::flat::{add_assign, all_finite};
+use albatross_model::flat::add_assign;
 use albatross_model::{
     AlbertConfig, AlbertForPreTraining, FlatState, FlatStateMut, GradLayout, Lamb, LambConfig,
-    LrSchedule, ModelError, clip_by_global_norm, collect_params, parameter_hash,
+    LrSchedule, ModelError, clip_by_global_norm, parameter_hash,
 };
 use albatross_proto::domain::{SampleRange, StateHash};
 use albatross_proto::job::JobSpec;
@@ -158,12 +158,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             total_steps: o.total_steps,
             power: 1.0,
         };
-        let mut parameters = Vec::with_capacity(layout.len());
-        for entry in collect_params(&model, true)? {
-            parameters.extend_from_slice(&entry.values.unwrap_or_default());
-        }
-        let state = TrainerState { parameters, optimizer: Vec::new() };
-        state.check_sizes(layout.len())?;
+        let state = TrainerState { parameters: layout.read_params(&model)?, optimizer: Vec::new() };
         let trainer = Self {
             state: Arc::new(state),
             retired: None,
@@ -256,7 +251,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
         }
         let losses = [stats.mlm_loss_sum, stats.mlm_token_loss_sum, stats.sop_loss_sum];
-        let bad = if all_finite(&buffer) { None } else { non_finite(&buffer) };
+        let bad = non_finite(&buffer);
         let non_finite = bad.is_some() || losses.iter().any(|l| !l.is_finite());
         if non_finite {
             let (count, first) = bad.unwrap_or((0, 0));
@@ -301,9 +296,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
             .into());
         }
-        if !all_finite(reduced)
-            && let Some((count, first)) = non_finite(reduced)
-        {
+        if let Some((count, first)) = non_finite(reduced) {
             return Err(WorkerError::NonFinite { count, first });
         }
         // Division (not multiplication by a rounded reciprocal) keeps the mean as exact as f32

@@ -5,7 +5,7 @@ use albatross_data::{
     AlbertTokenizer, Dataset, EpochSampler, Format, PrepareConfig, SampleCursor, prepare,
     rank_ranges,
 };
-use albatross_model::{DefaultAutodiffBackend, collect_params};
+use albatross_model::DefaultAutodiffBackend;
 use albatross_proto::domain::SampleRange;
 use albatross_proto::job::JobSpec;
 use tempfile::TempDir;
@@ -86,12 +86,7 @@ fn max_abs(a: &[f32]) -> f32 {
 }
 
 fn parameters(trainer: &Trainer<B>) -> Vec<f32> {
-    let model = trainer.model().expect("model");
-    collect_params(model, true)
-        .expect("params")
-        .into_iter()
-        .flat_map(|p| p.values.expect("values"))
-        .collect()
+    trainer.layout().read_params(trainer.model().expect("model")).expect("params")
 }
 
 #[test]
@@ -280,12 +275,11 @@ fn exported_state_loads_into_a_fresh_trainer_and_trains_on_identically() {
     }
     let state = source.export_state();
     assert_eq!(state.optimizer.len(), 2 * state.parameters.len());
-    let in_model: Vec<f32> = collect_params(source.model().expect("model"), true)
-        .expect("params")
-        .into_iter()
-        .flat_map(|p| p.values.expect("values"))
-        .collect();
-    assert_eq!(in_model, state.parameters, "the model's tensors hold the state's parameters");
+    assert_eq!(
+        parameters(&source),
+        state.parameters,
+        "the model's tensors hold the state's parameters"
+    );
     let mut healed = trainer(&data, 4);
     assert_ne!(healed.state_hash(), source.state_hash());
     healed.load_state((*state).clone()).expect("load");
