@@ -10,6 +10,7 @@ use burn::tensor::{Int, Tensor};
 use crate::config::AlbertConfig;
 use crate::embeddings::AlbertEmbeddings;
 use crate::error::{ModelError, Result};
+use crate::fused::FusedOps;
 use crate::heads::{AlbertMlmHead, AlbertSopHead};
 use crate::init::ParamFactory;
 use crate::layer::AlbertTransformer;
@@ -46,7 +47,7 @@ pub struct AlbertModel<B: Backend> {
     pub pooler: Linear<B>,
 }
 
-impl<B: Backend> AlbertModel<B> {
+impl<B: FusedOps> AlbertModel<B> {
     /// Encodes a batch.
     ///
     /// # Shapes
@@ -63,7 +64,7 @@ impl<B: Backend> AlbertModel<B> {
         let sequence = self.encoder.forward(embedded, mask_bias);
         let hidden = sequence.dims()[2];
         let cls = sequence.clone().narrow(1, 0, 1).reshape([batch, hidden]);
-        let pooled = self.pooler.forward(cls).tanh();
+        let pooled = crate::fused::linear(&self.pooler, cls).tanh();
         (sequence, pooled)
     }
 }
@@ -135,7 +136,9 @@ impl<B: Backend> AlbertForPreTraining<B> {
     pub fn word_embeddings(&self) -> Tensor<B, 2> {
         self.albert.embeddings.word_embeddings.weight.val()
     }
+}
 
+impl<B: FusedOps> AlbertForPreTraining<B> {
     /// Full logits, as transformers' `AlbertForPreTraining.forward` (for evaluation/export).
     ///
     /// # Shapes

@@ -110,7 +110,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs the benchmark on backend `B` (an autodiff backend).
-pub fn run_step_bench<B: AutodiffBackend>(
+pub fn run_step_bench<B: AutodiffBackend + crate::fused::FusedOps>(
     options: &StepBenchOptions,
     device: &B::Device,
 ) -> Result<StepBenchReport> {

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use burn::prelude::Backend;
 use serde::Deserialize;
 
 use crate::albert::AlbertForPreTraining;
 use crate::config::AlbertConfig;
 use crate::error::{ModelError, Result};
+use crate::fused::FusedOps;
 use crate::hf::{HfTensor, import_hf, write_safetensors};
 use crate::loss::{HostBatch, IGNORE_INDEX};
 
@@ -105,7 +105,7 @@ impl EvalInputs {
 }
 
 /// Runs `model` (on a non-autodiff backend: no dropout) on `inputs`.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: FusedOps>(
     model: &AlbertForPreTraining<B>,
     config: &AlbertConfig,
     inputs: &EvalInputs,

@@ -6,6 +6,7 @@ use burn::prelude::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::{AlbertConfig, HiddenAct};
+use crate::fused::{self, FusedOps};
 use crate::init::ParamFactory;
 use crate::layer::activate;
 use crate::params::InitRule;
@@ -37,7 +38,9 @@ impl<B: Backend> AlbertMlmHead<B> {
             activation: config.hidden_act,
         }
     }
+}
 
+impl<B: FusedOps> AlbertMlmHead<B> {
     /// Vocabulary logits for the given hidden states.
     ///
     /// # Shapes
@@ -45,9 +48,11 @@ impl<B: Backend> AlbertMlmHead<B> {
     /// - `word_embeddings`: `[V, E]` (the tied decoder weight)
     /// - output: `[N, V]`
     pub fn forward(&self, hidden: Tensor<B, 2>, word_embeddings: Tensor<B, 2>) -> Tensor<B, 2> {
-        let x = activate(self.activation, self.dense.forward(hidden));
+        let x = activate(self.activation, fused::linear(&self.dense, hidden));
         let x = self.layer_norm.forward(x);
-        x.matmul(word_embeddings.transpose()) + self.bias.val().unsqueeze::<2>()
+        // The decoder is a linear map whose weight is the transposed embedding matrix, read
+        // in place through strides.
+        fused::linear_with(x, word_embeddings.transpose(), Some(self.bias.val()))
     }
 }
 
@@ -67,10 +72,12 @@ impl<B: Backend> AlbertSopHead<B> {
             dropout: DropoutConfig::new(config.classifier_dropout_prob).init(),
         }
     }
+}
 
+impl<B: FusedOps> AlbertSopHead<B> {
     /// # Shapes
     /// - `pooled`: `[B, H]`, output: `[B, 2]`
     pub fn forward(&self, pooled: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.classifier.forward(self.dropout.forward(pooled))
+        fused::linear(&self.classifier, self.dropout.forward(pooled))
     }
 }

@@ -16,6 +16,7 @@ pub mod embeddings;
 pub mod error;
 pub mod eval;
 pub mod flat;
+pub mod fused;
 pub mod grads;
 pub mod hash;
 pub mod heads;
@@ -33,6 +34,7 @@ pub use albert::{AlbertForPreTraining, AlbertModel, ModelInput, PretrainingLogit
 pub use config::{AlbertConfig, HiddenAct, PRESETS};
 pub use error::{ModelError, Result};
 pub use eval::{EvalInputs, EvalOutput, eval_hf_dir, evaluate};
+pub use fused::{FusedKernels, FusedOps};
 pub use grads::{GradLayout, LayoutEntry};
 pub use hash::{ParamEntry, collect_params, parameter_hash};
 pub use hf::{

@@ -201,7 +201,7 @@ impl<B: Backend> PretrainingOutput<B> {
     }
 }
 
-impl<B: Backend> AlbertForPreTraining<B> {
+impl<B: crate::fused::FusedOps> AlbertForPreTraining<B> {
     /// Pretraining loss as transformers computes it (`masked_lm_loss + sentence_order_loss`),
     /// with MLM logits computed only at the masked positions.
     pub fn pretraining_loss(&self, batch: &PretrainingBatch<B>) -> PretrainingOutput<B> {

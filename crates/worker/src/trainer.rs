@@ -32,6 +32,7 @@ use std::sync::Arc;
 use albatross_data::Dataset;
 use std::collections::HashMap;
 
+use albatross_model::FusedOps;
 use albatross_model::flat::add_assign;
 use albatross_model::{
     AlbertConfig, AlbertForPreTraining, FlatState, FlatStateMut, GradLayout, Lamb, LambConfig,
@@ -110,7 +111,7 @@ impl<B: AutodiffBackend> std::fmt::Debug for Trainer<B> {
     }
 }
 
-impl<B: AutodiffBackend> Trainer<B> {
+impl<B: AutodiffBackend + FusedOps> Trainer<B> {
     /// Builds the model from the job's model spec and seed, LAMB from its optimizer settings,
     /// and the input pipeline over `dataset` (whose tokenizer must fit the model's vocabulary).
     pub fn new(job: &JobSpec, dataset: Arc<Dataset>, device: B::Device) -> Result<Self> {

@@ -1,0 +1,166 @@
+//! [`FusedOps`] for `Autodiff<B>`: the inner backend's fused forward is recorded as one graph
+//! node whose backward is the inner backend's fused backward kernel.
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::tensor::TensorMetadata;
+use burn::tensor::ops::FloatTensor;
+
+use super::{FusedKernels, FusedOps, composed};
+
+/// Backward of `gelu_new`; the state is the forward input.
+#[derive(Debug)]
+struct GeluNewBackward;
+
+impl<B: FusedKernels> Backward<B, 1> for GeluNewBackward {
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::gelu_new_backward(x, grad));
+    }
+}
+
+/// Backward of the attention softmax; the state is the forward output and the scale.
+#[derive(Debug)]
+struct AttentionProbsBackward;
+
+impl<B: FusedKernels> Backward<B, 1> for AttentionProbsBackward {
+    type State = (FloatTensor<B>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (probs, scale) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::attention_probs_backward(probs, grad, scale)
+        });
+    }
+}
+
+/// Backward of `split_heads`: the gradient's per-head rows gathered back into token rows.
+#[derive(Debug)]
+struct SplitHeadsBackward;
+
+impl<B: FusedKernels> Backward<B, 1> for SplitHeadsBackward {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::merge_heads(grad));
+    }
+}
+
+/// Backward of `merge_heads`: the gradient's token rows viewed per head again; the state is
+/// `(batch, heads)`.
+#[derive(Debug)]
+struct MergeHeadsBackward;
+
+impl<B: FusedKernels> Backward<B, 1> for MergeHeadsBackward {
+    type State = (usize, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (batch, heads) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::split_heads(grad, batch, heads));
+    }
+}
+
+/// Backward of `linear` with a bias; the state is the input and the weight.
+#[derive(Debug)]
+struct LinearBackward;
+
+impl<B: FusedKernels> Backward<B, 3> for LinearBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node, weight_node, bias_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, weight) = ops.state;
+        let wants = [x_node.is_some(), weight_node.is_some(), bias_node.is_some()];
+        let computed = B::fused_linear_backward(x, weight, grad, wants);
+        for (node, grad) in
+            [(x_node, computed.x), (weight_node, computed.weight), (bias_node, computed.bias)]
+        {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn gelu_new(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Compute-bound: the input is kept for the backward pass rather than recomputed.
+        match GeluNewBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::gelu_new(x.primitive.clone());
+                prep.finish(x.primitive, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::gelu_new(x.primitive)),
+        }
+    }
+
+    fn attention_probs(
+        scores: FloatTensor<Self>,
+        mask_bias: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        if mask_bias.is_tracked() {
+            // The kernel treats the mask as a constant; a mask that wants a gradient takes the
+            // composed ops, whose graph gives it one.
+            return composed::attention_probs::<Self>(scores, mask_bias, scale);
+        }
+        match AttentionProbsBackward.prepare::<C>([scores.node.clone()]).compute_bound().stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let probs = B::attention_probs(scores.primitive, mask_bias.primitive, scale);
+                prep.finish((probs.clone(), scale), probs)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::attention_probs(scores.primitive, mask_bias.primitive, scale))
+            }
+        }
+    }
+
+    fn split_heads(x: FloatTensor<Self>, batch: usize, heads: usize) -> FloatTensor<Self> {
+        SplitHeadsBackward.prepare::<C>([x.node.clone()]).compute_bound().stateless(B::split_heads(
+            x.primitive,
+            batch,
+            heads,
+        ))
+    }
+
+    fn merge_heads(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let dims = x.primitive.shape();
+        let (batch, heads) = (dims[0], dims[1]);
+        match MergeHeadsBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((batch, heads), B::merge_heads(x.primitive)),
+            OpsKind::UnTracked(prep) => prep.finish(B::merge_heads(x.primitive)),
+        }
+    }
+
+    fn fused_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        let Some(bias) = bias else {
+            // Every linear map of the model has a bias; without one, burn's ops record it.
+            return composed::linear::<Self>(x, weight, None);
+        };
+        let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
+        match LinearBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::fused_linear(
+                    x.primitive.clone(),
+                    weight.primitive.clone(),
+                    Some(bias.primitive),
+                );
+                prep.finish((x.primitive, weight.primitive), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::fused_linear(x.primitive, weight.primitive, Some(bias.primitive)))
+            }
+        }
+    }
+}

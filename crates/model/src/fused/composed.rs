@@ -1,0 +1,104 @@
+//! The fused operations written as ordinary burn ops: the path for backends and float types
+//! without a kernel, and the reference the kernels are tested against.
+
+use burn::prelude::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Scalar, Shape, TensorMetadata};
+
+/// 2·√(2/π) and its product with 0.044715 (see [`super::gelu_new`]).
+const GELU_LINEAR: f64 = 2.0 * 0.797_884_560_802_865_4;
+const GELU_CUBIC: f64 = GELU_LINEAR * 0.044715;
+
+/// `x · σ(GELU_LINEAR · x + GELU_CUBIC · x³)`.
+pub fn gelu_new<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let inner = B::float_mul_scalar(B::float_mul(x.clone(), x.clone()), Scalar::Float(GELU_CUBIC));
+    let inner = B::float_mul(x.clone(), B::float_add_scalar(inner, Scalar::Float(GELU_LINEAR)));
+    B::float_mul(x, B::sigmoid(inner))
+}
+
+/// `softmax(scale · scores + mask_bias)` over the last dimension.
+pub fn attention_probs<B: Backend>(
+    scores: FloatTensor<B>,
+    mask_bias: FloatTensor<B>,
+    scale: f32,
+) -> FloatTensor<B> {
+    let last = scores.shape().num_dims() - 1;
+    let z = B::float_add(B::float_mul_scalar(scores, Scalar::Float(f64::from(scale))), mask_bias);
+    B::softmax(z, last)
+}
+
+/// `gelu_new'(x) = σ(u) + x · σ(u) · (1 − σ(u)) · (GELU_LINEAR + 3 · GELU_CUBIC · x²)`.
+pub fn gelu_new_derivative<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let x2 = B::float_mul(x.clone(), x.clone());
+    let u = B::float_mul(
+        x.clone(),
+        B::float_add_scalar(
+            B::float_mul_scalar(x2.clone(), Scalar::Float(GELU_CUBIC)),
+            Scalar::Float(GELU_LINEAR),
+        ),
+    );
+    let s = B::sigmoid(u);
+    let slope = B::float_add_scalar(
+        B::float_mul_scalar(x2, Scalar::Float(3.0 * GELU_CUBIC)),
+        Scalar::Float(GELU_LINEAR),
+    );
+    let one_minus_s = B::float_add_scalar(B::float_neg(s.clone()), Scalar::Float(1.0));
+    let tail = B::float_mul(B::float_mul(B::float_mul(x, s.clone()), one_minus_s), slope);
+    B::float_add(s, tail)
+}
+
+/// `scale · p ⊙ (grad − Σ_last grad ⊙ p)`: the scores' gradient from the probabilities.
+pub fn attention_probs_backward<B: Backend>(
+    probs: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    scale: f32,
+) -> FloatTensor<B> {
+    let last = probs.shape().num_dims() - 1;
+    let dot = B::float_sum_dim(B::float_mul(grad.clone(), probs.clone()), last);
+    let centred = B::float_sub(grad, dot);
+    B::float_mul_scalar(B::float_mul(probs, centred), Scalar::Float(f64::from(scale)))
+}
+
+/// `[B·S, heads·d]` → `[B, S, heads, d]` → `[B, heads, S, d]`.
+pub fn split_heads<B: Backend>(x: FloatTensor<B>, batch: usize, heads: usize) -> FloatTensor<B> {
+    let [tokens, hidden] = x.shape().dims::<2>();
+    let shape = Shape::new([batch, tokens / batch, heads, hidden / heads]);
+    B::float_swap_dims(B::float_reshape(x, shape), 1, 2)
+}
+
+/// `[B, heads, S, d]` → `[B, S, heads, d]` → `[B·S, heads·d]`.
+pub fn merge_heads<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let [batch, heads, seq, width] = x.shape().dims::<4>();
+    B::float_reshape(B::float_swap_dims(x, 1, 2), Shape::new([batch * seq, heads * width]))
+}
+
+/// `x · weight + bias` with burn's matmul and a broadcast add.
+pub fn linear<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+) -> FloatTensor<B> {
+    let out = B::float_matmul(x, weight);
+    match bias {
+        Some(bias) => {
+            let width = bias.shape().num_elements();
+            B::float_add(out, B::float_reshape(bias, Shape::new([1, width])))
+        }
+        None => out,
+    }
+}
+
+/// Gradients of [`linear`] with burn's matmul, transposes and a column sum.
+pub fn linear_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    [want_x, want_weight, want_bias]: [bool; 3],
+) -> super::LinearGrads<FloatTensor<B>> {
+    let width = grad.shape().dims::<2>()[1];
+    super::LinearGrads {
+        x: want_x.then(|| B::float_matmul(grad.clone(), B::float_transpose(weight))),
+        weight: want_weight.then(|| B::float_matmul(B::float_transpose(x), grad.clone())),
+        bias: want_bias.then(|| B::float_reshape(B::float_sum_dim(grad, 0), Shape::new([width]))),
+    }
+}

@@ -1,0 +1,197 @@
+//! [`FusedOps`] and [`FusedKernels`] for the Flex CPU backend: contiguous f32 buffers go
+//! through [`super::kernels`]; other float types take the composed path.
+
+use burn::backend::Flex;
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::ops::FloatTensorOps;
+use burn::tensor::{Bytes, DType, Shape};
+
+use super::gemm::{self, MatRef};
+use super::kernels::{self, ScoreRows, StridedView};
+use super::{FusedKernels, FusedOps, LinearGrads, composed};
+
+/// The tensor with a contiguous, offset-free view of its elements (copied only if needed).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.layout().is_contiguous() { t } else { t.to_contiguous() }
+}
+
+fn elements(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 tensor")
+}
+
+/// A new contiguous f32 tensor from computed values.
+fn from_values(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
+}
+
+/// Runs `kernel` on `grad`'s elements in place when it owns them contiguously, else on a
+/// copy; either way the result has `grad`'s shape.
+fn update_in_place(grad: FlexTensor, kernel: impl FnOnce(&mut [f32])) -> FlexTensor {
+    let mut grad = contiguous(grad);
+    let whole = grad.layout().start_offset() == 0
+        && grad.bytes().len() == grad.layout().num_elements() * std::mem::size_of::<f32>();
+    if whole && let Some(values) = grad.try_storage_mut::<f32>() {
+        kernel(values);
+        return grad;
+    }
+    let mut values = elements(&grad).to_vec();
+    kernel(&mut values);
+    from_values(values, grad.layout().shape().clone())
+}
+
+impl FusedOps for Flex {
+    fn gelu_new(x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return composed::gelu_new::<Flex>(x);
+        }
+        let x = contiguous(x);
+        let input = elements(&x);
+        let mut out = vec![0.0; input.len()];
+        kernels::gelu_new_forward(input, &mut out);
+        from_values(out, x.layout().shape().clone())
+    }
+
+    fn attention_probs(scores: FlexTensor, mask_bias: FlexTensor, scale: f32) -> FlexTensor {
+        let Some(rows) = score_rows(&scores, &mask_bias) else {
+            return composed::attention_probs::<Flex>(scores, mask_bias, scale);
+        };
+        let (scores, mask) = (contiguous(scores), contiguous(mask_bias));
+        let mut out = vec![0.0; rows.len()];
+        kernels::attention_probs_forward(elements(&scores), elements(&mask), rows, scale, &mut out);
+        from_values(out, scores.layout().shape().clone())
+    }
+
+    fn split_heads(x: FlexTensor, batch: usize, heads: usize) -> FlexTensor {
+        // Reshaping token rows and swapping two axes are views on Flex: no copy.
+        composed::split_heads::<Flex>(x, batch, heads)
+    }
+
+    fn merge_heads(x: FlexTensor) -> FlexTensor {
+        let Some(view) = strided_view(&x) else {
+            return composed::merge_heads::<Flex>(x);
+        };
+        let [batch, heads, seq, width] = view.dims;
+        let mut out = vec![0.0; batch * heads * seq * width];
+        kernels::merge_heads(x.storage::<f32>(), view, &mut out);
+        from_values(out, Shape::new([batch * seq, heads * width]))
+    }
+
+    fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
+        let bias = bias.map(contiguous);
+        let (Some(lhs), Some(rhs)) = (mat_ref(&x), mat_ref(&weight)) else {
+            return composed::linear::<Flex>(x, weight, bias);
+        };
+        let ([rows, inner], [inner2, width]) = (lhs.dims(), rhs.dims());
+        let bias_values = match &bias {
+            Some(b) if b.dtype() != DType::F32 || b.layout().num_elements() != width => {
+                return composed::linear::<Flex>(x, weight, bias);
+            }
+            Some(b) => Some(elements(b)),
+            None => None,
+        };
+        assert_eq!(inner, inner2, "linear: input width {inner} against weight rows {inner2}");
+        // The bias is the GEMM's starting value: each output row begins as a copy of it.
+        let mut out = match bias_values {
+            Some(b) => b.repeat(rows),
+            None => vec![0.0; rows * width],
+        };
+        gemm::matmul(&mut out, bias_values.is_some(), lhs, rhs);
+        from_values(out, Shape::new([rows, width]))
+    }
+}
+
+/// The 2-D f32 matrix view of `t` (any non-negative strides), or `None`.
+fn mat_ref(t: &FlexTensor) -> Option<MatRef<'_>> {
+    let layout = t.layout();
+    if t.dtype() != DType::F32 || layout.shape().num_dims() != 2 {
+        return None;
+    }
+    let rows = usize::try_from(layout.strides()[0]).ok()?;
+    let cols = usize::try_from(layout.strides()[1]).ok()?;
+    let s = layout.shape();
+    Some(MatRef::new(t.storage::<f32>(), layout.start_offset(), [s[0], s[1]], [rows, cols]))
+}
+
+/// The 4-D f32 view of `t` with non-negative strides, or `None` (composed path) otherwise.
+fn strided_view(t: &FlexTensor) -> Option<StridedView> {
+    let layout = t.layout();
+    if t.dtype() != DType::F32 || layout.shape().num_dims() != 4 {
+        return None;
+    }
+    let mut strides = [0usize; 4];
+    for (out, &stride) in strides.iter_mut().zip(layout.strides()) {
+        *out = usize::try_from(stride).ok()?;
+    }
+    let s = layout.shape();
+    Some(StridedView { dims: [s[0], s[1], s[2], s[3]], strides, offset: layout.start_offset() })
+}
+
+/// The row structure of `[B, H, Q, K]` f32 scores with a `[B, 1, 1, K]` f32 mask, or `None`
+/// for anything else (which the composed path handles, broadcasting included).
+fn score_rows(scores: &FlexTensor, mask: &FlexTensor) -> Option<ScoreRows> {
+    if scores.dtype() != DType::F32 || mask.dtype() != DType::F32 {
+        return None;
+    }
+    let (s, m) = (scores.layout().shape(), mask.layout().shape());
+    if s.num_dims() != 4 || m.num_dims() != 4 {
+        return None;
+    }
+    let (batches, heads, queries, keys) = (s[0], s[1], s[2], s[3]);
+    if m[0] != batches || m[1] != 1 || m[2] != 1 || m[3] != keys {
+        return None;
+    }
+    Some(ScoreRows { batches, rows_per_batch: heads * queries, row_len: keys })
+}
+
+impl FusedKernels for Flex {
+    fn gelu_new_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            return Flex::float_mul(grad, composed::gelu_new_derivative::<Flex>(x));
+        }
+        let x = contiguous(x);
+        update_in_place(grad, |g| kernels::gelu_new_backward(elements(&x), g))
+    }
+
+    fn attention_probs_backward(probs: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
+        if probs.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            return composed::attention_probs_backward::<Flex>(probs, grad, scale);
+        }
+        let probs = contiguous(probs);
+        let dims = probs.layout().shape().num_dims();
+        let row_len = if dims == 0 { 1 } else { probs.layout().shape()[dims - 1] };
+        update_in_place(grad, |g| {
+            kernels::attention_probs_backward(elements(&probs), g, row_len, scale)
+        })
+    }
+
+    fn fused_linear_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        wants: [bool; 3],
+    ) -> LinearGrads<FlexTensor> {
+        let grad = contiguous(grad);
+        let (Some(x_ref), Some(w_ref), Some(g_ref)) =
+            (mat_ref(&x), mat_ref(&weight), mat_ref(&grad))
+        else {
+            return composed::linear_backward::<Flex>(x, weight, grad, wants);
+        };
+        let ([rows, inner], [_, width]) = (x_ref.dims(), w_ref.dims());
+        let [want_x, want_weight, want_bias] = wants;
+        let product = |m: usize, n: usize, lhs: MatRef<'_>, rhs: MatRef<'_>| {
+            let mut out = vec![0.0; m * n];
+            gemm::matmul(&mut out, false, lhs, rhs);
+            from_values(out, Shape::new([m, n]))
+        };
+        LinearGrads {
+            // Transposed operands are strided views: nothing is copied to transpose.
+            x: want_x.then(|| product(rows, inner, g_ref, w_ref.t())),
+            weight: want_weight.then(|| product(inner, width, x_ref.t(), g_ref)),
+            bias: want_bias.then(|| {
+                let mut sums = vec![0.0; width];
+                kernels::column_sums(elements(&grad), &mut sums);
+                from_values(sums, Shape::new([width]))
+            }),
+        }
+    }
+}

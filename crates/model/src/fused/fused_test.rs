@@ -1,0 +1,145 @@
+use burn::tensor::{Distribution, Tensor, TensorData};
+
+use super::*;
+use crate::{DefaultAutodiffBackend as A, DefaultBackend as F};
+
+fn max_diff<const D: usize, B: Backend>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
+    let a = a.into_data().to_vec::<f32>().expect("f32");
+    let b = b.into_data().to_vec::<f32>().expect("f32");
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn composed_gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    tensor(composed::gelu_new::<B>(float(x)))
+}
+
+fn composed_probs<B: Backend>(s: Tensor<B, 4>, m: Tensor<B, 4>, scale: f32) -> Tensor<B, 4> {
+    tensor(composed::attention_probs::<B>(float(s), float(m), scale))
+}
+
+/// `[2, 1, 1, 9]` bias: 0 for real keys, `f32::MIN` for the second sequence's padding.
+fn mask_bias<B: Backend>(device: &B::Device) -> Tensor<B, 4> {
+    let mut values = vec![0.0f32; 18];
+    for v in &mut values[15..] {
+        *v = f32::MIN;
+    }
+    Tensor::from_data(TensorData::new(values, [2, 1, 1, 9]), device)
+}
+
+#[test]
+fn fused_gelu_matches_the_composed_ops_forward_and_backward_also_on_strided_input() {
+    let device = Default::default();
+    let base = Tensor::<F, 2>::random([40, 24], Distribution::Normal(0.0, 3.0), &device);
+    // A transposed view: the kernel must see logical order, not storage order.
+    let input = base.transpose();
+    assert!(max_diff(gelu_new(input.clone()), composed_gelu(input.clone())) < 1e-6);
+
+    let x = Tensor::<A, 2>::from_data(input.into_data(), &device).require_grad();
+    let weights = Tensor::<A, 2>::random([24, 40], Distribution::Normal(0.0, 1.0), &device);
+    let fused = gelu_new(x.clone()).mul(weights.clone()).sum().backward();
+    let reference = composed_gelu(x.clone()).mul(weights).sum().backward();
+    let (g1, g2) = (x.grad(&fused).expect("grad"), x.grad(&reference).expect("grad"));
+    assert!(max_diff(g1, g2) < 1e-5);
+}
+
+#[test]
+fn fused_attention_probs_match_the_composed_ops_forward_and_backward() {
+    let device = Default::default();
+    let scores = Tensor::<A, 4>::random([2, 3, 9, 9], Distribution::Normal(0.0, 4.0), &device)
+        .require_grad();
+    let mask = mask_bias::<A>(&device);
+    let weights = Tensor::<A, 4>::random([2, 3, 9, 9], Distribution::Normal(0.0, 1.0), &device);
+    let fused = attention_probs(scores.clone(), mask.clone(), 0.125);
+    let reference = composed_probs(scores.clone(), mask.clone(), 0.125);
+    assert!(max_diff(fused.clone().inner(), reference.clone().inner()) < 1e-6);
+    let probs = fused.clone().into_data().to_vec::<f32>().expect("f32");
+    assert!(probs[2 * 3 * 9 * 9 - 1] == 0.0, "padding gets exactly zero attention");
+
+    let g1 = fused.mul(weights.clone()).sum().backward();
+    let g2 = reference.mul(weights).sum().backward();
+    let (g1, g2) = (scores.grad(&g1).expect("grad"), scores.grad(&g2).expect("grad"));
+    assert!(max_diff(g1, g2) < 1e-6);
+}
+
+#[test]
+fn shapes_the_kernel_does_not_cover_take_the_composed_path() {
+    let device = Default::default();
+    // One mask row broadcast over the batch: not `[B, 1, 1, K]`.
+    let scores = Tensor::<F, 4>::random([2, 2, 3, 5], Distribution::Normal(0.0, 1.0), &device);
+    let mask = Tensor::<F, 4>::zeros([1, 1, 1, 5], &device);
+    let got = attention_probs(scores.clone(), mask.clone(), 0.5);
+    assert!(max_diff(got, composed_probs(scores, mask, 0.5)) < 1e-6);
+}
+
+#[test]
+fn a_mask_that_wants_a_gradient_gets_one() {
+    let device = Default::default();
+    let scores = Tensor::<A, 4>::random([2, 1, 4, 9], Distribution::Normal(0.0, 1.0), &device);
+    let mask = Tensor::<A, 4>::random([2, 1, 1, 9], Distribution::Normal(0.0, 1.0), &device)
+        .require_grad();
+    let weights = Tensor::<A, 4>::random([2, 1, 4, 9], Distribution::Normal(0.0, 1.0), &device);
+    let grads = attention_probs(scores, mask.clone(), 1.0).mul(weights).sum().backward();
+    let grad = mask.grad(&grads).expect("the mask's gradient");
+    assert!(grad.abs().sum().into_scalar() > 0.0);
+}
+
+#[test]
+fn split_and_merge_heads_match_reshape_and_swap_also_for_a_transposed_gradient() {
+    let device = Default::default();
+    let (batch, seq, heads, width) = (2, 5, 3, 4);
+    let x = Tensor::<A, 2>::random([batch * seq, heads * width], Distribution::Default, &device)
+        .require_grad();
+    let q = Tensor::<A, 4>::random([batch, heads, seq, width], Distribution::Default, &device);
+    let w = Tensor::<A, 2>::random([batch * seq, heads * width], Distribution::Default, &device);
+
+    let composed_split =
+        |t: Tensor<A, 2>| tensor::<A, 4>(composed::split_heads::<A>(float(t), batch, heads));
+    let composed_merge = |t: Tensor<A, 4>| tensor::<A, 2>(composed::merge_heads::<A>(float(t)));
+
+    // Scores against the keys (a transposed view), then values, then back to token rows.
+    let run = |split: &dyn Fn(Tensor<A, 2>) -> Tensor<A, 4>,
+               merge: &dyn Fn(Tensor<A, 4>) -> Tensor<A, 2>| {
+        let k = split(x.clone());
+        let scores = q.clone().matmul(k.clone().swap_dims(2, 3));
+        let out = merge(scores.matmul(k));
+        let grads = out.clone().mul(w.clone()).sum().backward();
+        (out.inner(), x.grad(&grads).expect("grad"))
+    };
+    let (fused_out, fused_grad) = run(&|t| split_heads(t, batch, heads), &|t| merge_heads(t));
+    let (ref_out, ref_grad) = run(&composed_split, &composed_merge);
+    assert!(max_diff(fused_out, ref_out) < 1e-5);
+    assert!(max_diff(fused_grad, ref_grad) < 1e-5);
+}
+
+#[test]
+fn fused_linear_matches_matmul_plus_bias_for_every_gradient_also_with_a_transposed_weight() {
+    let device = Default::default();
+    let x = Tensor::<A, 2>::random([13, 7], Distribution::Default, &device).require_grad();
+    // Stored [out, in] and used transposed, as the tied MLM decoder uses the embeddings.
+    let stored = Tensor::<A, 2>::random([5, 7], Distribution::Default, &device).require_grad();
+    let bias = Tensor::<A, 1>::random([5], Distribution::Default, &device).require_grad();
+    let w = Tensor::<A, 2>::random([13, 5], Distribution::Default, &device);
+
+    let fused = linear_with(x.clone(), stored.clone().transpose(), Some(bias.clone()));
+    let reference = x.clone().matmul(stored.clone().transpose()) + bias.clone().unsqueeze::<2>();
+    assert!(max_diff(fused.clone().inner(), reference.clone().inner()) < 1e-5);
+
+    let g1 = fused.mul(w.clone()).sum().backward();
+    let g2 = reference.mul(w).sum().backward();
+    assert!(max_diff(x.grad(&g1).expect("x"), x.grad(&g2).expect("x")) < 1e-5);
+    assert!(max_diff(stored.grad(&g1).expect("w"), stored.grad(&g2).expect("w")) < 1e-5);
+    assert!(max_diff(bias.grad(&g1).expect("b"), bias.grad(&g2).expect("b")) < 1e-5);
+}
+
+#[test]
+fn fused_linear_of_a_module_equals_its_forward_and_on_a_strided_input() {
+    let device = Default::default();
+    let layer = burn::nn::LinearConfig::new(6, 4).init::<F>(&device);
+    // A transposed input view: the GEMM reads it through strides.
+    let x = Tensor::<F, 2>::random([6, 9], Distribution::Default, &device).transpose();
+    assert!(max_diff(linear(&layer, x.clone()), layer.forward(x)) < 1e-5);
+    let plain = burn::nn::LinearConfig::new(6, 4).with_bias(false).init::<A>(&device);
+    let x = Tensor::<A, 2>::random([3, 6], Distribution::Default, &device);
+    assert!(max_diff(linear(&plain, x.clone()), plain.forward(x)) < 1e-5);
+}

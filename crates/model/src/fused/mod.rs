@@ -1,0 +1,151 @@
+//! Fused operations: the model's element-wise hot spots as single kernels with hand-written
+//! backward passes, instead of chains of burn tensor ops.
+//!
+//! `gelu_new` as burn ops is six forward ops and about a dozen backward ops over the `[B·S, FF]`
+//! activation, each allocating its output; the attention softmax with its scale and mask is
+//! four forward ops plus a decomposed backward. On albert-base those chains cost ~0.35 s of a
+//! ~2.6 s single-thread step. Here each is one pass forward and one pass backward.
+//!
+//! The model asks for [`FusedOps`]; [`FusedKernels`] is what an inner backend provides so that
+//! `Autodiff<B>` can record the fused forward and run the fused backward. Flex implements both
+//! (f32 kernels, with the composed ops as the path for other float types).
+
+mod autodiff;
+pub mod composed;
+mod flex;
+pub mod gemm;
+pub mod kernels;
+
+use burn::nn::Linear;
+use burn::prelude::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+/// Operations the model runs fused where the backend has a kernel for them.
+pub trait FusedOps: Backend {
+    /// `gelu_new` element-wise (see [`gelu_new`] for the formula).
+    fn gelu_new(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `softmax(scale · scores + mask_bias)` over the last dimension.
+    ///
+    /// # Shapes
+    /// - `scores`: `[B, H, Q, K]`
+    /// - `mask_bias`: `[B, 1, 1, K]`, added to every row of its sequence; a constant (no
+    ///   gradient flows into it)
+    /// - output: `[B, H, Q, K]`
+    fn attention_probs(
+        scores: FloatTensor<Self>,
+        mask_bias: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// `[B·S, heads·d]` token rows as `[B, heads, S, d]` per-head rows: a view where the
+    /// backend allows it. Its backward is [`FusedOps::merge_heads`], a strided gather,
+    /// rather than burn's reshape of a transposed gradient, an element-by-element walk.
+    fn split_heads(x: FloatTensor<Self>, batch: usize, heads: usize) -> FloatTensor<Self>;
+
+    /// `[B, heads, S, d]` (any strides) gathered into contiguous `[B·S, heads·d]` token rows;
+    /// the inverse of [`FusedOps::split_heads`], which is its backward.
+    fn merge_heads(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `x · weight + bias`, the bias broadcast over rows.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, in]`, `weight`: `[in, out]` (burn's layout), `bias`: `[out]`
+    /// - output: `[N, out]`
+    fn fused_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self>;
+}
+
+/// The gradients of a linear layer's inputs, each computed only if asked for.
+#[derive(Debug, Default)]
+pub struct LinearGrads<T> {
+    /// `grad · weightᵀ`, `[N, in]`.
+    pub x: Option<T>,
+    /// `xᵀ · grad`, `[in, out]`.
+    pub weight: Option<T>,
+    /// Column sums of `grad`, `[out]`.
+    pub bias: Option<T>,
+}
+
+/// Backward kernels an inner backend provides for the autodiff wrapper of [`FusedOps`].
+pub trait FusedKernels: FusedOps {
+    /// `grad · gelu_new'(x)`.
+    fn gelu_new_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Gradient of [`FusedOps::attention_probs`] with respect to the scores, from its output
+    /// `probs` and the gradient of the output.
+    fn attention_probs_backward(
+        probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// Gradients of [`FusedOps::fused_linear`] from its inputs and the output's gradient `grad`;
+    /// `wants` says which of `[x, weight, bias]` to compute.
+    fn fused_linear_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        wants: [bool; 3],
+    ) -> LinearGrads<FloatTensor<Self>>;
+}
+
+fn float<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+fn tensor<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// transformers' `gelu_new`, `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`, computed as
+/// the identical `x · σ(2·√(2/π) · x · (1 + 0.044715 · x²))` in one fused kernel.
+pub fn gelu_new<B: FusedOps, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    tensor(B::gelu_new(float(x)))
+}
+
+/// Attention probabilities `softmax(scale · scores + mask_bias)` over the keys, fused.
+///
+/// # Shapes
+/// - `scores`: `[B, H, Q, K]`, `mask_bias`: `[B, 1, 1, K]`, output: `[B, H, Q, K]`
+pub fn attention_probs<B: FusedOps>(
+    scores: Tensor<B, 4>,
+    mask_bias: Tensor<B, 4>,
+    scale: f32,
+) -> Tensor<B, 4> {
+    tensor(B::attention_probs(float(scores), float(mask_bias), scale))
+}
+
+/// Per-head view `[B, heads, S, d]` of token rows `[B·S, heads·d]`.
+pub fn split_heads<B: FusedOps>(x: Tensor<B, 2>, batch: usize, heads: usize) -> Tensor<B, 4> {
+    tensor(B::split_heads(float(x), batch, heads))
+}
+
+/// Token rows `[B·S, heads·d]` from per-head rows `[B, heads, S, d]`.
+pub fn merge_heads<B: FusedOps>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    tensor(B::merge_heads(float(x)))
+}
+
+/// `layer.forward(x)` for token rows, as one fused op (see [`FusedOps::fused_linear`]).
+pub fn linear<B: FusedOps>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let bias = layer.bias.as_ref().map(|b| float(b.val()));
+    tensor(B::fused_linear(float(x), float(layer.weight.val()), bias))
+}
+
+/// `x · weight + bias` for token rows with an explicit weight (`[in, out]`, any strides: a
+/// transposed view is read in place) and bias.
+pub fn linear_with<B: FusedOps>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, 2> {
+    tensor(B::fused_linear(float(x), float(weight), bias.map(float)))
+}
+
+#[cfg(test)]
+#[path = "fused_test.rs"]
+mod tests;
