@@ -4,11 +4,12 @@
 //! Otherwise it aborts and is retried under a new generation with the same samples (the cursor
 //! has not moved).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use albatross_proto::domain::{
     CheckpointDirective, Decision, StateHash, StepStats, StepTag, Vote, VoteDecision, VoteOutcome,
-    WorkerRef,
+    WorkerId, WorkerRef,
 };
 use tracing::info;
 
@@ -32,6 +33,10 @@ pub(crate) struct DecisionRecord {
     pub checkpoint: Option<(WorkerRef, CheckpointDirective)>,
     /// The quorum's summed figures of the votes received (all of them unless aborted early).
     pub stats: StepStats,
+    /// The quickest member's all-reduce time: the exchange itself, since the member that
+    /// reaches the all-reduce last waits for nobody (`stats.reduce_ms`, the slowest, also
+    /// holds the others' wait for stragglers).
+    pub reduce_fastest_ms: u64,
 }
 
 impl DecisionRecord {
@@ -213,6 +218,7 @@ impl Core {
             ranks: active.ranks,
             checkpoint,
             stats: self.last_stats,
+            reduce_fastest_ms: fastest_reduce(&active.votes),
         });
         self.last_decided_at = Some(now);
     }
@@ -236,6 +242,7 @@ impl Core {
             ranks: active.ranks,
             checkpoint: None,
             stats: sum_stats(active.votes.values().map(|v| &v.stats)),
+            reduce_fastest_ms: fastest_reduce(&active.votes),
         });
         self.bump_generation(format!("{} aborted", active.tag));
         self.last_decided_at = Some(now);
@@ -252,6 +259,11 @@ impl Core {
         }
         self.decided.push_back(d);
     }
+}
+
+/// The shortest all-reduce time among the votes (0 without votes).
+fn fastest_reduce(votes: &BTreeMap<WorkerId, Vote>) -> u64 {
+    votes.values().map(|v| v.stats.reduce_ms).min().unwrap_or(0)
 }
 
 /// The quorum's figures: sums, except the gradient norm (the same on every rank) and the

@@ -999,3 +999,24 @@ fn a_rank_index_knows_only_the_indexed_incarnations() {
     assert_eq!(ranks.rank_of(&w("b", 4)), None, "a later incarnation is not the member");
     assert_eq!(ranks.rank_of(&w("d", 1)), None);
 }
+
+#[test]
+fn a_decision_keeps_the_slowest_and_the_quickest_all_reduce_time() {
+    let mut s = two_running();
+    let t = tag(1, 1);
+    for (id, reduce_ms) in [("a", 130), ("b", 40)] {
+        let vote = Vote {
+            worker: w(id, 1),
+            tag: t,
+            outcome: VoteOutcome::Ok,
+            non_finite: false,
+            state_hash: hash(1),
+            stats: StepStats { reduce_ms, ..StepStats::default() },
+        };
+        s.core.vote(s.now, &vote).expect("vote accepted");
+    }
+    let record = s.core.decision_of(t).expect("decided");
+    assert_eq!(record.decision, Decision::Commit);
+    // The slowest includes a's wait for b; the quickest is the exchange itself.
+    assert_eq!((record.stats.reduce_ms, record.reduce_fastest_ms), (130, 40));
+}

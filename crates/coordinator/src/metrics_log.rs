@@ -41,7 +41,10 @@ pub(crate) struct StepLine {
     pub tokens: u64,
     pub grad_norm: Option<f64>,
     pub compute_ms: u64,
+    /// The slowest member's all-reduce, waiting for stragglers included.
     pub reduce_ms: u64,
+    /// The quickest member's all-reduce: the exchange alone.
+    pub reduce_fastest_ms: u64,
     /// World size of the quorum that decided the step.
     pub members: usize,
     /// The data cursor after the step.
@@ -94,6 +97,7 @@ impl StepLine {
             grad_norm: s.grad_norm.is_finite().then_some(s.grad_norm),
             compute_ms: s.compute_ms,
             reduce_ms: s.reduce_ms,
+            reduce_fastest_ms: record.reduce_fastest_ms,
             members: record.members.len(),
             cursor: cursor.into(),
             aborted_steps: durable.aborted_steps,
@@ -149,6 +153,7 @@ mod tests {
             members: vec![w("a", 1), w("b", 1)],
             checkpoint: None,
             stats,
+            reduce_fastest_ms: 5,
         }
     }
 
@@ -200,7 +205,7 @@ mod tests {
                 "loss": 3.0, "mlm_loss": 2.5, "sop_loss": 0.5,
                 "mlm_accuracy": 0.25, "sop_accuracy": 0.75,
                 "samples": 12, "tokens": 768, "grad_norm": 1.5,
-                "compute_ms": 80, "reduce_ms": 7, "members": 2,
+                "compute_ms": 80, "reduce_ms": 7, "reduce_fastest_ms": 5, "members": 2,
                 "cursor": { "epoch": 0, "next_sample": 12 },
                 "aborted_steps": 1, "skipped_steps": 1, "recoveries": 2,
             })

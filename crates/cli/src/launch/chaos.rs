@@ -581,6 +581,7 @@ mod tests {
             tokens: samples * 10,
             members: 2,
             reduce_ms: 1,
+            reduce_fastest_ms: 1,
             compute_ms: 9,
             aborted_steps,
             skipped_steps: 0,

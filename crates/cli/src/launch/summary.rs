@@ -23,8 +23,12 @@ pub struct MetricsLine {
     pub samples: u64,
     pub tokens: u64,
     pub members: u64,
+    /// The slowest member's all-reduce time, waiting for stragglers included.
     #[serde(default)]
     pub reduce_ms: u64,
+    /// The quickest member's all-reduce time: the exchange itself.
+    #[serde(default)]
+    pub reduce_fastest_ms: u64,
     #[serde(default)]
     pub compute_ms: u64,
     pub aborted_steps: u64,
@@ -178,6 +182,7 @@ mod tests {
             tokens: samples * 100,
             members: 2,
             reduce_ms: 1,
+            reduce_fastest_ms: 1,
             compute_ms: 9,
             aborted_steps: 0,
             skipped_steps: 0,
