@@ -7,6 +7,7 @@ use burn::tensor::{Int, Tensor};
 
 use crate::config::AlbertConfig;
 use crate::init::ParamFactory;
+use crate::fused::{self, FusedOps};
 use crate::params::InitRule;
 
 /// `albert.embeddings`: sums word, position and token-type embeddings of size E.
@@ -25,6 +26,9 @@ pub struct AlbertEmbeddings<B: Backend> {
     /// Lookups of this id pass no gradient to its row (transformers' `padding_idx`).
     #[module(skip)]
     pub pad_token_id: Option<usize>,
+    /// The LayerNorm's epsilon (burn keeps its own private; the fused norm needs it).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl<B: Backend> AlbertEmbeddings<B> {
@@ -53,9 +57,12 @@ impl<B: Backend> AlbertEmbeddings<B> {
             layer_norm: f.layer_norm(&format!("{p}.LayerNorm"), e, config.layer_norm_eps),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
             pad_token_id: config.pad_token_id,
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
+}
 
+impl<B: FusedOps> AlbertEmbeddings<B> {
     /// Embeds token ids; positions are `0..S`.
     ///
     /// As transformers' `nn.Embedding(padding_idx = pad_token_id)`, a lookup of the pad id
@@ -87,6 +94,6 @@ impl<B: Backend> AlbertEmbeddings<B> {
             None => words,
         };
         let x = words + self.token_type_embeddings.forward(token_type_ids) + positions;
-        self.dropout.forward(self.layer_norm.forward(x))
+        self.dropout.forward(fused::layer_norm(&self.layer_norm, self.layer_norm_eps, x))
     }
 }

@@ -23,6 +23,9 @@ pub struct AlbertMlmHead<B: Backend> {
     /// Transform activation (`hidden_act`).
     #[module(skip)]
     pub activation: HiddenAct,
+    /// The LayerNorm's epsilon (burn keeps its own private; the fused norm needs it).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl<B: Backend> AlbertMlmHead<B> {
@@ -36,6 +39,7 @@ impl<B: Backend> AlbertMlmHead<B> {
             ),
             dense: f.linear("predictions.dense", config.hidden_size, config.embedding_size),
             activation: config.hidden_act,
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
 }
@@ -49,7 +53,7 @@ impl<B: FusedOps> AlbertMlmHead<B> {
     /// - output: `[N, V]`
     pub fn forward(&self, hidden: Tensor<B, 2>, word_embeddings: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = activate(self.activation, fused::linear(&self.dense, hidden));
-        let x = self.layer_norm.forward(x);
+        let x = fused::layer_norm(&self.layer_norm, self.layer_norm_eps, x);
         // The decoder is a linear map whose weight is the transposed embedding matrix, read
         // in place through strides.
         fused::linear_with(x, word_embeddings.transpose(), Some(self.bias.val()))

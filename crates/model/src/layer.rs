@@ -38,6 +38,9 @@ pub struct AlbertAttention<B: Backend> {
     pub output_dropout: Dropout,
     /// Number of heads.
     pub num_heads: usize,
+    /// The LayerNorm's epsilon (burn keeps its own private; the fused norm needs it).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl<B: Backend> AlbertAttention<B> {
@@ -52,6 +55,7 @@ impl<B: Backend> AlbertAttention<B> {
             attention_dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
             output_dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
             num_heads: config.num_attention_heads,
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
 }
@@ -78,7 +82,7 @@ impl<B: FusedOps> AlbertAttention<B> {
         let probs = self.attention_dropout.forward(probs);
         let context = fused::merge_heads(probs.matmul(v));
         let projected = self.output_dropout.forward(fused::linear(&self.dense, context));
-        self.layer_norm.forward(x + projected)
+        fused::layer_norm(&self.layer_norm, self.layer_norm_eps, x + projected)
     }
 }
 
@@ -96,6 +100,9 @@ pub struct AlbertLayer<B: Backend> {
     /// FFN activation.
     #[module(skip)]
     pub activation: HiddenAct,
+    /// The LayerNorm's epsilon.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl<B: Backend> AlbertLayer<B> {
@@ -111,6 +118,7 @@ impl<B: Backend> AlbertLayer<B> {
             ffn: f.linear(&format!("{prefix}.ffn"), h, ff),
             ffn_output: f.linear(&format!("{prefix}.ffn_output"), ff, h),
             activation: config.hidden_act,
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
 }
@@ -124,7 +132,7 @@ impl<B: FusedOps> AlbertLayer<B> {
         let attended = self.attention.forward(x, mask_bias);
         let inner = activate(self.activation, fused::linear(&self.ffn, attended.clone()));
         let out = fused::linear(&self.ffn_output, inner);
-        self.full_layer_layer_norm.forward(out + attended)
+        fused::layer_norm(&self.full_layer_layer_norm, self.layer_norm_eps, out + attended)
     }
 }
 

@@ -2,12 +2,14 @@
 //! node whose backward is the inner backend's fused backward kernel.
 
 use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::tensor::TensorMetadata;
 use burn::tensor::ops::FloatTensor;
+use burn::tensor::ops::ModuleOps;
 
 use super::{FusedKernels, FusedOps, composed};
 
@@ -78,12 +80,49 @@ impl<B: FusedKernels> Backward<B, 3> for LinearBackward {
         let (x, weight) = ops.state;
         let wants = [x_node.is_some(), weight_node.is_some(), bias_node.is_some()];
         let computed = B::fused_linear_backward(x, weight, grad, wants);
-        for (node, grad) in
-            [(x_node, computed.x), (weight_node, computed.weight), (bias_node, computed.bias)]
-        {
-            if let (Some(node), Some(grad)) = (node, grad) {
-                grads.register::<B>(node.id, grad);
-            }
+        register_each::<B>(
+            grads,
+            [
+                (x_node.map(|n| n.id), computed.x),
+                (weight_node.map(|n| n.id), computed.weight),
+                (bias_node.map(|n| n.id), computed.bias),
+            ],
+        );
+    }
+}
+
+/// Backward of a layer norm with β; the state is the input, γ and the per-row statistics.
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl<B: FusedKernels> Backward<B, 3> for LayerNormBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node, gamma_node, beta_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, gamma, stats) = ops.state;
+        let wants = [x_node.is_some(), gamma_node.is_some(), beta_node.is_some()];
+        let computed = B::layer_norm_backward(x, gamma, stats, grad, wants);
+        register_each::<B>(
+            grads,
+            [
+                (x_node.map(|n| n.id), computed.x),
+                (gamma_node.map(|n| n.id), computed.gamma),
+                (beta_node.map(|n| n.id), computed.beta),
+            ],
+        );
+    }
+}
+
+/// Registers each computed gradient with its parent (`None` where the parent is untracked).
+fn register_each<B: FusedKernels>(
+    grads: &mut Gradients,
+    pairs: [(Option<NodeId>, Option<FloatTensor<B>>); 3],
+) {
+    for (node, grad) in pairs {
+        if let (Some(node), Some(grad)) = (node, grad) {
+            grads.register::<B>(node, grad);
         }
     }
 }
@@ -161,6 +200,31 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::fused_linear(x.primitive, weight.primitive, Some(bias.primitive)))
             }
+        }
+    }
+
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: Option<FloatTensor<Self>>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let Some(beta) = beta else {
+            return Self::layer_norm(x, gamma, None, eps);
+        };
+        let Some((out, stats)) = B::layer_norm_with_stats(
+            x.primitive.clone(),
+            gamma.primitive.clone(),
+            beta.primitive.clone(),
+            eps,
+        ) else {
+            // No kernel for these inputs: burn's composed ops, recorded op by op.
+            return Self::layer_norm(x, gamma, Some(beta), eps);
+        };
+        let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+        match LayerNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x.primitive, gamma.primitive, stats), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 }

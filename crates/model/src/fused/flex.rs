@@ -3,12 +3,12 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::ops::FloatTensorOps;
+use burn::tensor::ops::{FloatTensorOps, ModuleOps};
 use burn::tensor::{Bytes, DType, Shape};
 
 use super::gemm::{self, MatRef};
 use super::kernels::{self, ScoreRows, StridedView};
-use super::{FusedKernels, FusedOps, LinearGrads, composed};
+use super::{FusedKernels, FusedOps, LayerNormGrads, LinearGrads, composed};
 
 /// The tensor with a contiguous, offset-free view of its elements (copied only if needed).
 fn contiguous(t: FlexTensor) -> FlexTensor {
@@ -98,6 +98,42 @@ impl FusedOps for Flex {
         gemm::matmul(&mut out, bias_values.is_some(), lhs, rhs);
         from_values(out, Shape::new([rows, width]))
     }
+
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: Option<FlexTensor>,
+        eps: f64,
+    ) -> FlexTensor {
+        match beta {
+            Some(beta) => {
+                match Self::layer_norm_with_stats(x.clone(), gamma.clone(), beta.clone(), eps) {
+                    Some((out, _)) => out,
+                    None => Flex::layer_norm(x, gamma, Some(beta), eps),
+                }
+            }
+            None => Flex::layer_norm(x, gamma, None, eps),
+        }
+    }
+}
+
+/// `x`, γ and β as contiguous f32 rows of γ's width, or `None`.
+fn norm_inputs(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: Option<FlexTensor>,
+) -> Option<(FlexTensor, FlexTensor, Option<FlexTensor>, usize)> {
+    let width = gamma.layout().num_elements();
+    let dims = x.layout().shape().num_dims();
+    let f32s = x.dtype() == DType::F32
+        && gamma.dtype() == DType::F32
+        && beta
+            .as_ref()
+            .is_none_or(|b| b.dtype() == DType::F32 && b.layout().num_elements() == width);
+    if !f32s || dims == 0 || x.layout().shape()[dims - 1] != width {
+        return None;
+    }
+    Some((contiguous(x), contiguous(gamma), beta.map(contiguous), width))
 }
 
 /// The 2-D f32 matrix view of `t` (any non-negative strides), or `None`.
@@ -162,6 +198,45 @@ impl FusedKernels for Flex {
         update_in_place(grad, |g| {
             kernels::attention_probs_backward(elements(&probs), g, row_len, scale)
         })
+    }
+
+    fn layer_norm_with_stats(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+    ) -> Option<(FlexTensor, FlexTensor)> {
+        let (x, gamma, beta, width) = norm_inputs(x, gamma, Some(beta))?;
+        let beta = beta?;
+        let values = elements(&x);
+        let rows = values.len().checked_div(width).unwrap_or(0);
+        let mut out = vec![0.0; values.len()];
+        let mut stats = vec![0.0; 2 * rows];
+        let affine = kernels::Affine { gamma: elements(&gamma), beta: elements(&beta) };
+        kernels::layer_norm_forward(values, affine, eps as f32, &mut out, &mut stats);
+        let shape = x.layout().shape().clone();
+        Some((from_values(out, shape), from_values(stats, Shape::new([rows, 2]))))
+    }
+
+    fn layer_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        stats: FlexTensor,
+        grad: FlexTensor,
+        [want_x, want_gamma, want_beta]: [bool; 3],
+    ) -> LayerNormGrads<FlexTensor> {
+        let width = gamma.layout().num_elements();
+        let (x, gamma, stats) = (contiguous(x), contiguous(gamma), contiguous(stats));
+        let (mut sum_gamma, mut sum_beta) = (vec![0.0; width], vec![0.0; width]);
+        let dx = update_in_place(grad, |g| {
+            let sums = kernels::NormSums { gamma: &mut sum_gamma, beta: &mut sum_beta };
+            kernels::layer_norm_backward(elements(&x), elements(&gamma), elements(&stats), g, sums);
+        });
+        LayerNormGrads {
+            x: want_x.then_some(dx),
+            gamma: want_gamma.then(|| from_values(sum_gamma, Shape::new([width]))),
+            beta: want_beta.then(|| from_values(sum_beta, Shape::new([width]))),
+        }
     }
 
     fn fused_linear_backward(

@@ -143,3 +143,36 @@ fn fused_linear_of_a_module_equals_its_forward_and_on_a_strided_input() {
     let x = Tensor::<A, 2>::random([3, 6], Distribution::Default, &device);
     assert!(max_diff(linear(&plain, x.clone()), plain.forward(x)) < 1e-5);
 }
+
+#[test]
+fn fused_layer_norm_matches_burn_layer_norm_forward_and_every_gradient() {
+    let device = Default::default();
+    let eps = 1e-12;
+    let mut norm = burn::nn::LayerNormConfig::new(24).with_epsilon(eps).init::<A>(&device);
+    // Non-trivial γ and β, tracked like the model's parameters.
+    norm.gamma = burn::module::Param::from_tensor(Tensor::random(
+        [24],
+        Distribution::Normal(1.0, 0.3),
+        &device,
+    ));
+    norm.beta = Some(burn::module::Param::from_tensor(Tensor::random(
+        [24],
+        Distribution::Normal(0.0, 0.3),
+        &device,
+    )));
+    let x =
+        Tensor::<A, 3>::random([2, 5, 24], Distribution::Normal(3.0, 2.0), &device).require_grad();
+    let w = Tensor::<A, 3>::random([2, 5, 24], Distribution::Default, &device);
+
+    let fused = layer_norm(&norm, eps, x.clone());
+    let reference = norm.forward(x.clone());
+    assert!(max_diff(fused.clone().inner(), reference.clone().inner()) < 1e-5);
+
+    let g1 = fused.mul(w.clone()).sum().backward();
+    let g2 = reference.mul(w).sum().backward();
+    assert!(max_diff(x.grad(&g1).expect("x"), x.grad(&g2).expect("x")) < 1e-4);
+    let gamma = norm.gamma.val();
+    assert!(max_diff(gamma.grad(&g1).expect("γ"), gamma.grad(&g2).expect("γ")) < 1e-4);
+    let beta = norm.beta.as_ref().expect("β").val();
+    assert!(max_diff(beta.grad(&g1).expect("β"), beta.grad(&g2).expect("β")) < 1e-4);
+}

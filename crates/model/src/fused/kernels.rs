@@ -89,6 +89,20 @@ enum Kernel<'a> {
         row_len: usize,
         scale: f32,
     },
+    NormForward {
+        x: &'a [f32],
+        affine: Affine<'a>,
+        eps: f32,
+        out: &'a mut [f32],
+        stats: &'a mut [f32],
+    },
+    NormBackward {
+        x: &'a [f32],
+        gamma: &'a [f32],
+        stats: &'a [f32],
+        grad: &'a mut [f32],
+        sums: NormSums<'a>,
+    },
 }
 
 impl pulp::WithSimd for Kernel<'_> {
@@ -104,6 +118,12 @@ impl pulp::WithSimd for Kernel<'_> {
             }
             Kernel::ProbsBackward { probs, grad, row_len, scale } => {
                 attention_probs_backward_loop(probs, grad, row_len, scale)
+            }
+            Kernel::NormForward { x, affine, eps, out, stats } => {
+                layer_norm_forward_loop(x, affine, eps, out, stats)
+            }
+            Kernel::NormBackward { x, gamma, stats, grad, sums } => {
+                layer_norm_backward_loop(x, gamma, stats, grad, sums)
             }
         }
     }
@@ -303,6 +323,135 @@ pub fn merge_heads(src: &[f32], view: StridedView, out: &mut [f32]) {
                     *d = src[start + e * se];
                 }
             }
+        }
+    }
+}
+
+/// A layer norm's scale and shift, one value per feature.
+#[derive(Debug, Clone, Copy)]
+pub struct Affine<'a> {
+    /// γ.
+    pub gamma: &'a [f32],
+    /// β.
+    pub beta: &'a [f32],
+}
+
+/// Where the backward pass accumulates the γ and β gradients (added to, not overwritten).
+#[derive(Debug)]
+pub struct NormSums<'a> {
+    /// Σ over rows of `grad · x̂`.
+    pub gamma: &'a mut [f32],
+    /// Σ over rows of `grad`.
+    pub beta: &'a mut [f32],
+}
+
+/// Sum of a slice in `LANES` independent partial sums (vectorisable, unlike a serial fold).
+#[inline(always)]
+fn lane_sum(values: impl Iterator<Item = f32>) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    for (i, v) in values.enumerate() {
+        lanes[i % LANES] += v;
+    }
+    lanes.iter().sum()
+}
+
+/// Layer norm over rows of `gamma.len()` features:
+/// `out = (x − mean) / √(var + eps) · γ + β`, and per row `stats = [mean, 1/√(var + eps)]`
+/// (what the backward pass needs). The variance is the mean of squared deviations (two
+/// passes, so a large mean costs no precision).
+pub fn layer_norm_forward(
+    x: &[f32],
+    affine: Affine<'_>,
+    eps: f32,
+    out: &mut [f32],
+    stats: &mut [f32],
+) {
+    pulp::Arch::new().dispatch(Kernel::NormForward { x, affine, eps, out, stats });
+}
+
+#[inline(always)]
+fn layer_norm_forward_loop(
+    x: &[f32],
+    affine: Affine<'_>,
+    eps: f32,
+    out: &mut [f32],
+    stats: &mut [f32],
+) {
+    let width = affine.gamma.len();
+    assert_eq!(affine.beta.len(), width, "layer_norm: γ and β lengths");
+    assert_eq!(out.len(), x.len(), "layer_norm: output length");
+    if width == 0 {
+        return;
+    }
+    assert_eq!(stats.len(), 2 * (x.len() / width), "layer_norm: statistics length");
+    let inverse_width = 1.0 / width as f32;
+    for ((row, out), stats) in
+        x.chunks_exact(width).zip(out.chunks_exact_mut(width)).zip(stats.chunks_exact_mut(2))
+    {
+        let mean = lane_sum(row.iter().copied()) * inverse_width;
+        let var = lane_sum(row.iter().map(|&v| (v - mean) * (v - mean))) * inverse_width;
+        let rstd = 1.0 / (var + eps).sqrt();
+        for (((o, &v), &g), &b) in out.iter_mut().zip(row).zip(affine.gamma).zip(affine.beta) {
+            *o = (v - mean) * rstd * g + b;
+        }
+        stats[0] = mean;
+        stats[1] = rstd;
+    }
+}
+
+/// Backward of [`layer_norm_forward`]: `grad` (the output's gradient) becomes the input's
+/// gradient in place, and the γ and β gradients are added into `sums`.
+pub fn layer_norm_backward(
+    x: &[f32],
+    gamma: &[f32],
+    stats: &[f32],
+    grad: &mut [f32],
+    sums: NormSums<'_>,
+) {
+    pulp::Arch::new().dispatch(Kernel::NormBackward { x, gamma, stats, grad, sums });
+}
+
+#[inline(always)]
+fn layer_norm_backward_loop(
+    x: &[f32],
+    gamma: &[f32],
+    stats: &[f32],
+    grad: &mut [f32],
+    sums: NormSums<'_>,
+) {
+    let width = gamma.len();
+    assert_eq!(grad.len(), x.len(), "layer_norm backward: gradient length");
+    assert!(sums.gamma.len() == width && sums.beta.len() == width, "layer_norm backward: sums");
+    if width == 0 {
+        return;
+    }
+    assert_eq!(stats.len(), 2 * (x.len() / width), "layer_norm backward: statistics length");
+    let inverse_width = 1.0 / width as f32;
+    for ((row, g), stats) in
+        x.chunks_exact(width).zip(grad.chunks_exact_mut(width)).zip(stats.chunks_exact(2))
+    {
+        let (mean, rstd) = (stats[0], stats[1]);
+        // With x̂ = (x − mean)·rstd and gx = g·γ:
+        // dx = rstd · (gx − mean(gx) − x̂ · mean(gx · x̂)).
+        let mut lanes_gx = [0.0f32; LANES];
+        let mut lanes_gxx = [0.0f32; LANES];
+        for (j, ((&v, &d), &gm)) in row.iter().zip(g.iter()).zip(gamma).enumerate() {
+            let normalised = (v - mean) * rstd;
+            let gx = d * gm;
+            lanes_gx[j % LANES] += gx;
+            lanes_gxx[j % LANES] += gx * normalised;
+        }
+        for (((sg, sb), &v), &d) in
+            sums.gamma.iter_mut().zip(sums.beta.iter_mut()).zip(row).zip(g.iter())
+        {
+            *sg += d * (v - mean) * rstd;
+            *sb += d;
+        }
+        let mean_gx = lanes_gx.iter().sum::<f32>() * inverse_width;
+        let mean_gxx = lanes_gxx.iter().sum::<f32>() * inverse_width;
+        for ((d, &v), &gm) in g.iter_mut().zip(row).zip(gamma) {
+            let normalised = (v - mean) * rstd;
+            *d = rstd * (*d * gm - mean_gx - normalised * mean_gxx);
         }
     }
 }

@@ -222,3 +222,85 @@ fn merge_heads_refuses_a_view_past_the_buffer() {
     let view = StridedView { dims: [1, 1, 2, 4], strides: [8, 8, 4, 1], offset: 1 };
     merge_heads(&[0.0; 8], view, &mut [0.0; 8]);
 }
+
+#[test]
+fn layer_norm_forward_matches_f64_and_records_its_statistics() {
+    let width = 37;
+    let rows = 5;
+    // A large common offset: the two-pass variance must not lose it.
+    let x: Vec<f32> = spread(rows * width, -3.0, 3.0, 21).iter().map(|v| v + 1000.0).collect();
+    let gamma = spread(width, 0.5, 1.5, 22);
+    let beta = spread(width, -0.5, 0.5, 23);
+    let mut out = vec![0.0; x.len()];
+    let mut stats = vec![0.0; 2 * rows];
+    let eps = 1e-12;
+    layer_norm_forward(&x, Affine { gamma: &gamma, beta: &beta }, eps, &mut out, &mut stats);
+    for (r, row) in x.chunks(width).enumerate() {
+        let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / width as f64;
+        let var = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / width as f64;
+        let rstd = 1.0 / (var + f64::from(eps)).sqrt();
+        assert!((f64::from(stats[2 * r]) - mean).abs() < 1e-3);
+        assert!((f64::from(stats[2 * r + 1]) - rstd).abs() < 1e-3 * rstd);
+        for j in 0..width {
+            let want = (f64::from(row[j]) - mean) * rstd * f64::from(gamma[j]) + f64::from(beta[j]);
+            let got = f64::from(out[r * width + j]);
+            assert!((got - want).abs() < 2e-4, "row {r} col {j}: {got} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn layer_norm_backward_matches_central_differences() {
+    let (rows, width) = (3, 19);
+    let x = spread(rows * width, -2.0, 2.0, 31);
+    let gamma = spread(width, 0.5, 1.5, 32);
+    let beta = spread(width, -0.5, 0.5, 33);
+    let upstream = spread(rows * width, -1.0, 1.0, 34);
+    let eps = 1e-5f32;
+    // Loss = Σ upstream · layer_norm(x), evaluated in f64.
+    let loss = |x: &[f64], gamma: &[f64], beta: &[f64]| -> f64 {
+        let mut total = 0.0;
+        for (r, row) in x.chunks(width).enumerate() {
+            let mean = row.iter().sum::<f64>() / width as f64;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width as f64;
+            let rstd = 1.0 / (var + f64::from(eps)).sqrt();
+            for j in 0..width {
+                let y = (row[j] - mean) * rstd * gamma[j] + beta[j];
+                total += f64::from(upstream[r * width + j]) * y;
+            }
+        }
+        total
+    };
+    let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    let (x64, g64, b64) = (widen(&x), widen(&gamma), widen(&beta));
+    let mut out = vec![0.0; x.len()];
+    let mut stats = vec![0.0; 2 * rows];
+    layer_norm_forward(&x, Affine { gamma: &gamma, beta: &beta }, eps, &mut out, &mut stats);
+    let mut grad = upstream.clone();
+    let (mut dg, mut db) = (vec![0.0; width], vec![0.0; width]);
+    layer_norm_backward(&x, &gamma, &stats, &mut grad, NormSums { gamma: &mut dg, beta: &mut db });
+    let h = 1e-6;
+    let diff = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
+    for i in 0..x.len() {
+        let slope = diff(&|d| {
+            let mut x = x64.clone();
+            x[i] += d;
+            loss(&x, &g64, &b64)
+        });
+        assert!((f64::from(grad[i]) - slope).abs() < 1e-4, "dx[{i}]: {} vs {slope}", grad[i]);
+    }
+    for j in 0..width {
+        let slope_g = diff(&|d| {
+            let mut g = g64.clone();
+            g[j] += d;
+            loss(&x64, &g, &b64)
+        });
+        let slope_b = diff(&|d| {
+            let mut b = b64.clone();
+            b[j] += d;
+            loss(&x64, &g64, &b)
+        });
+        assert!((f64::from(dg[j]) - slope_g).abs() < 1e-4, "dγ[{j}]");
+        assert!((f64::from(db[j]) - slope_b).abs() < 1e-4, "dβ[{j}]");
+    }
+}

@@ -16,7 +16,7 @@ mod flex;
 pub mod gemm;
 pub mod kernels;
 
-use burn::nn::Linear;
+use burn::nn::{LayerNorm, Linear};
 use burn::prelude::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
@@ -58,6 +58,28 @@ pub trait FusedOps: Backend {
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self>;
+
+    /// Layer norm over the last dimension, as burn's `LayerNorm` computes it.
+    ///
+    /// # Shapes
+    /// - `x`: `[..., H]`, `gamma` and `beta`: `[H]`; output: as `x`
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: Option<FloatTensor<Self>>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+}
+
+/// The gradients of a layer norm's inputs, each computed only if asked for.
+#[derive(Debug, Default)]
+pub struct LayerNormGrads<T> {
+    /// The input's gradient.
+    pub x: Option<T>,
+    /// γ's gradient, `[H]`.
+    pub gamma: Option<T>,
+    /// β's gradient, `[H]`.
+    pub beta: Option<T>,
 }
 
 /// The gradients of a linear layer's inputs, each computed only if asked for.
@@ -92,6 +114,26 @@ pub trait FusedKernels: FusedOps {
         grad: FloatTensor<Self>,
         wants: [bool; 3],
     ) -> LinearGrads<FloatTensor<Self>>;
+
+    /// [`FusedOps::fused_layer_norm`] with a β, plus the per-row `[mean, 1/√(var + eps)]`
+    /// (`[rows, 2]`) its backward needs; `None` where the backend has no kernel for these
+    /// inputs (the caller then records the composed ops).
+    fn layer_norm_with_stats(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)>;
+
+    /// Gradients of [`FusedKernels::layer_norm_with_stats`] from its input, γ, statistics and
+    /// the output's gradient; `wants` says which of `[x, gamma, beta]` to return.
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        wants: [bool; 3],
+    ) -> LayerNormGrads<FloatTensor<Self>>;
 }
 
 fn float<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
@@ -144,6 +186,17 @@ pub fn linear_with<B: FusedOps>(
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, 2> {
     tensor(B::fused_linear(float(x), float(weight), bias.map(float)))
+}
+
+/// `norm.forward(x)` over the last dimension as one fused op; `eps` must be the one `norm`
+/// was built with (burn keeps it private).
+pub fn layer_norm<B: FusedOps, const D: usize>(
+    norm: &LayerNorm<B>,
+    eps: f64,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let beta = norm.beta.as_ref().map(|b| float(b.val()));
+    tensor(B::fused_layer_norm(float(x), float(norm.gamma.val()), beta, eps))
 }
 
 #[cfg(test)]
