@@ -6,8 +6,8 @@ use burn::prelude::Backend;
 use burn::tensor::{Int, Tensor};
 
 use crate::config::AlbertConfig;
-use crate::init::ParamFactory;
 use crate::fused::{self, FusedOps};
+use crate::init::ParamFactory;
 use crate::params::InitRule;
 
 /// `albert.embeddings`: sums word, position and token-type embeddings of size E.

@@ -11,7 +11,7 @@ use burn::tensor::TensorMetadata;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::ops::ModuleOps;
 
-use super::{FusedKernels, FusedOps, composed};
+use super::{FusedKernels, FusedOps, LinearGrads, composed};
 
 /// Backward of `gelu_new`; the state is the forward input.
 #[derive(Debug)]
@@ -67,19 +67,30 @@ impl<B: FusedKernels> Backward<B, 1> for MergeHeadsBackward {
     }
 }
 
-/// Backward of `linear` with a bias; the state is the input and the weight.
+/// Backward of `linear` with a bias. The state is the input and the weight, plus the weight
+/// and bias as tracked tensors: their gradients accumulated so far (the shared layer's
+/// weights get one contribution per layer) are taken out of `grads` so that this step's
+/// contribution is summed into them in place rather than added as a separate tensor.
 #[derive(Debug)]
 struct LinearBackward;
 
+type LinearState<B> =
+    (FloatTensor<B>, FloatTensor<B>, FloatTensor<Autodiff<B>>, FloatTensor<Autodiff<B>>);
+
 impl<B: FusedKernels> Backward<B, 3> for LinearBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>);
+    type State = LinearState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [x_node, weight_node, bias_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight) = ops.state;
+        let (x, weight, weight_param, bias_param) = ops.state;
         let wants = [x_node.is_some(), weight_node.is_some(), bias_node.is_some()];
-        let computed = B::fused_linear_backward(x, weight, grad, wants);
+        let running = LinearGrads {
+            x: None,
+            weight: weight_node.as_ref().and_then(|_| grads.remove::<B>(&weight_param)),
+            bias: bias_node.as_ref().and_then(|_| grads.remove::<B>(&bias_param)),
+        };
+        let computed = B::fused_linear_backward(x, weight, grad, wants, running);
         register_each::<B>(
             grads,
             [
@@ -193,9 +204,9 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 let out = B::fused_linear(
                     x.primitive.clone(),
                     weight.primitive.clone(),
-                    Some(bias.primitive),
+                    Some(bias.primitive.clone()),
                 );
-                prep.finish((x.primitive, weight.primitive), out)
+                prep.finish((x.primitive, weight.primitive.clone(), weight, bias), out)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::fused_linear(x.primitive, weight.primitive, Some(bias.primitive)))

@@ -88,17 +88,26 @@ pub fn linear<B: Backend>(
     }
 }
 
-/// Gradients of [`linear`] with burn's matmul, transposes and a column sum.
+/// Gradients of [`linear`] with burn's matmul, transposes and a column sum, plus the
+/// `running` weight and bias gradients.
 pub fn linear_backward<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     grad: FloatTensor<B>,
     [want_x, want_weight, want_bias]: [bool; 3],
+    running: super::LinearGrads<FloatTensor<B>>,
 ) -> super::LinearGrads<FloatTensor<B>> {
     let width = grad.shape().dims::<2>()[1];
+    let plus = |fresh: FloatTensor<B>, so_far: Option<FloatTensor<B>>| match so_far {
+        Some(so_far) => B::float_add(fresh, so_far),
+        None => fresh,
+    };
     super::LinearGrads {
         x: want_x.then(|| B::float_matmul(grad.clone(), B::float_transpose(weight))),
-        weight: want_weight.then(|| B::float_matmul(B::float_transpose(x), grad.clone())),
-        bias: want_bias.then(|| B::float_reshape(B::float_sum_dim(grad, 0), Shape::new([width]))),
+        weight: want_weight
+            .then(|| plus(B::float_matmul(B::float_transpose(x), grad.clone()), running.weight)),
+        bias: want_bias.then(|| {
+            plus(B::float_reshape(B::float_sum_dim(grad, 0), Shape::new([width])), running.bias)
+        }),
     }
 }

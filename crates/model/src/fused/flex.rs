@@ -10,7 +10,8 @@ use super::gemm::{self, MatRef};
 use super::kernels::{self, ScoreRows, StridedView};
 use super::{FusedKernels, FusedOps, LayerNormGrads, LinearGrads, composed};
 
-/// The tensor with a contiguous, offset-free view of its elements (copied only if needed).
+/// The tensor with its elements contiguous in storage, possibly after an offset (which
+/// [`elements`] skips); copied only if they are not.
 fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.layout().is_contiguous() { t } else { t.to_contiguous() }
 }
@@ -37,6 +38,40 @@ fn update_in_place(grad: FlexTensor, kernel: impl FnOnce(&mut [f32])) -> FlexTen
     let mut values = elements(&grad).to_vec();
     kernel(&mut values);
     from_values(values, grad.layout().shape().clone())
+}
+
+/// A gradient of `shape` produced by `add_into`, which adds its contribution to the slice it is
+/// given: the `running` sum when that is an f32 buffer of this shape owned here (summed in
+/// place: no new buffer, no separate add), else zeros (and `running`, if any, added after).
+fn accumulate(
+    running: Option<FlexTensor>,
+    shape: Shape,
+    add_into: impl FnOnce(&mut [f32]),
+) -> FlexTensor {
+    let fits = |t: &FlexTensor| {
+        t.dtype() == DType::F32
+            && t.layout().shape() == &shape
+            && t.layout().is_contiguous()
+            && t.layout().start_offset() == 0
+            && t.bytes().len() == shape.num_elements() * std::mem::size_of::<f32>()
+    };
+    let running = match running {
+        Some(mut sum) if fits(&sum) => match sum.try_storage_mut::<f32>() {
+            Some(values) => {
+                add_into(values);
+                return sum;
+            }
+            None => Some(sum),
+        },
+        other => other,
+    };
+    let mut values = vec![0.0; shape.num_elements()];
+    add_into(&mut values);
+    let fresh = from_values(values, shape);
+    match running {
+        Some(sum) => Flex::float_add(fresh, sum),
+        None => fresh,
+    }
 }
 
 impl FusedOps for Flex {
@@ -244,28 +279,32 @@ impl FusedKernels for Flex {
         weight: FlexTensor,
         grad: FlexTensor,
         wants: [bool; 3],
+        running: LinearGrads<FlexTensor>,
     ) -> LinearGrads<FlexTensor> {
         let grad = contiguous(grad);
         let (Some(x_ref), Some(w_ref), Some(g_ref)) =
             (mat_ref(&x), mat_ref(&weight), mat_ref(&grad))
         else {
-            return composed::linear_backward::<Flex>(x, weight, grad, wants);
+            return composed::linear_backward::<Flex>(x, weight, grad, wants, running);
         };
         let ([rows, inner], [_, width]) = (x_ref.dims(), w_ref.dims());
         let [want_x, want_weight, want_bias] = wants;
-        let product = |m: usize, n: usize, lhs: MatRef<'_>, rhs: MatRef<'_>| {
-            let mut out = vec![0.0; m * n];
-            gemm::matmul(&mut out, false, lhs, rhs);
-            from_values(out, Shape::new([m, n]))
-        };
         LinearGrads {
             // Transposed operands are strided views: nothing is copied to transpose.
-            x: want_x.then(|| product(rows, inner, g_ref, w_ref.t())),
-            weight: want_weight.then(|| product(inner, width, x_ref.t(), g_ref)),
+            x: want_x.then(|| {
+                accumulate(None, Shape::new([rows, inner]), |out| {
+                    gemm::matmul(out, true, g_ref, w_ref.t());
+                })
+            }),
+            weight: want_weight.then(|| {
+                accumulate(running.weight, Shape::new([inner, width]), |out| {
+                    gemm::matmul(out, true, x_ref.t(), g_ref);
+                })
+            }),
             bias: want_bias.then(|| {
-                let mut sums = vec![0.0; width];
-                kernels::column_sums(elements(&grad), &mut sums);
-                from_values(sums, Shape::new([width]))
+                accumulate(running.bias, Shape::new([width]), |out| {
+                    kernels::column_sums(elements(&grad), out);
+                })
             }),
         }
     }

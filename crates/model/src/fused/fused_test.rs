@@ -176,3 +176,26 @@ fn fused_layer_norm_matches_burn_layer_norm_forward_and_every_gradient() {
     let beta = norm.beta.as_ref().expect("β").val();
     assert!(max_diff(beta.grad(&g1).expect("β"), beta.grad(&g2).expect("β")) < 1e-4);
 }
+
+#[test]
+fn a_linear_layer_applied_several_times_sums_its_gradients_like_burn() {
+    let device = Default::default();
+    let layer = burn::nn::LinearConfig::new(8, 8).init::<A>(&device);
+    let x = Tensor::<A, 2>::random([5, 8], Distribution::Default, &device).require_grad();
+    let w = Tensor::<A, 2>::random([5, 8], Distribution::Default, &device);
+    // Three applications of one layer, as the shared ALBERT layer is applied L times; the
+    // gradient each application adds is summed into the running one in place.
+    let mut fused = x.clone();
+    let mut reference = x.clone();
+    for _ in 0..3 {
+        fused = gelu_new(linear(&layer, fused));
+        reference = composed_gelu(layer.forward(reference));
+    }
+    let g1 = fused.mul(w.clone()).sum().backward();
+    let g2 = reference.mul(w).sum().backward();
+    let weight = layer.weight.val();
+    let bias = layer.bias.as_ref().expect("bias").val();
+    assert!(max_diff(weight.grad(&g1).expect("w"), weight.grad(&g2).expect("w")) < 1e-5);
+    assert!(max_diff(bias.grad(&g1).expect("b"), bias.grad(&g2).expect("b")) < 1e-5);
+    assert!(max_diff(x.grad(&g1).expect("x"), x.grad(&g2).expect("x")) < 1e-5);
+}

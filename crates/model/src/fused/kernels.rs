@@ -456,10 +456,9 @@ fn layer_norm_backward_loop(
     }
 }
 
-/// `out[c] = Σ_r rows[r][c]` over the rows of a `rows.len() / out.len()` × `out.len()`
-/// row-major matrix (a linear layer's bias gradient).
+/// `out[c] += Σ_r rows[r][c]` over the rows of a `rows.len() / out.len()` × `out.len()`
+/// row-major matrix (a linear layer's bias gradient, added to what `out` holds).
 pub fn column_sums(rows: &[f32], out: &mut [f32]) {
-    out.fill(0.0);
     if out.is_empty() {
         return;
     }

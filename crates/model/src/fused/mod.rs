@@ -107,12 +107,16 @@ pub trait FusedKernels: FusedOps {
     ) -> FloatTensor<Self>;
 
     /// Gradients of [`FusedOps::fused_linear`] from its inputs and the output's gradient `grad`;
-    /// `wants` says which of `[x, weight, bias]` to compute.
+    /// `wants` says which of `[x, weight, bias]` to compute. `running` holds the weight's and
+    /// bias's gradients accumulated so far (a parameter used several times, as the shared
+    /// layer's are, gets one contribution per use): the returned ones include them, summed in
+    /// place where the backend can.
     fn fused_linear_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 3],
+        running: LinearGrads<FloatTensor<Self>>,
     ) -> LinearGrads<FloatTensor<Self>>;
 
     /// [`FusedOps::fused_layer_norm`] with a β, plus the per-row `[mean, 1/√(var + eps)]`
