@@ -5,7 +5,8 @@
 //! Ranks run either as tasks of one process ([`run_in_process`]) or as separate processes:
 //! [`launch`] spawns `n` copies of a command, each of which calls [`rank_process`]; they
 //! rendezvous over stdin/stdout (each rank prints `listening <addr>`, the launcher answers
-//! `members <addr0> <addr1> …`; rank 0 prints one `result <json>` line per size, then `done`).
+//! `members <addr0> <addr1> …`; rank 0 prints one `result <json>` line per size; every rank
+//! prints `done`, and once all have, the launcher answers `exit`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -271,15 +272,20 @@ pub async fn run_in_process(options: &BenchOptions) -> Result<Vec<BenchResult>, 
 }
 
 /// The body of one rank process: serve, print `listening <addr>`, read `members …` from
-/// `input`, run, and (rank 0) print one `result <json>` line per size; every rank ends with
-/// `done`.
+/// `input`, run, and (rank 0) print one `result <json>` line per size; every rank then prints
+/// `done` and keeps serving until `input` says `exit` (or ends). The launcher says `exit`
+/// only once every rank is done: a rank that finished its last operation may still owe its
+/// predecessor the answer to that operation's stream, and leaving earlier would break it.
+///
+/// `input` is read on a thread of its own, so waiting for a line never stops this runtime
+/// (a single-threaded one must keep serving peers meanwhile).
 ///
 /// # Errors
 /// Bad options, a broken rendezvous, or a failed or wrong all-reduce.
 pub async fn rank_process(
     options: &BenchOptions,
     rank: usize,
-    input: &mut (dyn BufRead + Send),
+    input: impl BufRead + Send + 'static,
     output: &mut (dyn Write + Send),
 ) -> Result<(), CollectiveError> {
     options.validate()?;
@@ -288,10 +294,10 @@ pub async fn rank_process(
     let _stop = shutdown.clone().drop_guard();
     let collective = Collective::new(options.config.clone())?;
     let (addr, _task) = serve(&collective, shutdown.clone()).await?;
+    let mut lines = forward_lines(input);
     writeln!(output, "listening {addr}").map_err(io)?;
     output.flush().map_err(io)?;
-    let mut line = String::new();
-    input.read_line(&mut line).map_err(io)?;
+    let line = lines.recv().await.unwrap_or_default();
     let addrs: Vec<String> = match line.trim().strip_prefix("members ") {
         Some(list) => list.split_whitespace().map(str::to_owned).collect(),
         None => {
@@ -315,7 +321,29 @@ pub async fn rank_process(
     }
     writeln!(output, "done").map_err(io)?;
     output.flush().map_err(io)?;
+    // Serve on until every rank is done; the end of `input` (a launcher gone) also ends it.
+    while let Some(line) = lines.recv().await {
+        if line.trim() == "exit" {
+            break;
+        }
+    }
     Ok(())
+}
+
+/// The lines of `input`, read on a plain thread and handed over through a channel (which
+/// closes when `input` ends or fails).
+fn forward_lines(
+    input: impl BufRead + Send + 'static,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in input.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// An upper bound for a whole run: what the ranks' own operation deadlines allow, plus start-up.
@@ -408,9 +436,10 @@ fn drive_children(
             .map_err(|e| fail(format!("rank {rank}: {e}")))?;
     }
     let mut results = Vec::new();
-    let mut finished = 0;
-    while finished < options.ranks {
+    let mut done = vec![false; options.ranks];
+    while done.iter().any(|d| !d) {
         match next()? {
+            (rank, Some(line)) if line.trim_end().ends_with("done") => done[rank] = true,
             (0, Some(line)) => {
                 if let Some((_, json)) = line.split_once("result {") {
                     let json = format!("{{{json}");
@@ -420,7 +449,13 @@ fn drive_children(
                 }
             }
             (_, Some(_)) => {}
-            (_, None) => finished += 1,
+            (rank, None) => return Err(fail(format!("rank {rank} exited before it was done"))),
+        }
+    }
+    // Every rank has finished every operation: none still needs a peer's server.
+    for child in children.iter_mut() {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"exit\n").and_then(|()| stdin.flush());
         }
     }
     for (rank, child) in children.iter_mut().enumerate() {

@@ -24,11 +24,9 @@ fn bench_rank_child() {
     let Ok(rank) = std::env::var(RANK_VAR) else { return };
     let rank: usize = rank.parse().expect("rank number");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut input = BufReader::new(std::io::stdin());
+    let input = BufReader::new(std::io::stdin());
     let mut output = std::io::stdout();
-    runtime
-        .block_on(bench::rank_process(&options(), rank, &mut input, &mut output))
-        .expect("rank runs");
+    runtime.block_on(bench::rank_process(&options(), rank, input, &mut output)).expect("rank runs");
 }
 
 #[test]
