@@ -14,7 +14,7 @@ use crate::params::InitRule;
 /// `predictions`: dense H→E, activation, LayerNorm, then logits against the word embeddings.
 #[derive(Module, Debug)]
 pub struct AlbertMlmHead<B: Backend> {
-    /// `predictions.bias` [V] (transformers also exposes it as `predictions.decoder.bias`).
+    /// `predictions.bias` `[V]` (transformers also exposes it as `predictions.decoder.bias`).
     pub bias: Param<Tensor<B, 1>>,
     /// `predictions.LayerNorm` over E.
     pub layer_norm: LayerNorm<B>,
