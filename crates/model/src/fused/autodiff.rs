@@ -194,9 +194,12 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
-        let Some(bias) = bias else {
-            // Every linear map of the model has a bias; without one, burn's ops record it.
-            return composed::linear::<Self>(x, weight, None);
+        let width = weight.primitive.shape().dims::<2>()[1];
+        let bias = match bias {
+            Some(b) if b.primitive.shape().num_dims() == 1 && b.primitive.shape()[0] == width => b,
+            // Every linear map of the model has a `[out]` bias; without one (or with a bias
+            // that broadcasts), burn's ops record it, gradients' shapes included.
+            other => return composed::linear::<Self>(x, weight, other),
         };
         let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
         match LinearBackward.prepare::<C>(nodes).compute_bound().stateful() {

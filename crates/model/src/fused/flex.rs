@@ -125,10 +125,11 @@ impl FusedOps for Flex {
             None => None,
         };
         assert_eq!(inner, inner2, "linear: input width {inner} against weight rows {inner2}");
+        let len = rows.checked_mul(width).expect("linear output size overflows usize");
         // The bias is the GEMM's starting value: each output row begins as a copy of it.
         let mut out = match bias_values {
             Some(b) => b.repeat(rows),
-            None => vec![0.0; rows * width],
+            None => vec![0.0; len],
         };
         gemm::matmul(&mut out, bias_values.is_some(), lhs, rhs);
         from_values(out, Shape::new([rows, width]))

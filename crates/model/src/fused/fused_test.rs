@@ -199,3 +199,21 @@ fn a_linear_layer_applied_several_times_sums_its_gradients_like_burn() {
     assert!(max_diff(bias.grad(&g1).expect("b"), bias.grad(&g2).expect("b")) < 1e-5);
     assert!(max_diff(x.grad(&g1).expect("x"), x.grad(&g2).expect("x")) < 1e-5);
 }
+
+#[test]
+fn a_bias_that_broadcasts_gets_a_gradient_of_its_own_shape() {
+    let device = Default::default();
+    let x = Tensor::<A, 2>::random([6, 4], Distribution::Default, &device).require_grad();
+    let weight = Tensor::<A, 2>::random([4, 3], Distribution::Default, &device).require_grad();
+    let bias = Tensor::<A, 1>::random([1], Distribution::Default, &device).require_grad();
+    let w = Tensor::<A, 2>::random([6, 3], Distribution::Default, &device);
+    let fused = linear_with(x.clone(), weight.clone(), Some(bias.clone()));
+    let reference = x.clone().matmul(weight.clone()) + bias.clone().unsqueeze::<2>();
+    assert!(max_diff(fused.clone().inner(), reference.clone().inner()) < 1e-5);
+    let g1 = fused.mul(w.clone()).sum().backward();
+    let g2 = reference.mul(w).sum().backward();
+    let (b1, b2) = (bias.grad(&g1).expect("b"), bias.grad(&g2).expect("b"));
+    assert_eq!(b1.dims(), [1]);
+    assert!(max_diff(b1, b2) < 1e-5);
+    assert!(max_diff(weight.grad(&g1).expect("w"), weight.grad(&g2).expect("w")) < 1e-5);
+}

@@ -31,6 +31,10 @@ impl<'a> MatRef<'a> {
         [rows, cols]: [usize; 2],
         [row_stride, col_stride]: [usize; 2],
     ) -> Self {
+        // A dimension of size 1 never moves along its stride: 0 keeps any value it had from
+        // reaching the GEMM (which takes strides as isize).
+        let row_stride = if rows > 1 { row_stride } else { 0 };
+        let col_stride = if cols > 1 { col_stride } else { 0 };
         if rows > 0 && cols > 0 {
             let last = (rows - 1)
                 .checked_mul(row_stride)
@@ -78,7 +82,10 @@ const PARALLEL_MIN_OPS: usize = 192 * 192 * 192;
 pub fn matmul(dst: &mut [f32], accumulate: bool, lhs: MatRef<'_>, rhs: MatRef<'_>) {
     let ([m, k], [k2, n]) = (lhs.dims(), rhs.dims());
     assert_eq!(k, k2, "matmul inner dimensions {m}x{k} · {k2}x{n}");
-    assert_eq!(dst.len(), m * n, "matmul output of {m}x{n}");
+    // Checked: with stride-0 (broadcast) views, m and n are not bounded by any buffer, and a
+    // wrapped product could make an empty `dst` look right.
+    let len = m.checked_mul(n).expect("matmul output size overflows usize");
+    assert_eq!(dst.len(), len, "matmul output of {m}x{n}");
     if m == 0 || n == 0 {
         return;
     }
@@ -178,6 +185,15 @@ mod tests {
     fn a_view_past_its_buffer_is_refused() {
         let data = [0.0f32; 10];
         let _ = MatRef::new(&data, 2, [3, 3], [3, 1]);
+    }
+
+    #[test]
+    #[should_panic(expected = "overflows")]
+    fn an_output_size_that_overflows_is_refused_not_wrapped() {
+        // Broadcast views (stride 0) of huge dimensions over one element each.
+        let lhs = MatRef::new(&[1.0], 0, [1 << 63, 1], [0, 0]);
+        let rhs = MatRef::new(&[1.0, 2.0], 0, [1, 2], [2, 1]);
+        matmul(&mut [], false, lhs, rhs);
     }
 
     #[test]

@@ -154,13 +154,13 @@ fn gelu_new_backward_loop(x: &[f32], grad: &mut [f32]) {
     for (g, &x) in grad.iter_mut().zip(x) {
         let x2 = x * x;
         let e = exp(-x * (GELU_LINEAR + GELU_CUBIC * x2));
-        // Capped so that e·σ(u) below stays 1 rather than inf·0 for very negative x (the
-        // comparison keeps a NaN).
-        let e = if e > 1e30 { 1e30 } else { e };
         let s = 1.0 / (1.0 + e);
         // d/dx [x·σ(u)] = σ(u) + x·σ(u)·(1 − σ(u))·u'(x), u'(x) = LINEAR + 3·CUBIC·x², with
         // 1 − σ(u) = e⁻ᵘ·σ(u): `1.0 - s` would cancel to a few bits where σ(u) is near 1.
-        let derivative = s + x * e * s * s * (GELU_LINEAR + 3.0 * GELU_CUBIC * x2);
+        // Where e⁻ᵘ is huge (very negative x) that product is inf·0; it is 1 there. The
+        // comparison keeps a NaN.
+        let one_minus_s = if e > 1e30 { 1.0 } else { e * s };
+        let derivative = s + (x * s) * one_minus_s * (GELU_LINEAR + 3.0 * GELU_CUBIC * x2);
         *g *= derivative;
     }
 }
