@@ -67,15 +67,14 @@ impl<B: FusedKernels> Backward<B, 1> for MergeHeadsBackward {
     }
 }
 
-/// Backward of `linear` with a bias. The state is the input and the weight, plus the weight
-/// and bias as tracked tensors: their gradients accumulated so far (the shared layer's
-/// weights get one contribution per layer) are taken out of `grads` so that this step's
-/// contribution is summed into them in place rather than added as a separate tensor.
+/// Backward of `linear` with a bias. The state is the input, and the weight and bias as
+/// tracked tensors: their gradients accumulated so far (the shared layer's weights get one
+/// contribution per layer) are taken out of `grads` so that this step's contribution is
+/// summed into them in place rather than added as a separate tensor.
 #[derive(Debug)]
 struct LinearBackward;
 
-type LinearState<B> =
-    (FloatTensor<B>, FloatTensor<B>, FloatTensor<Autodiff<B>>, FloatTensor<Autodiff<B>>);
+type LinearState<B> = (FloatTensor<B>, FloatTensor<Autodiff<B>>, FloatTensor<Autodiff<B>>);
 
 impl<B: FusedKernels> Backward<B, 3> for LinearBackward {
     type State = LinearState<B>;
@@ -83,7 +82,8 @@ impl<B: FusedKernels> Backward<B, 3> for LinearBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [x_node, weight_node, bias_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, weight_param, bias_param) = ops.state;
+        let (x, weight_param, bias_param) = ops.state;
+        let weight = weight_param.primitive.clone();
         let wants = [x_node.is_some(), weight_node.is_some(), bias_node.is_some()];
         let running = LinearGrads {
             x: None,
@@ -209,7 +209,7 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                     weight.primitive.clone(),
                     Some(bias.primitive.clone()),
                 );
-                prep.finish((x.primitive, weight.primitive.clone(), weight, bias), out)
+                prep.finish((x.primitive, weight, bias), out)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::fused_linear(x.primitive, weight.primitive, Some(bias.primitive)))

@@ -9,11 +9,16 @@ use burn::tensor::{Scalar, Shape, TensorMetadata};
 const GELU_LINEAR: f64 = 2.0 * 0.797_884_560_802_865_4;
 const GELU_CUBIC: f64 = GELU_LINEAR * 0.044715;
 
+/// `u = x · (GELU_LINEAR + GELU_CUBIC · x²)` from `x` and `x²`: `gelu_new(x) = x · σ(u)`.
+fn gelu_argument<B: Backend>(x: FloatTensor<B>, x2: FloatTensor<B>) -> FloatTensor<B> {
+    let cubic = B::float_mul_scalar(x2, Scalar::Float(GELU_CUBIC));
+    B::float_mul(x, B::float_add_scalar(cubic, Scalar::Float(GELU_LINEAR)))
+}
+
 /// `x · σ(GELU_LINEAR · x + GELU_CUBIC · x³)`.
 pub fn gelu_new<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
-    let inner = B::float_mul_scalar(B::float_mul(x.clone(), x.clone()), Scalar::Float(GELU_CUBIC));
-    let inner = B::float_mul(x.clone(), B::float_add_scalar(inner, Scalar::Float(GELU_LINEAR)));
-    B::float_mul(x, B::sigmoid(inner))
+    let u = gelu_argument::<B>(x.clone(), B::float_mul(x.clone(), x.clone()));
+    B::float_mul(x, B::sigmoid(u))
 }
 
 /// `softmax(scale · scores + mask_bias)` over the last dimension.
@@ -30,13 +35,7 @@ pub fn attention_probs<B: Backend>(
 /// `gelu_new'(x) = σ(u) + x · σ(u) · (1 − σ(u)) · (GELU_LINEAR + 3 · GELU_CUBIC · x²)`.
 pub fn gelu_new_derivative<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     let x2 = B::float_mul(x.clone(), x.clone());
-    let u = B::float_mul(
-        x.clone(),
-        B::float_add_scalar(
-            B::float_mul_scalar(x2.clone(), Scalar::Float(GELU_CUBIC)),
-            Scalar::Float(GELU_LINEAR),
-        ),
-    );
+    let u = gelu_argument::<B>(x.clone(), x2.clone());
     let s = B::sigmoid(u);
     let slope = B::float_add_scalar(
         B::float_mul_scalar(x2, Scalar::Float(3.0 * GELU_CUBIC)),

@@ -25,13 +25,22 @@ fn from_values(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
 }
 
+/// Whether `t` is f32 and its buffer holds exactly its elements, in order from the start: a
+/// buffer a kernel may write in place once it is the only owner.
+fn is_whole_f32(t: &FlexTensor) -> bool {
+    t.dtype() == DType::F32
+        && t.layout().is_contiguous()
+        && t.layout().start_offset() == 0
+        && t.bytes().len() == t.layout().num_elements() * std::mem::size_of::<f32>()
+}
+
 /// Runs `kernel` on `grad`'s elements in place when it owns them contiguously, else on a
 /// copy; either way the result has `grad`'s shape.
 fn update_in_place(grad: FlexTensor, kernel: impl FnOnce(&mut [f32])) -> FlexTensor {
     let mut grad = contiguous(grad);
-    let whole = grad.layout().start_offset() == 0
-        && grad.bytes().len() == grad.layout().num_elements() * std::mem::size_of::<f32>();
-    if whole && let Some(values) = grad.try_storage_mut::<f32>() {
+    if is_whole_f32(&grad)
+        && let Some(values) = grad.try_storage_mut::<f32>()
+    {
         kernel(values);
         return grad;
     }
@@ -48,13 +57,7 @@ fn accumulate(
     shape: Shape,
     add_into: impl FnOnce(&mut [f32]),
 ) -> FlexTensor {
-    let fits = |t: &FlexTensor| {
-        t.dtype() == DType::F32
-            && t.layout().shape() == &shape
-            && t.layout().is_contiguous()
-            && t.layout().start_offset() == 0
-            && t.bytes().len() == shape.num_elements() * std::mem::size_of::<f32>()
-    };
+    let fits = |t: &FlexTensor| t.layout().shape() == &shape && is_whole_f32(t);
     let running = match running {
         Some(mut sum) if fits(&sum) => match sum.try_storage_mut::<f32>() {
             Some(values) => {
@@ -157,19 +160,19 @@ impl FusedOps for Flex {
 fn norm_inputs(
     x: FlexTensor,
     gamma: FlexTensor,
-    beta: Option<FlexTensor>,
-) -> Option<(FlexTensor, FlexTensor, Option<FlexTensor>, usize)> {
+    beta: FlexTensor,
+) -> Option<(FlexTensor, FlexTensor, FlexTensor, usize)> {
     let width = gamma.layout().num_elements();
     let dims = x.layout().shape().num_dims();
-    let f32s = x.dtype() == DType::F32
-        && gamma.dtype() == DType::F32
-        && beta
-            .as_ref()
-            .is_none_or(|b| b.dtype() == DType::F32 && b.layout().num_elements() == width);
-    if !f32s || dims == 0 || x.layout().shape()[dims - 1] != width {
+    let f32s = [&x, &gamma, &beta].iter().all(|t| t.dtype() == DType::F32);
+    if !f32s
+        || beta.layout().num_elements() != width
+        || dims == 0
+        || x.layout().shape()[dims - 1] != width
+    {
         return None;
     }
-    Some((contiguous(x), contiguous(gamma), beta.map(contiguous), width))
+    Some((contiguous(x), contiguous(gamma), contiguous(beta), width))
 }
 
 /// The 2-D f32 matrix view of `t` (any non-negative strides), or `None`.
@@ -242,8 +245,7 @@ impl FusedKernels for Flex {
         beta: FlexTensor,
         eps: f64,
     ) -> Option<(FlexTensor, FlexTensor)> {
-        let (x, gamma, beta, width) = norm_inputs(x, gamma, Some(beta))?;
-        let beta = beta?;
+        let (x, gamma, beta, width) = norm_inputs(x, gamma, beta)?;
         let values = elements(&x);
         let rows = values.len().checked_div(width).unwrap_or(0);
         let mut out = vec![0.0; values.len()];
