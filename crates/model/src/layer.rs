@@ -7,7 +7,7 @@ use burn::prelude::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::{AlbertConfig, HiddenAct};
-use crate::fused::{self, FusedOps};
+use crate::fused::{self, FusedOps, RepeatedLinear};
 use crate::init::ParamFactory;
 
 /// Applies `act` element-wise.
@@ -69,21 +69,50 @@ impl<B: FusedOps> AlbertAttention<B> {
     /// - `mask_bias`: `[B, 1, 1, S]`, 0 where attended, a large negative number at padding
     /// - output: `[B·S, H]`
     pub fn forward(&self, x: Tensor<B, 2>, mask_bias: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.forward_prepared(&self.prepare(), x, mask_bias)
+    }
+
+    /// The four projections, prepared for several applications in one pass.
+    pub fn prepare(&self) -> PreparedAttention<'_, B> {
+        PreparedAttention {
+            query: RepeatedLinear::new(&self.query),
+            key: RepeatedLinear::new(&self.key),
+            value: RepeatedLinear::new(&self.value),
+            dense: RepeatedLinear::new(&self.dense),
+        }
+    }
+
+    /// [`Self::forward`] with projections `prepared` from this block in the same pass.
+    pub fn forward_prepared(
+        &self,
+        prepared: &PreparedAttention<'_, B>,
+        x: Tensor<B, 2>,
+        mask_bias: Tensor<B, 4>,
+    ) -> Tensor<B, 2> {
         let batch = mask_bias.dims()[0];
         let hidden = x.dims()[1];
         let heads = self.num_heads;
         let head_dim = hidden / heads;
         let split = |t: Tensor<B, 2>| fused::split_heads(t, batch, heads);
-        let q = split(fused::linear(&self.query, x.clone()));
-        let k = split(fused::linear(&self.key, x.clone()));
-        let v = split(fused::linear(&self.value, x.clone()));
+        let q = split(prepared.query.forward(x.clone()));
+        let k = split(prepared.key.forward(x.clone()));
+        let v = split(prepared.value.forward(x.clone()));
         let scale = 1.0 / (head_dim as f32).sqrt();
         let probs = fused::attention_probs(q.matmul(k.swap_dims(2, 3)), mask_bias, scale);
         let probs = self.attention_dropout.forward(probs);
         let context = fused::merge_heads(probs.matmul(v));
-        let projected = self.output_dropout.forward(fused::linear(&self.dense, context));
+        let projected = self.output_dropout.forward(prepared.dense.forward(context));
         fused::layer_norm(&self.layer_norm, self.layer_norm_eps, x + projected)
     }
+}
+
+/// [`AlbertAttention`]'s projections prepared for one forward pass.
+#[derive(Debug)]
+pub struct PreparedAttention<'a, B: FusedOps> {
+    query: RepeatedLinear<'a, B>,
+    key: RepeatedLinear<'a, B>,
+    value: RepeatedLinear<'a, B>,
+    dense: RepeatedLinear<'a, B>,
 }
 
 /// `albert_layers.0`: the one shared layer.
@@ -129,11 +158,39 @@ impl<B: FusedOps> AlbertLayer<B> {
     /// # Shapes
     /// - `x`: `[B·S, H]`, `mask_bias`: `[B, 1, 1, S]`, output: `[B·S, H]`
     pub fn forward(&self, x: Tensor<B, 2>, mask_bias: Tensor<B, 4>) -> Tensor<B, 2> {
-        let attended = self.attention.forward(x, mask_bias);
-        let inner = activate(self.activation, fused::linear(&self.ffn, attended.clone()));
-        let out = fused::linear(&self.ffn_output, inner);
+        self.forward_prepared(&self.prepare(), x, mask_bias)
+    }
+
+    /// The layer's six linear maps prepared for the forward pass that is about to apply the
+    /// layer `num_hidden_layers` times (see [`RepeatedLinear`]).
+    pub fn prepare(&self) -> PreparedLayer<'_, B> {
+        PreparedLayer {
+            attention: self.attention.prepare(),
+            ffn: RepeatedLinear::new(&self.ffn),
+            ffn_output: RepeatedLinear::new(&self.ffn_output),
+        }
+    }
+
+    /// [`Self::forward`] with linear maps `prepared` from this layer in the same pass.
+    pub fn forward_prepared(
+        &self,
+        prepared: &PreparedLayer<'_, B>,
+        x: Tensor<B, 2>,
+        mask_bias: Tensor<B, 4>,
+    ) -> Tensor<B, 2> {
+        let attended = self.attention.forward_prepared(&prepared.attention, x, mask_bias);
+        let inner = activate(self.activation, prepared.ffn.forward(attended.clone()));
+        let out = prepared.ffn_output.forward(inner);
         fused::layer_norm(&self.full_layer_layer_norm, self.layer_norm_eps, out + attended)
     }
+}
+
+/// [`AlbertLayer`]'s linear maps prepared for one forward pass.
+#[derive(Debug)]
+pub struct PreparedLayer<'a, B: FusedOps> {
+    attention: PreparedAttention<'a, B>,
+    ffn: RepeatedLinear<'a, B>,
+    ffn_output: RepeatedLinear<'a, B>,
 }
 
 /// `albert_layer_groups.0`: a group holding the one layer.
@@ -177,8 +234,9 @@ impl<B: FusedOps> AlbertTransformer<B> {
         let flat = embedded.reshape([batch * seq, width]);
         let mut x = fused::linear(&self.embedding_hidden_mapping_in, flat);
         for layer in self.albert_layer_groups.iter().flat_map(|g| g.albert_layers.iter()) {
+            let prepared = layer.prepare();
             for _ in 0..self.num_hidden_layers {
-                x = layer.forward(x, mask_bias.clone());
+                x = layer.forward_prepared(&prepared, x, mask_bias.clone());
             }
         }
         let hidden = x.dims()[1];

@@ -8,6 +8,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::tensor::TensorMetadata;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::ops::ModuleOps;
 
@@ -74,7 +75,9 @@ impl<B: FusedKernels> Backward<B, 1> for MergeHeadsBackward {
 #[derive(Debug)]
 struct LinearBackward;
 
-type LinearState<B> = (FloatTensor<B>, FloatTensor<Autodiff<B>>, FloatTensor<Autodiff<B>>);
+/// The input, the weight and bias as tracked tensors, and the prepared `weightᵀ` if any.
+type LinearState<B> =
+    (FloatTensor<B>, FloatTensor<Autodiff<B>>, FloatTensor<Autodiff<B>>, Option<FloatTensor<B>>);
 
 impl<B: FusedKernels> Backward<B, 3> for LinearBackward {
     type State = LinearState<B>;
@@ -82,7 +85,7 @@ impl<B: FusedKernels> Backward<B, 3> for LinearBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [x_node, weight_node, bias_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight_param, bias_param) = ops.state;
+        let (x, weight_param, bias_param, weight_t) = ops.state;
         let weight = weight_param.primitive.clone();
         let wants = [x_node.is_some(), weight_node.is_some(), bias_node.is_some()];
         let running = LinearGrads {
@@ -90,7 +93,7 @@ impl<B: FusedKernels> Backward<B, 3> for LinearBackward {
             weight: weight_node.as_ref().and_then(|_| grads.remove::<B>(&weight_param)),
             bias: bias_node.as_ref().and_then(|_| grads.remove::<B>(&bias_param)),
         };
-        let computed = B::fused_linear_backward(x, weight, grad, wants, running);
+        let computed = B::fused_linear_backward(x, weight, weight_t, grad, wants, running);
         register_each::<B>(
             grads,
             [
@@ -193,6 +196,7 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
+        prepared: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
         let width = weight.primitive.shape().dims::<2>()[1];
         let bias = match bias {
@@ -208,13 +212,23 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                     x.primitive.clone(),
                     weight.primitive.clone(),
                     Some(bias.primitive.clone()),
+                    None,
                 );
-                prep.finish((x.primitive, weight, bias), out)
+                let weight_t = prepared.map(|p| p.primitive);
+                prep.finish((x.primitive, weight, bias, weight_t), out)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::fused_linear(x.primitive, weight.primitive, Some(bias.primitive)))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_linear(
+                x.primitive,
+                weight.primitive,
+                Some(bias.primitive),
+                None,
+            )),
         }
+    }
+
+    fn prepare_linear_weight(weight: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        // A constant of the pass: its gradient flows through the weight itself.
+        B::transposed_weight(weight.primitive).map(<Self as AutodiffBackend>::from_inner)
     }
 
     fn fused_layer_norm(

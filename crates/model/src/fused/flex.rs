@@ -114,7 +114,13 @@ impl FusedOps for Flex {
         from_values(out, Shape::new([batch * seq, heads * width]))
     }
 
-    fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
+    fn fused_linear(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: Option<FlexTensor>,
+        // Made for a backward, which Flex alone does not record.
+        _prepared: Option<FlexTensor>,
+    ) -> FlexTensor {
         let bias = bias.map(contiguous);
         let (Some(lhs), Some(rhs)) = (mat_ref(&x), mat_ref(&weight)) else {
             return composed::linear::<Flex>(x, weight, bias);
@@ -136,6 +142,10 @@ impl FusedOps for Flex {
         };
         gemm::matmul(&mut out, bias_values.is_some(), lhs, rhs);
         from_values(out, Shape::new([rows, width]))
+    }
+
+    fn prepare_linear_weight(_weight: FlexTensor) -> Option<FlexTensor> {
+        None
     }
 
     fn fused_layer_norm(
@@ -277,9 +287,21 @@ impl FusedKernels for Flex {
         }
     }
 
+    fn transposed_weight(weight: FlexTensor) -> Option<FlexTensor> {
+        if weight.dtype() != DType::F32 || weight.layout().shape().num_dims() != 2 {
+            return None;
+        }
+        let [rows, cols] = weight.layout().shape().dims::<2>();
+        let weight = contiguous(weight);
+        let mut out = vec![0.0; rows * cols];
+        kernels::transpose(elements(&weight), rows, cols, &mut out);
+        Some(from_values(out, Shape::new([cols, rows])))
+    }
+
     fn fused_linear_backward(
         x: FlexTensor,
         weight: FlexTensor,
+        weight_t: Option<FlexTensor>,
         grad: FlexTensor,
         wants: [bool; 3],
         running: LinearGrads<FlexTensor>,
@@ -291,12 +313,19 @@ impl FusedKernels for Flex {
             return composed::linear_backward::<Flex>(x, weight, grad, wants, running);
         };
         let ([rows, inner], [_, width]) = (x_ref.dims(), w_ref.dims());
+        // The GEMM reads a contiguous `weightᵀ` in place; the transposed view of `weight` it
+        // would pack first.
+        let w_t_ref = weight_t
+            .as_ref()
+            .and_then(mat_ref)
+            .filter(|t| t.dims() == [width, inner])
+            .unwrap_or(w_ref.t());
         let [want_x, want_weight, want_bias] = wants;
         LinearGrads {
             // Transposed operands are strided views: nothing is copied to transpose.
             x: want_x.then(|| {
                 accumulate(None, Shape::new([rows, inner]), |out| {
-                    gemm::matmul(out, true, g_ref, w_ref.t());
+                    gemm::matmul(out, true, g_ref, w_t_ref);
                 })
             }),
             weight: want_weight.then(|| {

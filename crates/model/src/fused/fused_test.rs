@@ -201,6 +201,39 @@ fn a_linear_layer_applied_several_times_sums_its_gradients_like_burn() {
 }
 
 #[test]
+fn a_repeated_linear_reads_its_prepared_transpose_and_gets_burns_gradients() {
+    let device = Default::default();
+    // Not square, so a transpose taken the wrong way round cannot pass for the right one.
+    let layer = burn::nn::LinearConfig::new(7, 5).init::<A>(&device);
+    let repeated = RepeatedLinear::new(&layer);
+    let prepared = repeated.prepared.clone().expect("autodiff prepares a transpose");
+    let prepared: Tensor<A, 2> = tensor(prepared);
+    assert_eq!(prepared.dims(), [5, 7]);
+    assert!(max_diff(prepared.inner(), layer.weight.val().inner().transpose()) == 0.0);
+    assert!(
+        RepeatedLinear::new(&burn::nn::LinearConfig::new(7, 5).init::<F>(&device))
+            .prepared
+            .is_none()
+    );
+
+    let inputs: Vec<Tensor<A, 2>> = (0..3)
+        .map(|_| Tensor::random([4, 7], Distribution::Default, &device).require_grad())
+        .collect();
+    let w = Tensor::<A, 2>::random([4, 5], Distribution::Default, &device);
+    let loss = |forward: &dyn Fn(Tensor<A, 2>) -> Tensor<A, 2>| {
+        let parts = inputs.iter().map(|x| forward(x.clone()).mul(w.clone()).sum());
+        parts.reduce(|a, b| a + b).expect("three inputs").backward()
+    };
+    let g1 = loss(&|x| repeated.forward(x));
+    let g2 = loss(&|x| layer.forward(x));
+    for x in &inputs {
+        assert!(max_diff(x.grad(&g1).expect("x"), x.grad(&g2).expect("x")) < 1e-5);
+    }
+    let weight = layer.weight.val();
+    assert!(max_diff(weight.grad(&g1).expect("w"), weight.grad(&g2).expect("w")) < 1e-5);
+}
+
+#[test]
 fn a_bias_that_broadcasts_gets_a_gradient_of_its_own_shape() {
     let device = Default::default();
     let x = Tensor::<A, 2>::random([6, 4], Distribution::Default, &device).require_grad();

@@ -469,6 +469,32 @@ pub fn column_sums(rows: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Side of the square tiles [`transpose`] copies: a tile's source rows and destination rows
+/// (16 KiB of each) stay in L1 while it is written.
+const TRANSPOSE_TILE: usize = 64;
+
+/// `out` (`cols × rows`, row-major) = the transpose of `src` (`rows × cols`, row-major), tile by
+/// tile so that both sides are read and written in cache-line runs.
+///
+/// # Panics
+/// If either slice is not `rows · cols` long.
+pub fn transpose(src: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    assert_eq!(src.len(), rows * cols, "transpose source of {rows}x{cols}");
+    assert_eq!(out.len(), rows * cols, "transpose output of {cols}x{rows}");
+    for r0 in (0..rows).step_by(TRANSPOSE_TILE) {
+        let r1 = (r0 + TRANSPOSE_TILE).min(rows);
+        for c0 in (0..cols).step_by(TRANSPOSE_TILE) {
+            let c1 = (c0 + TRANSPOSE_TILE).min(cols);
+            for c in c0..c1 {
+                let column = &mut out[c * rows + r0..c * rows + r1];
+                for (o, r) in column.iter_mut().zip(r0..r1) {
+                    *o = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "kernels_test.rs"]
 mod tests;

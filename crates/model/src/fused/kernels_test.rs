@@ -304,3 +304,19 @@ fn layer_norm_backward_matches_central_differences() {
         assert!((f64::from(db[j]) - slope_b).abs() < 1e-4, "dβ[{j}]");
     }
 }
+
+#[test]
+fn transpose_moves_every_element_across_partial_tiles() {
+    // 70 × 130: neither side a multiple of the tile, so edge tiles are partial.
+    let (rows, cols) = (70, 130);
+    let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+    let mut out = vec![f32::NAN; rows * cols];
+    transpose(&src, rows, cols, &mut out);
+    for r in 0..rows {
+        for c in 0..cols {
+            assert_eq!(out[c * rows + r], src[r * cols + c], "element ({r}, {c})");
+        }
+    }
+    let mut empty: Vec<f32> = Vec::new();
+    transpose(&[], 0, 5, &mut empty);
+}

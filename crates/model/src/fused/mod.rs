@@ -51,7 +51,8 @@ pub trait FusedOps: Backend {
     /// the inverse of [`FusedOps::split_heads`], which is its backward.
     fn merge_heads(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// `x · weight + bias`, the bias broadcast over rows.
+    /// `x · weight + bias`, the bias broadcast over rows. `prepared` is what
+    /// [`FusedOps::prepare_linear_weight`] made of this `weight`, if anything.
     ///
     /// # Shapes
     /// - `x`: `[N, in]`, `weight`: `[in, out]` (burn's layout), `bias`: `[out]`
@@ -60,7 +61,15 @@ pub trait FusedOps: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
+        prepared: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self>;
+
+    /// Work on a linear map's `weight` done once for the several applications one forward
+    /// pass makes of it (the shared layer's maps, applied once per layer): where a backward
+    /// is recorded, the contiguous `weightᵀ` (`[out, in]`) that every application's input
+    /// gradient reads, instead of each GEMM re-packing the strided transpose of `weight`
+    /// (about an eighth of that GEMM). `None` where nothing is gained (no backward).
+    fn prepare_linear_weight(weight: FloatTensor<Self>) -> Option<FloatTensor<Self>>;
 
     /// Layer norm over the last dimension, as burn's `LayerNorm` computes it.
     ///
@@ -114,13 +123,21 @@ pub trait FusedKernels: FusedOps {
     /// bias's gradients accumulated so far (a parameter used several times, as the shared
     /// layer's are, gets one contribution per use): the returned ones include them, summed in
     /// place where the backend can.
+    ///
+    /// `weight_t`, if given, is `weightᵀ` as [`FusedKernels::transposed_weight`] made it.
     fn fused_linear_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
+        weight_t: Option<FloatTensor<Self>>,
         grad: FloatTensor<Self>,
         wants: [bool; 3],
         running: LinearGrads<FloatTensor<Self>>,
     ) -> LinearGrads<FloatTensor<Self>>;
+
+    /// `weight` (`[in, out]`) transposed into a contiguous `[out, in]` tensor, the layout in
+    /// which [`FusedKernels::fused_linear_backward`] reads it fastest; `None` where the
+    /// backend has no use for one.
+    fn transposed_weight(weight: FloatTensor<Self>) -> Option<FloatTensor<Self>>;
 
     /// [`FusedOps::fused_layer_norm`] with a β, plus the per-row `[mean, 1/√(var + eps)]`
     /// (`[rows, 2]`) its backward needs; `None` where the backend has no kernel for these
@@ -182,7 +199,37 @@ pub fn merge_heads<B: FusedOps>(x: Tensor<B, 4>) -> Tensor<B, 2> {
 /// `layer.forward(x)` for token rows, as one fused op (see [`FusedOps::fused_linear`]).
 pub fn linear<B: FusedOps>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
     let bias = layer.bias.as_ref().map(|b| float(b.val()));
-    tensor(B::fused_linear(float(x), float(layer.weight.val()), bias))
+    tensor(B::fused_linear(float(x), float(layer.weight.val()), bias, None))
+}
+
+/// A linear layer that one forward pass applies several times (the shared layer's maps), its
+/// weight prepared once for all of those applications ([`FusedOps::prepare_linear_weight`]).
+pub struct RepeatedLinear<'a, B: FusedOps> {
+    layer: &'a Linear<B>,
+    prepared: Option<FloatTensor<B>>,
+}
+
+impl<B: FusedOps> std::fmt::Debug for RepeatedLinear<'_, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepeatedLinear")
+            .field("weight", &self.layer.weight.shape())
+            .field("prepared", &self.prepared.is_some())
+            .finish()
+    }
+}
+
+impl<'a, B: FusedOps> RepeatedLinear<'a, B> {
+    /// Prepares `layer`'s weight; make one per forward pass, as the weight changes between.
+    pub fn new(layer: &'a Linear<B>) -> Self {
+        Self { layer, prepared: B::prepare_linear_weight(float(layer.weight.val())) }
+    }
+
+    /// `layer.forward(x)` for token rows, as [`linear`] computes it.
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let bias = self.layer.bias.as_ref().map(|b| float(b.val()));
+        let weight = float(self.layer.weight.val());
+        tensor(B::fused_linear(float(x), weight, bias, self.prepared.clone()))
+    }
 }
 
 /// `x · weight + bias` for token rows with an explicit weight (`[in, out]`, any strides: a
@@ -192,7 +239,7 @@ pub fn linear_with<B: FusedOps>(
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, 2> {
-    tensor(B::fused_linear(float(x), float(weight), bias.map(float)))
+    tensor(B::fused_linear(float(x), float(weight), bias.map(float), None))
 }
 
 /// `norm.forward(x)` over the last dimension as one fused op; `eps` must be the one `norm`
