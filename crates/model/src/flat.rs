@@ -4,7 +4,7 @@
 
 /// Independent partial sums: enough lanes for the compiler to keep vector registers of
 /// accumulators instead of one serial chain of dependent adds (4 cycles each).
-const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
 
 /// Σ x² over `values`, accumulated in f64 lanes. Deterministic: the summation order depends
 /// on the length only, so replicas holding the same bytes get the same bits.
@@ -18,6 +18,26 @@ pub fn sum_squares(values: &[f32]) -> f64 {
     }
     for (lane, &x) in lanes.iter_mut().zip(chunks.remainder()) {
         *lane += f64::from(x) * f64::from(x);
+    }
+    lanes.iter().sum()
+}
+
+/// `values[i] /= divisor` for every element, returning Σ of the quotients' squares summed as
+/// [`sum_squares`] would sum them afterwards (same lanes, same order, same bits), in one pass
+/// instead of two. The sum is finite exactly when every quotient is: an f32 squared in f64 is
+/// at most ~1.2e77, so no count of finite values overflows it, while NaN and ±Inf carry through.
+pub fn divide_and_sum_squares(values: &mut [f32], divisor: f32) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let mut chunks = values.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (lane, x) in lanes.iter_mut().zip(chunk) {
+            *x /= divisor;
+            *lane += f64::from(*x) * f64::from(*x);
+        }
+    }
+    for (lane, x) in lanes.iter_mut().zip(chunks.into_remainder()) {
+        *x /= divisor;
+        *lane += f64::from(*x) * f64::from(*x);
     }
     lanes.iter().sum()
 }
@@ -55,6 +75,26 @@ pub fn add_assign(acc: &mut [f32], add: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dividing_and_summing_in_one_pass_gives_the_two_passes_bits() {
+        for len in [0, 1, 7, 8, 9, 1000, 1003] {
+            let values: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 1e3).collect();
+            let mut fused = values.clone();
+            let sum = divide_and_sum_squares(&mut fused, 3.0);
+            let mut separate = values.clone();
+            separate.iter_mut().for_each(|x| *x /= 3.0);
+            assert_eq!(fused, separate, "length {len}");
+            assert_eq!(sum.to_bits(), sum_squares(&separate).to_bits(), "length {len}");
+        }
+        let mut extreme = vec![f32::MAX; 1000];
+        assert!(divide_and_sum_squares(&mut extreme, 1.0).is_finite(), "no overflow in f64");
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut values = vec![1.0f32; 20];
+            values[13] = bad;
+            assert!(!divide_and_sum_squares(&mut values, 2.0).is_finite(), "{bad} is seen");
+        }
+    }
 
     fn naive_sum_squares(values: &[f32]) -> f64 {
         values.iter().map(|&x| f64::from(x) * f64::from(x)).sum()

@@ -17,7 +17,7 @@
 use std::ops::Range;
 
 use crate::error::{ModelError, Result};
-use crate::flat::{l2_norm, scale};
+use crate::flat::{LANES, l2_norm, scale};
 use crate::grads::GradLayout;
 
 /// LAMB hyper-parameters (defaults: ALBERT's).
@@ -93,6 +93,88 @@ pub struct ParamStep<'a> {
     pub v_out: &'a mut [f32],
 }
 
+/// The per-element part of a LAMB step: `m = β1·m + (1-β1)·g`, `v = β2·v + (1-β2)·g²`,
+/// `u = m / (√v + ε)` plus `decay · w` for adapted parameters.
+#[derive(Debug, Clone, Copy)]
+struct MomentRule {
+    b1: f32,
+    b2: f32,
+    g1: f32,
+    g2: f32,
+    eps: f32,
+    decay: Option<f32>,
+}
+
+/// Slices of one length read by [`MomentRule::apply`].
+struct MomentInputs<'a> {
+    grad: &'a [f32],
+    m: &'a [f32],
+    v: &'a [f32],
+    weights: &'a [f32],
+}
+
+/// Slices of the same length it writes.
+struct MomentOutputs<'a> {
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    update: &'a mut [f32],
+}
+
+impl MomentRule {
+    #[inline(always)]
+    fn element(&self, g: f32, m: f32, v: f32, w: f32) -> (f32, f32, f32) {
+        let m = m * self.b1 + g * self.g1;
+        let v = v * self.b2 + g * g * self.g2;
+        let mut u = m / (v.sqrt() + self.eps);
+        if let Some(decay) = self.decay {
+            u += w * decay;
+        }
+        (m, v, u)
+    }
+
+    /// New moments and updates for every element, in one pass that also returns `Σw²` and
+    /// `Σu²` summed exactly as [`crate::flat::sum_squares`] sums (element `i` into lane
+    /// `i mod LANES`, lanes added in order), so the trust ratio is the same bits as norms
+    /// taken in passes of their own, without reading the buffers twice more.
+    fn apply(&self, input: MomentInputs<'_>, out: MomentOutputs<'_>) -> (f64, f64) {
+        let n = input.grad.len();
+        let mut w_lanes = [0.0f64; LANES];
+        let mut u_lanes = [0.0f64; LANES];
+        let full = n - n % LANES;
+        let chunk = |s: &[f32], at: usize| -> [f32; LANES] {
+            s[at..at + LANES].try_into().expect("invariant: a whole chunk")
+        };
+        for at in (0..full).step_by(LANES) {
+            let (g, m, v, w) = (
+                chunk(input.grad, at),
+                chunk(input.m, at),
+                chunk(input.v, at),
+                chunk(input.weights, at),
+            );
+            let (m_out, v_out, u_out) = (
+                &mut out.m[at..at + LANES],
+                &mut out.v[at..at + LANES],
+                &mut out.update[at..at + LANES],
+            );
+            for lane in 0..LANES {
+                let (m, v, u) = self.element(g[lane], m[lane], v[lane], w[lane]);
+                (m_out[lane], v_out[lane], u_out[lane]) = (m, v, u);
+                w_lanes[lane] += f64::from(w[lane]) * f64::from(w[lane]);
+                u_lanes[lane] += f64::from(u) * f64::from(u);
+            }
+        }
+        for i in full..n {
+            let lane = i - full;
+            let w = input.weights[i];
+            let (m, v, u) = self.element(input.grad[i], input.m[i], input.v[i], w);
+            (out.m[i], out.v[i], out.update[i]) = (m, v, u);
+            w_lanes[lane] += f64::from(w) * f64::from(w);
+            u_lanes[lane] += f64::from(u) * f64::from(u);
+        }
+        (w_lanes.iter().sum(), u_lanes.iter().sum())
+    }
+}
+
 fn wrong_size(what: &str, expected: usize, actual: usize) -> ModelError {
     ModelError::WrongSize {
         what: what.to_owned(),
@@ -130,9 +212,14 @@ impl Lamb {
             return Err(wrong_size(what, n, len));
         }
         let c = &self.config;
-        let (b1, b2) = (c.beta_1 as f32, c.beta_2 as f32);
-        let (g1, g2) = ((1.0 - c.beta_1) as f32, (1.0 - c.beta_2) as f32);
-        let (eps, decay) = (c.epsilon as f32, c.weight_decay_rate as f32);
+        let rule = MomentRule {
+            b1: c.beta_1 as f32,
+            b2: c.beta_2 as f32,
+            g1: (1.0 - c.beta_1) as f32,
+            g2: (1.0 - c.beta_2) as f32,
+            eps: c.epsilon as f32,
+            decay: p.adapt.then_some(c.weight_decay_rate as f32),
+        };
         let zeros;
         let (m_in, v_in) = match p.moments {
             Some(moments) => moments,
@@ -142,21 +229,14 @@ impl Lamb {
                 (&zeros[..], &zeros[..])
             }
         };
-        // Pass 1: moments, and the raw update parked in `weights_out`.
+        // Pass 1: moments, the raw update parked in `weights_out`, and both norms.
         let w = p.weights;
-        let (w_out, m_out, v_out) = (&mut p.weights_out[..n], &mut p.m_out[..n], &mut p.v_out[..n]);
-        let (m_in, v_in, grad) = (&m_in[..n], &v_in[..n], &p.grad[..n]);
-        for i in 0..n {
-            let g = grad[i];
-            let m = m_in[i] * b1 + g * g1;
-            let v = v_in[i] * b2 + g * g * g2;
-            m_out[i] = m;
-            v_out[i] = v;
-            w_out[i] = m / (v.sqrt() + eps);
-        }
+        let inputs = MomentInputs { grad: p.grad, m: m_in, v: v_in, weights: w };
+        let outputs = MomentOutputs { m: p.m_out, v: p.v_out, update: &mut *p.weights_out };
+        let (w_squares, u_squares) = rule.apply(inputs, outputs);
+        let w_out = &mut p.weights_out[..n];
         let ratio = if p.adapt {
-            w_out.iter_mut().zip(w).for_each(|(u, &w)| *u += w * decay);
-            let (w_norm, u_norm) = (l2_norm(w), l2_norm(w_out));
+            let (w_norm, u_norm) = (w_squares.sqrt(), u_squares.sqrt());
             if w_norm > 0.0 && u_norm > 0.0 { w_norm / u_norm } else { 1.0 }
         } else {
             1.0
@@ -250,10 +330,15 @@ impl LrSchedule {
 /// `tf.clip_by_global_norm`; returns the norm before clipping.
 pub fn clip_by_global_norm(buffer: &mut [f32], max_norm: f32) -> f32 {
     let norm = l2_norm(buffer) as f32;
+    clip_to_norm(buffer, norm, max_norm);
+    norm
+}
+
+/// [`clip_by_global_norm`] for a buffer whose norm `norm` is already known.
+pub fn clip_to_norm(buffer: &mut [f32], norm: f32, max_norm: f32) {
     if norm > max_norm && norm.is_finite() {
         scale(buffer, max_norm / norm);
     }
-    norm
 }
 
 #[cfg(test)]

@@ -82,8 +82,8 @@ fn run_flat(init: &[f32], adapt: bool, grads: &[Vec<f32>], lrs: &[f64]) -> Vec<f
     w
 }
 
-/// Three steps on a [3, 4] weight (decay + trust ratio), a [4] bias (neither), and an all-zero
-/// [2, 2] weight (trust-ratio fallback 1), against the f64 reference. Tolerance 1e-6 absolute
+/// Three steps on a [3, 4] weight (decay + trust ratio), a [4] bias (neither), an all-zero
+/// [2, 2] weight (trust-ratio fallback 1) and a [17, 59] weight, against the f64 reference. Tolerance 1e-6 absolute
 /// (f32 arithmetic on values of order 0.1–1).
 #[test]
 fn matches_naive_reference_for_three_steps() {
@@ -97,6 +97,8 @@ fn matches_naive_reference_for_three_steps() {
         (normal_values(1, "w", 12, 0.5), vec![3, 4], true),
         (normal_values(1, "b", 4, 0.5), vec![4], false),
         (vec![0.0; 4], vec![2, 2], true),
+        // Many whole lanes of the fused pass and a remainder.
+        (normal_values(1, "big", 1003, 0.5), vec![17, 59], true),
     ];
     for (init, shape, adapt) in cases {
         let n = init.len();

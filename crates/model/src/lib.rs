@@ -45,7 +45,7 @@ pub use info::{ModelInfo, ModuleSize};
 pub use init::{PathIdMapper, with_path_ids};
 pub use lamb::{
     FlatState, FlatStateMut, Lamb, LambConfig, LrSchedule, ParamStep, clip_by_global_norm,
-    moment_ranges,
+    clip_to_norm, moment_ranges,
 };
 pub use loss::{
     HostBatch, IGNORE_INDEX, LossReport, PretrainingBatch, PretrainingOutput, cross_entropy,

@@ -33,10 +33,10 @@ use albatross_data::Dataset;
 use std::collections::HashMap;
 
 use albatross_model::FusedOps;
-use albatross_model::flat::add_assign;
+use albatross_model::flat::{add_assign, divide_and_sum_squares};
 use albatross_model::{
     AlbertConfig, AlbertForPreTraining, FlatState, FlatStateMut, GradLayout, Lamb, LambConfig,
-    LrSchedule, ModelError, clip_by_global_norm, parameter_hash,
+    LrSchedule, ModelError, clip_to_norm, parameter_hash,
 };
 use albatross_proto::domain::{SampleRange, StateHash};
 use albatross_proto::job::JobSpec;
@@ -297,14 +297,17 @@ impl<B: AutodiffBackend + FusedOps> Trainer<B> {
             }
             .into());
         }
-        if let Some((count, first)) = non_finite(reduced) {
+        // Division (not multiplication by a rounded reciprocal) keeps the mean as exact as f32
+        // allows; every rank does the same operations on the same bytes, so results agree. The
+        // same pass sums the squares for the norm, which is finite exactly when every value is.
+        let squares = divide_and_sum_squares(reduced, global_samples as f32);
+        if !squares.is_finite() {
+            // Dividing by a count ≥ 1 keeps finite values finite and the others not.
+            let (count, first) = non_finite(reduced).unwrap_or((0, 0));
             return Err(WorkerError::NonFinite { count, first });
         }
-        // Division (not multiplication by a rounded reciprocal) keeps the mean as exact as f32
-        // allows; every rank does the same operations on the same bytes, so results agree.
-        let n = global_samples as f32;
-        reduced.iter_mut().for_each(|g| *g /= n);
-        let grad_norm = clip_by_global_norm(reduced, self.clip_norm);
+        let grad_norm = squares.sqrt() as f32;
+        clip_to_norm(reduced, grad_norm, self.clip_norm);
         let learning_rate = self.schedule.lr_at(step);
         let mut next = self.spare_state();
         let old = FlatState { parameters: &self.state.parameters, moments: &self.state.optimizer };

@@ -19,7 +19,7 @@ use super::{Backend, Session, WorkerExit, retryable};
 use crate::checkpoint::{self, CheckpointContents};
 use crate::error::{Result, WorkerError};
 use crate::trainer::Trainer;
-use albatross_model::flat::all_finite;
+use albatross_model::flat::sum_squares;
 
 /// How a session ended.
 #[derive(Debug)]
@@ -315,7 +315,9 @@ impl Session {
             return self.vote_failure(&quorum, format!("all-reduce failed: {e}")).await;
         }
         let reduce_ms = elapsed_ms(reduce_started);
-        let reduced_bad = !all_finite(&gradients.buffer);
+        // One pass for both: the sum of squares is finite exactly when every value is.
+        let squares = sum_squares(&gradients.buffer);
+        let reduced_bad = !squares.is_finite();
         let s = gradients.stats;
         let stats = StepStats {
             mlm_loss_sum: s.mlm_loss_sum,
@@ -325,7 +327,7 @@ impl Session {
             sop_correct: s.sop_correct,
             samples: s.samples,
             tokens: s.tokens,
-            grad_norm: mean_norm(&gradients.buffer, quorum.global_samples),
+            grad_norm: squares.sqrt() / quorum.global_samples.max(1) as f64,
             compute_ms,
             reduce_ms,
         };
@@ -592,10 +594,6 @@ fn elapsed_ms(since: Instant) -> u64 {
 }
 
 /// L2 norm of the mean gradient (the summed buffer divided by the global sample count).
-fn mean_norm(summed: &[f32], global_samples: u64) -> f64 {
-    albatross_model::flat::l2_norm(summed) / global_samples.max(1) as f64
-}
-
 /// The member a collective error points at, if it names one (never this worker).
 fn suspect_of<'a>(
     err: &CollectiveError,
