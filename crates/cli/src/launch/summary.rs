@@ -66,7 +66,11 @@ pub struct Summary {
     pub final_state_hash: Option<String>,
     pub tokens_per_second: Option<f64>,
     pub mean_step_ms: Option<f64>,
+    /// All-reduce time over all-reduce plus compute time, summed over the timed steps: the
+    /// slowest member's all-reduce, so the wait for a straggler counts.
     pub allreduce_share: Option<f64>,
+    /// The same with the quickest member's all-reduce: the exchange itself, waiting for nobody.
+    pub allreduce_exchange_share: Option<f64>,
     pub wall_seconds: f64,
 }
 
@@ -145,6 +149,8 @@ pub fn summarize(
     let steps_timed = steady.len().saturating_sub(1);
     let reduce: u64 = steady.iter().map(|l| l.reduce_ms).sum();
     let compute: u64 = steady.iter().map(|l| l.compute_ms).sum();
+    let exchange: u64 = steady.iter().map(|l| l.reduce_fastest_ms).sum();
+    let share = |part: u64| (reduce + compute > 0).then(|| part as f64 / (reduce + compute) as f64);
     Summary {
         steps_committed: commits.len() as u64,
         steps_skipped: skips.len() as u64,
@@ -163,7 +169,8 @@ pub fn summarize(
         final_state_hash: finished.first().and_then(|r| r.state_hash.clone()),
         tokens_per_second: (elapsed_ms > 0).then(|| tokens as f64 * 1000.0 / elapsed_ms as f64),
         mean_step_ms: (steps_timed > 0).then(|| elapsed_ms as f64 / steps_timed as f64),
-        allreduce_share: (reduce + compute > 0).then(|| reduce as f64 / (reduce + compute) as f64),
+        allreduce_share: share(reduce),
+        allreduce_exchange_share: share(exchange),
         wall_seconds,
     }
 }
@@ -214,6 +221,13 @@ mod tests {
         // 18 steps after the first timed one: 18 × 800 tokens over 1.8 s.
         assert!((s.tokens_per_second.expect("rate") - 8000.0).abs() < 1e-6);
         assert!((s.allreduce_share.expect("share") - 0.1).abs() < 1e-9);
+
+        // A straggler: the slowest member's all-reduce is 3 ms, the exchange itself 1 ms.
+        let lines: Vec<_> =
+            lines.into_iter().map(|l| MetricsLine { reduce_ms: 3, compute_ms: 7, ..l }).collect();
+        let s = summarize(&lines, &reports, 2, 8, 3.0);
+        assert!((s.allreduce_share.expect("share") - 0.3).abs() < 1e-9);
+        assert!((s.allreduce_exchange_share.expect("exchange") - 0.1).abs() < 1e-9);
     }
 
     #[test]
