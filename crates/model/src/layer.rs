@@ -61,18 +61,7 @@ impl<B: Backend> AlbertAttention<B> {
 }
 
 impl<B: FusedOps> AlbertAttention<B> {
-    /// Rows are tokens: linear maps run as one 2-D matmul over all B·S tokens (a 3-D input
-    /// would make burn broadcast the weight and reduce a `[B, in, out]` weight gradient).
-    ///
-    /// # Shapes
-    /// - `x`: `[B·S, H]`
-    /// - `mask_bias`: `[B, 1, 1, S]`, 0 where attended, a large negative number at padding
-    /// - output: `[B·S, H]`
-    pub fn forward(&self, x: Tensor<B, 2>, mask_bias: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.forward_prepared(&self.prepare(), x, mask_bias)
-    }
-
-    /// The four projections, prepared for several applications in one pass.
+    /// The four projections, prepared for the applications of one forward pass.
     pub fn prepare(&self) -> PreparedAttention<'_, B> {
         PreparedAttention {
             query: RepeatedLinear::new(&self.query),
@@ -82,8 +71,15 @@ impl<B: FusedOps> AlbertAttention<B> {
         }
     }
 
-    /// [`Self::forward`] with projections `prepared` from this block in the same pass.
-    pub fn forward_prepared(
+    /// Self-attention with the projections `prepared` by [`Self::prepare`] in this pass. Rows
+    /// are tokens: linear maps run as one 2-D matmul over all B·S tokens (a 3-D input would
+    /// make burn broadcast the weight and reduce a `[B, in, out]` weight gradient).
+    ///
+    /// # Shapes
+    /// - `x`: `[B·S, H]`
+    /// - `mask_bias`: `[B, 1, 1, S]`, 0 where attended, a large negative number at padding
+    /// - output: `[B·S, H]`
+    pub fn forward(
         &self,
         prepared: &PreparedAttention<'_, B>,
         x: Tensor<B, 2>,
@@ -153,14 +149,6 @@ impl<B: Backend> AlbertLayer<B> {
 }
 
 impl<B: FusedOps> AlbertLayer<B> {
-    /// Post-LN layer as transformers' `AlbertLayer` (no dropout after the FFN, as there).
-    ///
-    /// # Shapes
-    /// - `x`: `[B·S, H]`, `mask_bias`: `[B, 1, 1, S]`, output: `[B·S, H]`
-    pub fn forward(&self, x: Tensor<B, 2>, mask_bias: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.forward_prepared(&self.prepare(), x, mask_bias)
-    }
-
     /// The layer's six linear maps prepared for the forward pass that is about to apply the
     /// layer `num_hidden_layers` times (see [`RepeatedLinear`]).
     pub fn prepare(&self) -> PreparedLayer<'_, B> {
@@ -171,14 +159,18 @@ impl<B: FusedOps> AlbertLayer<B> {
         }
     }
 
-    /// [`Self::forward`] with linear maps `prepared` from this layer in the same pass.
-    pub fn forward_prepared(
+    /// Post-LN layer as transformers' `AlbertLayer` (no dropout after the FFN, as there), with
+    /// the linear maps `prepared` by [`Self::prepare`] in this pass.
+    ///
+    /// # Shapes
+    /// - `x`: `[B·S, H]`, `mask_bias`: `[B, 1, 1, S]`, output: `[B·S, H]`
+    pub fn forward(
         &self,
         prepared: &PreparedLayer<'_, B>,
         x: Tensor<B, 2>,
         mask_bias: Tensor<B, 4>,
     ) -> Tensor<B, 2> {
-        let attended = self.attention.forward_prepared(&prepared.attention, x, mask_bias);
+        let attended = self.attention.forward(&prepared.attention, x, mask_bias);
         let inner = activate(self.activation, prepared.ffn.forward(attended.clone()));
         let out = prepared.ffn_output.forward(inner);
         fused::layer_norm(&self.full_layer_layer_norm, self.layer_norm_eps, out + attended)
@@ -236,7 +228,7 @@ impl<B: FusedOps> AlbertTransformer<B> {
         for layer in self.albert_layer_groups.iter().flat_map(|g| g.albert_layers.iter()) {
             let prepared = layer.prepare();
             for _ in 0..self.num_hidden_layers {
-                x = layer.forward_prepared(&prepared, x, mask_bias.clone());
+                x = layer.forward(&prepared, x, mask_bias.clone());
             }
         }
         let hidden = x.dims()[1];

@@ -593,7 +593,6 @@ fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// L2 norm of the mean gradient (the summed buffer divided by the global sample count).
 /// The member a collective error points at, if it names one (never this worker).
 fn suspect_of<'a>(
     err: &CollectiveError,
