@@ -6,7 +6,8 @@ One step: `AlbertForPreTraining` forward on a synthetic batch (random tokens, ~1
 positions masked for MLM, never [CLS]; second half of each sequence is segment 1; full
 attention mask; SOP labels alternate), backward, clip by global norm 1.0, optimizer update
 (LAMB as ALBERT defines it, like the Rust side; `--optimizer adamw` for torch's AdamW).
-Prints one JSON object: median s/step, tokens/s, CPU-seconds per step, peak RSS.
+Prints one JSON object: s/step and tokens/s of the median step (and `tokens_per_second_mean`
+over all timed steps), CPU-seconds per step, peak RSS.
 
     python bench/pytorch_step.py [--preset base] [--batch 8] [--seq 128] [--steps 3]
 """
@@ -154,6 +155,9 @@ def main():
     report = {
         "seconds_per_step": seconds,
         "tokens_per_second": args.batch * args.seq / seconds,
+        # Tokens over the timed steps' total time: what `albatross bench train` reports as its
+        # `tokens_per_second` (its median-step figure is `tokens_per_second_median`).
+        "tokens_per_second_mean": args.batch * args.seq * len(total) / sum(total) if total else None,
         "cpu_seconds_per_step": cpu,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "forward_backward_seconds": statistics.median(fwd_bwd),

@@ -157,7 +157,8 @@ pub fn bench_train(args: &crate::args::BenchTrainArgs) -> anyhow::Result<()> {
     }
     write_stdout(&format!(
         "{} workers x {} threads, {} (V {}), global batch {} x {} tokens, {} timed steps\n\
-         cluster {:.0} tokens/s, {:.3} s/step, compute {:.3} s/step\n\
+         cluster {:.0} tokens/s, {:.3} s/step (median step: {:.0} tokens/s, {:.3} s), \
+         compute {:.3} s/step\n\
          all-reduce {:.1} % of the step (median {} ms) counting the wait for the slower \
          workers, {:.1} % (median {} ms) for the exchange alone\n",
         args.workers,
@@ -169,6 +170,8 @@ pub fn bench_train(args: &crate::args::BenchTrainArgs) -> anyhow::Result<()> {
         report.steps,
         report.tokens_per_second,
         report.step_seconds,
+        report.tokens_per_second_median,
+        report.step_seconds_median,
         report.compute_seconds,
         report.allreduce_share * 100.0,
         report.allreduce_ms_median,
@@ -184,8 +187,13 @@ pub struct BenchTrainReport {
     pub threads_per_worker: usize,
     pub preset: String,
     pub steps: usize,
+    /// Tokens of the timed steps over their wall time (the mean step).
     pub tokens_per_second: f64,
     pub step_seconds: f64,
+    /// The same from the median step, the statistic `bench/pytorch_step.py` reports as its
+    /// `tokens_per_second` (its mean is `tokens_per_second_mean`): compare like with like.
+    pub tokens_per_second_median: f64,
+    pub step_seconds_median: f64,
     pub compute_seconds: f64,
     pub allreduce_ms_median: u64,
     /// All-reduce time (the slowest rank's, waiting for stragglers included) over the step.
@@ -217,6 +225,13 @@ fn bench_report(args: &crate::args::BenchTrainArgs, lines: &[MetricsLine]) -> Be
     let reduce = sorted(|l| l.reduce_ms);
     let exchange = sorted(|l| l.reduce_fastest_ms);
     let step_seconds = span / steps as f64;
+    // Each measured step runs from the previous commit to its own.
+    let durations: Vec<f64> = timed
+        .windows(2)
+        .map(|w| w[1].unix_ms.saturating_sub(w[0].unix_ms) as f64 / 1000.0)
+        .collect();
+    let step_seconds_median = median_of(durations);
+    let tokens_per_step = median_of(measured.iter().map(|l| l.tokens as f64).collect());
     let compute_total: u64 = measured.iter().map(|l| l.compute_ms).sum();
     BenchTrainReport {
         workers: args.workers,
@@ -225,11 +240,29 @@ fn bench_report(args: &crate::args::BenchTrainArgs, lines: &[MetricsLine]) -> Be
         steps: measured.len(),
         tokens_per_second: if span > 0.0 { tokens as f64 / span } else { 0.0 },
         step_seconds,
+        tokens_per_second_median: if step_seconds_median > 0.0 {
+            tokens_per_step / step_seconds_median
+        } else {
+            0.0
+        },
+        step_seconds_median,
         compute_seconds: compute_total as f64 / 1000.0 / steps as f64,
         allreduce_ms_median: median(&reduce),
         allreduce_share: share(&reduce),
         allreduce_exchange_ms_median: median(&exchange),
         allreduce_exchange_share: share(&exchange),
+    }
+}
+
+/// The median (the mean of the middle two for an even count; 0 for none), as Python's
+/// `statistics.median`, which `bench/pytorch_step.py` reports.
+fn median_of(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
 
@@ -382,6 +415,42 @@ enum Outcome {
 mod bench_report_tests {
     use super::*;
 
+    #[test]
+    fn median_matches_pythons_statistics_median() {
+        assert!(median_of(Vec::new()).abs() < f64::EPSILON);
+        assert!((median_of(vec![3.0, 1.0, 2.0]) - 2.0).abs() < f64::EPSILON);
+        assert!((median_of(vec![4.0, 1.0, 3.0, 2.0]) - 2.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn mean_and_median_differ_when_one_step_is_slow() {
+        let args = crate::args::BenchTrainArgs {
+            workers: 2,
+            threads_per_worker: Some(1),
+            preset: "base".to_owned(),
+            batch: 8,
+            seq: 128,
+            steps: 3,
+            warmup: 1,
+            out: None,
+            json: true,
+        };
+        // Measured steps of 1 s, 4 s and 1 s: the mean step is 2 s, the median 1 s.
+        let lines = [
+            line(0, 0, 50, 40),
+            line(1, 1000, 50, 40),
+            line(2, 2000, 50, 40),
+            line(3, 6000, 50, 40),
+            line(4, 7000, 50, 40),
+        ];
+        let report = bench_report(&args, &lines);
+        assert_eq!(report.steps, 3);
+        assert!((report.step_seconds - 2.0).abs() < 1e-9);
+        assert!((report.step_seconds_median - 1.0).abs() < 1e-9);
+        assert!((report.tokens_per_second - 512.0).abs() < 1e-9);
+        assert!((report.tokens_per_second_median - 1024.0).abs() < 1e-9);
+    }
+
     fn line(step: u64, unix_ms: u64, reduce_ms: u64, reduce_fastest_ms: u64) -> MetricsLine {
         MetricsLine {
             step,
@@ -424,6 +493,8 @@ mod bench_report_tests {
         assert_eq!(report.steps, 2);
         assert!((report.tokens_per_second - 1024.0).abs() < 1e-9);
         assert!((report.step_seconds - 1.0).abs() < 1e-9);
+        assert!((report.step_seconds_median - 1.0).abs() < 1e-9);
+        assert!((report.tokens_per_second_median - 1024.0).abs() < 1e-9);
         assert_eq!((report.allreduce_ms_median, report.allreduce_exchange_ms_median), (100, 40));
         assert!((report.allreduce_share - 0.08).abs() < 1e-9);
         assert!((report.allreduce_exchange_share - 0.03).abs() < 1e-9);
