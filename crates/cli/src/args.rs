@@ -503,7 +503,7 @@ pub struct AllreduceBenchArgs {
     /// Untimed iterations first.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Pipelined piece size in KiB.
+    /// Pipelined piece size in KiB (HTTP/2 windows grow to hold two pieces, never shrink).
     #[arg(long, default_value_t = 1024)]
     pub piece_kib: usize,
     /// Send bf16 on the wire (f32 accumulation): half the bytes.

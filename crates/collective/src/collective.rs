@@ -18,6 +18,9 @@ use crate::server::{
     PeerServer, SenderAuth, ServerOptions, StateSlot, StateSource, TrustClaimedSender,
 };
 
+/// Room for a piece's header fields and gRPC prefix (they take well under 1 KiB).
+const PIECE_HEADER_BYTES: usize = 1024;
+
 /// Settings of the collective layer; every rank of a job must use the same `piece_bytes` and
 /// `wire` format (a receiver rejects pieces that do not match its own plan).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +55,7 @@ impl CollectiveConfig {
         if self.piece_bytes < 4 {
             return invalid(format!("piece_bytes {} is below one f32", self.piece_bytes));
         }
-        // Header fields take well under 1 KiB.
-        if self.piece_bytes + 1024 > self.server.max_message_bytes {
+        if self.piece_bytes + PIECE_HEADER_BYTES > self.server.max_message_bytes {
             return invalid(format!(
                 "piece_bytes {} does not fit max_message_bytes {}",
                 self.piece_bytes, self.server.max_message_bytes
@@ -62,7 +64,44 @@ impl CollectiveConfig {
         if self.queue_pieces == 0 {
             return invalid("queue_pieces must be at least 1".to_owned());
         }
+        // A piece that does not fit its stream's window is sent a window at a time, each part
+        // waiting for the receiver to acknowledge the last: slow for no gain.
+        let piece_message = self.piece_bytes + PIECE_HEADER_BYTES;
+        for (what, stream, connection) in [
+            ("server", self.server.stream_window_bytes, self.server.connection_window_bytes),
+            ("channel", self.channel.stream_window_bytes, self.channel.connection_window_bytes),
+        ] {
+            if (stream as usize) < piece_message {
+                return invalid(format!(
+                    "{what}.stream_window_bytes {stream} is below one piece ({} bytes with its \
+                     header): raise it, or use CollectiveConfig::with_piece_bytes",
+                    piece_message
+                ));
+            }
+            if connection < stream {
+                return invalid(format!(
+                    "{what}.connection_window_bytes {connection} is below \
+                     {what}.stream_window_bytes {stream}"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// This configuration with pieces of `piece_bytes`, its flow-control windows raised (never
+    /// lowered) to hold two such pieces per stream as the defaults do for 1 MiB pieces.
+    #[must_use]
+    pub fn with_piece_bytes(mut self, piece_bytes: usize) -> Self {
+        self.piece_bytes = piece_bytes;
+        let two_pieces = u32::try_from(2 * (piece_bytes + PIECE_HEADER_BYTES)).unwrap_or(u32::MAX);
+        for (stream, connection) in [
+            (&mut self.server.stream_window_bytes, &mut self.server.connection_window_bytes),
+            (&mut self.channel.stream_window_bytes, &mut self.channel.connection_window_bytes),
+        ] {
+            *stream = (*stream).max(two_pieces);
+            *connection = (*connection).max(stream.saturating_mul(2));
+        }
+        self
     }
 
     fn piece_elems(&self) -> usize {
@@ -221,5 +260,52 @@ impl Collective {
     ) -> Result<(), CollectiveError> {
         ctx.validate()?;
         run_scalar(&self.shared, ctx, values).await
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_hold_two_pieces_per_stream() {
+        let config = CollectiveConfig::default();
+        config.validate().expect("defaults are valid");
+        let two = 2 * config.piece_bytes;
+        assert!(config.server.stream_window_bytes as usize >= two - 2 * PIECE_HEADER_BYTES);
+        assert_eq!(config.server.stream_window_bytes, config.channel.stream_window_bytes);
+    }
+
+    #[test]
+    fn a_window_smaller_than_a_piece_is_named() {
+        let mut config = CollectiveConfig { piece_bytes: 4 << 20, ..CollectiveConfig::default() };
+        let err = config.validate().expect_err("2 MiB windows cannot hold a 4 MiB piece");
+        assert!(err.to_string().contains("server.stream_window_bytes"), "{err}");
+        config.server.stream_window_bytes = 8 << 20;
+        config.server.connection_window_bytes = 4 << 20;
+        let err = config.validate().expect_err("connection below stream");
+        assert!(err.to_string().contains("server.connection_window_bytes"), "{err}");
+        config.server.connection_window_bytes = 8 << 20;
+        let err = config.validate().expect_err("the channel's windows are checked too");
+        assert!(err.to_string().contains("channel.stream_window_bytes"), "{err}");
+    }
+
+    #[test]
+    fn with_piece_bytes_raises_the_windows_and_never_lowers_them() {
+        let big = CollectiveConfig::default().with_piece_bytes(4 << 20);
+        big.validate().expect("raised windows hold the pieces");
+        assert_eq!(big.piece_bytes, 4 << 20);
+        for (stream, connection) in [
+            (big.server.stream_window_bytes, big.server.connection_window_bytes),
+            (big.channel.stream_window_bytes, big.channel.connection_window_bytes),
+        ] {
+            assert_eq!(stream as usize, 2 * ((4 << 20) + PIECE_HEADER_BYTES));
+            assert_eq!(connection, 2 * stream);
+        }
+        let small = CollectiveConfig::default().with_piece_bytes(64 << 10);
+        let defaults = CollectiveConfig::default();
+        assert_eq!(small.server, defaults.server);
+        assert_eq!(small.channel, defaults.channel);
+        small.validate().expect("valid");
     }
 }

@@ -58,7 +58,10 @@ mod server;
 #[doc(hidden)]
 pub mod testing;
 
-pub use channel::{ChannelOptions, connect, endpoint, jitter};
+pub use channel::{
+    ChannelOptions, DEFAULT_CONNECTION_WINDOW_BYTES, DEFAULT_STREAM_WINDOW_BYTES, connect,
+    endpoint, jitter,
+};
 pub use collective::{Collective, CollectiveConfig, OpProgress};
 pub use compress::WireFormat;
 pub use error::{CollectiveError, op_name};

@@ -21,6 +21,7 @@ use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::channel::{DEFAULT_CONNECTION_WINDOW_BYTES, DEFAULT_STREAM_WINDOW_BYTES};
 use crate::chunk;
 use crate::error::op_name;
 use crate::framing::RawChunk;
@@ -75,6 +76,8 @@ pub struct ServerOptions {
     pub max_message_bytes: usize,
     /// How long a stream that arrives before the local operation started waits for it.
     pub early_stream_wait: Duration,
+    /// HTTP/2 flow-control windows of streams to this server (see
+    /// [`crate::DEFAULT_STREAM_WINDOW_BYTES`]).
     pub stream_window_bytes: u32,
     pub connection_window_bytes: u32,
     pub max_frame_bytes: u32,
@@ -85,8 +88,8 @@ impl Default for ServerOptions {
         Self {
             max_message_bytes: 8 << 20,
             early_stream_wait: Duration::from_secs(30),
-            stream_window_bytes: 16 << 20,
-            connection_window_bytes: 32 << 20,
+            stream_window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+            connection_window_bytes: DEFAULT_CONNECTION_WINDOW_BYTES,
             max_frame_bytes: 1 << 20,
         }
     }

@@ -25,10 +25,10 @@ pub fn bench(args: &AllreduceBenchArgs) -> anyhow::Result<()> {
         iters: args.iters,
         warmup: args.warmup,
         config: CollectiveConfig {
-            piece_bytes: args.piece_kib << 10,
             wire: if args.bf16 { WireFormat::Bf16 } else { WireFormat::F32 },
             ..Default::default()
-        },
+        }
+        .with_piece_bytes(args.piece_kib << 10),
     };
     // A rank process does nothing but the collective: one thread runs its server, its ring
     // driver and its connections, so a received piece is handled where it was read, with no
