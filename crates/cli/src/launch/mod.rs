@@ -424,17 +424,7 @@ mod bench_report_tests {
 
     #[test]
     fn mean_and_median_differ_when_one_step_is_slow() {
-        let args = crate::args::BenchTrainArgs {
-            workers: 2,
-            threads_per_worker: Some(1),
-            preset: "base".to_owned(),
-            batch: 8,
-            seq: 128,
-            steps: 3,
-            warmup: 1,
-            out: None,
-            json: true,
-        };
+        let args = bench_args();
         // Measured steps of 1 s, 4 s and 1 s: the mean step is 2 s, the median 1 s.
         let lines = [
             line(0, 0, 50, 40),
@@ -449,6 +439,21 @@ mod bench_report_tests {
         assert!((report.step_seconds_median - 1.0).abs() < 1e-9);
         assert!((report.tokens_per_second - 512.0).abs() < 1e-9);
         assert!((report.tokens_per_second_median - 1024.0).abs() < 1e-9);
+    }
+
+    /// Two workers, global batch 8 × 128, one warm-up step and three timed ones.
+    fn bench_args() -> crate::args::BenchTrainArgs {
+        crate::args::BenchTrainArgs {
+            workers: 2,
+            threads_per_worker: Some(1),
+            preset: "base".to_owned(),
+            batch: 8,
+            seq: 128,
+            steps: 3,
+            warmup: 1,
+            out: None,
+            json: true,
+        }
     }
 
     fn line(step: u64, unix_ms: u64, reduce_ms: u64, reduce_fastest_ms: u64) -> MetricsLine {
@@ -471,17 +476,7 @@ mod bench_report_tests {
 
     #[test]
     fn the_report_separates_the_exchange_from_the_wait_for_stragglers() {
-        let args = crate::args::BenchTrainArgs {
-            workers: 2,
-            threads_per_worker: Some(1),
-            preset: "base".to_owned(),
-            batch: 8,
-            seq: 128,
-            steps: 3,
-            warmup: 1,
-            out: None,
-            json: true,
-        };
+        let args = bench_args();
         // Step 0 is warm-up; step 1's commit starts the clock; steps 2 and 3 are measured.
         let lines = [
             line(0, 0, 500, 400),
