@@ -20,6 +20,8 @@ use crate::server::{
 
 /// Room for a piece's header fields and gRPC prefix (they take well under 1 KiB).
 const PIECE_HEADER_BYTES: usize = 1024;
+/// The largest flow-control window HTTP/2 allows (RFC 9113, 6.9.1).
+const MAX_WINDOW_BYTES: u32 = (1 << 31) - 1;
 
 /// Settings of the collective layer; every rank of a job must use the same `piece_bytes` and
 /// `wire` format (a receiver rejects pieces that do not match its own plan).
@@ -49,13 +51,15 @@ impl Default for CollectiveConfig {
 
 impl CollectiveConfig {
     /// # Errors
-    /// When a piece would not fit the message size limit or sizes are zero.
+    /// When a piece would not fit the message size limit or a stream's flow-control window, a
+    /// connection window is below its stream window or above HTTP/2's limit, or a size is zero.
     pub fn validate(&self) -> Result<(), CollectiveError> {
         let invalid = |m: String| Err(CollectiveError::InvalidArgument(m));
         if self.piece_bytes < 4 {
             return invalid(format!("piece_bytes {} is below one f32", self.piece_bytes));
         }
-        if self.piece_bytes + PIECE_HEADER_BYTES > self.server.max_message_bytes {
+        let piece_message = self.piece_bytes.saturating_add(PIECE_HEADER_BYTES);
+        if piece_message > self.server.max_message_bytes {
             return invalid(format!(
                 "piece_bytes {} does not fit max_message_bytes {}",
                 self.piece_bytes, self.server.max_message_bytes
@@ -66,7 +70,6 @@ impl CollectiveConfig {
         }
         // A piece that does not fit its stream's window is sent a window at a time, each part
         // waiting for the receiver to acknowledge the last: slow for no gain.
-        let piece_message = self.piece_bytes + PIECE_HEADER_BYTES;
         for (what, stream, connection) in [
             ("server", self.server.stream_window_bytes, self.server.connection_window_bytes),
             ("channel", self.channel.stream_window_bytes, self.channel.connection_window_bytes),
@@ -76,6 +79,12 @@ impl CollectiveConfig {
                     "{what}.stream_window_bytes {stream} is below one piece ({} bytes with its \
                      header): raise it, or use CollectiveConfig::with_piece_bytes",
                     piece_message
+                ));
+            }
+            if connection > MAX_WINDOW_BYTES {
+                return invalid(format!(
+                    "{what}.connection_window_bytes {connection} is above HTTP/2's largest \
+                     window, {MAX_WINDOW_BYTES}"
                 ));
             }
             if connection < stream {
@@ -93,13 +102,14 @@ impl CollectiveConfig {
     #[must_use]
     pub fn with_piece_bytes(mut self, piece_bytes: usize) -> Self {
         self.piece_bytes = piece_bytes;
-        let two_pieces = u32::try_from(2 * (piece_bytes + PIECE_HEADER_BYTES)).unwrap_or(u32::MAX);
+        let two_pieces = piece_bytes.saturating_mul(2);
+        let two_pieces = u32::try_from(two_pieces).unwrap_or(u32::MAX).min(MAX_WINDOW_BYTES);
         for (stream, connection) in [
             (&mut self.server.stream_window_bytes, &mut self.server.connection_window_bytes),
             (&mut self.channel.stream_window_bytes, &mut self.channel.connection_window_bytes),
         ] {
             *stream = (*stream).max(two_pieces);
-            *connection = (*connection).max(stream.saturating_mul(2));
+            *connection = (*connection).max(stream.saturating_mul(2).min(MAX_WINDOW_BYTES));
         }
         self
     }
@@ -271,8 +281,7 @@ mod config_tests {
     fn the_defaults_hold_two_pieces_per_stream() {
         let config = CollectiveConfig::default();
         config.validate().expect("defaults are valid");
-        let two = 2 * config.piece_bytes;
-        assert!(config.server.stream_window_bytes as usize >= two - 2 * PIECE_HEADER_BYTES);
+        assert!(config.server.stream_window_bytes as usize >= 2 * config.piece_bytes);
         assert_eq!(config.server.stream_window_bytes, config.channel.stream_window_bytes);
     }
 
@@ -288,6 +297,10 @@ mod config_tests {
         config.server.connection_window_bytes = 8 << 20;
         let err = config.validate().expect_err("the channel's windows are checked too");
         assert!(err.to_string().contains("channel.stream_window_bytes"), "{err}");
+        config.channel.stream_window_bytes = 8 << 20;
+        config.channel.connection_window_bytes = u32::MAX;
+        let err = config.validate().expect_err("above HTTP/2's largest window");
+        assert!(err.to_string().contains("channel.connection_window_bytes"), "{err}");
     }
 
     #[test]
@@ -299,13 +312,20 @@ mod config_tests {
             (big.server.stream_window_bytes, big.server.connection_window_bytes),
             (big.channel.stream_window_bytes, big.channel.connection_window_bytes),
         ] {
-            assert_eq!(stream as usize, 2 * ((4 << 20) + PIECE_HEADER_BYTES));
+            assert_eq!(stream as usize, 2 * (4 << 20));
             assert_eq!(connection, 2 * stream);
         }
+        let same = CollectiveConfig::default().with_piece_bytes(1 << 20);
+        assert_eq!(same, CollectiveConfig::default(), "1 MiB pieces are the defaults' own");
         let small = CollectiveConfig::default().with_piece_bytes(64 << 10);
         let defaults = CollectiveConfig::default();
         assert_eq!(small.server, defaults.server);
         assert_eq!(small.channel, defaults.channel);
         small.validate().expect("valid");
+        // Pieces too large for any message still give windows HTTP/2 accepts.
+        let huge = CollectiveConfig::default().with_piece_bytes(usize::MAX);
+        assert_eq!(huge.channel.stream_window_bytes, MAX_WINDOW_BYTES);
+        assert_eq!(huge.channel.connection_window_bytes, MAX_WINDOW_BYTES);
+        assert!(huge.validate().is_err(), "the piece itself is still refused");
     }
 }
