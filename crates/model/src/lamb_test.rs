@@ -2,10 +2,11 @@ use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 
 use super::{
-    FlatState, FlatStateMut, Lamb, LambConfig, LrSchedule, ParamStep, clip_by_global_norm,
-    moment_ranges,
+    FlatState, FlatStateMut, Lamb, LambConfig, LrSchedule, MomentInputs, MomentOutputs, MomentRule,
+    ParamStep, clip_by_global_norm, moment_ranges,
 };
 use crate::albert::tests::{tiny, tiny_batch};
+use crate::flat::sum_squares;
 use crate::init::normal_values;
 use crate::params::param_specs;
 use crate::{
@@ -83,8 +84,8 @@ fn run_flat(init: &[f32], adapt: bool, grads: &[Vec<f32>], lrs: &[f64]) -> Vec<f
 }
 
 /// Three steps on a [3, 4] weight (decay + trust ratio), a [4] bias (neither), an all-zero
-/// [2, 2] weight (trust-ratio fallback 1) and a [17, 59] weight, against the f64 reference. Tolerance 1e-6 absolute
-/// (f32 arithmetic on values of order 0.1–1).
+/// [2, 2] weight (trust-ratio fallback 1) and a [17, 59] weight, against the f64 reference.
+/// Tolerance 1e-6 absolute (f32 arithmetic on values of order 0.1–1).
 #[test]
 fn matches_naive_reference_for_three_steps() {
     let schedule = LrSchedule { peak_lr: 0.05, warmup_steps: 2, total_steps: 10, power: 1.0 };
@@ -214,4 +215,22 @@ fn lamb_steps_reduce_the_loss_of_the_tiny_model() {
         model.valid().pretraining_loss(&tiny_batch().to_device(&config, &device).expect("batch"));
     let last = last.report().loss;
     assert!(last < first - 0.5, "loss {first} -> {last}");
+}
+
+/// The fused moment pass sums Σw² and Σu² itself, lane for lane as `sum_squares` does; the
+/// trust ratio must be the same bits as norms taken in passes of their own.
+#[test]
+fn the_moment_pass_sums_squares_with_the_bits_of_sum_squares() {
+    let rule = MomentRule { b1: 0.9, b2: 0.999, g1: 0.1, g2: 0.001, eps: 1e-6, decay: Some(0.01) };
+    for len in [0, 1, 7, 8, 9, 1003] {
+        let values = |seed: &str| normal_values(3, seed, len, 0.5);
+        let (grad, m, weights) = (values("g"), values("m"), values("w"));
+        let v: Vec<f32> = values("v").iter().map(|x| x * x).collect();
+        let (mut m_out, mut v_out, mut update) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        let inputs = MomentInputs { grad: &grad, m: &m, v: &v, weights: &weights };
+        let outputs = MomentOutputs { m: &mut m_out, v: &mut v_out, update: &mut update };
+        let (w_squares, u_squares) = rule.apply(inputs, outputs);
+        assert_eq!(w_squares.to_bits(), sum_squares(&weights).to_bits(), "Σw², length {len}");
+        assert_eq!(u_squares.to_bits(), sum_squares(&update).to_bits(), "Σu², length {len}");
+    }
 }
