@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
+use tonic::{Code, Status};
 
 use crate::chunk::{ChunkHeader, wire_dtype};
 use crate::collective::{OpProgress, Shared};
@@ -150,6 +150,10 @@ pub fn default_deadline(bytes: usize, world: usize) -> Duration {
     let wire = bytes as f64 * 2.0 * (world - 1.0) / world;
     Duration::from_secs(5) + Duration::from_secs_f64(wire / 50e6)
 }
+
+/// How long a rank whose successor ended the operation (`ABORTED`: alive, failed elsewhere)
+/// waits for word of a failure from its predecessor before naming the successor.
+const SECONDARY_FAILURE_GRACE: Duration = Duration::from_millis(250);
 
 type RpcFuture = Pin<Box<dyn Future<Output = Result<ReduceAck, Status>> + Send>>;
 
@@ -315,6 +319,22 @@ async fn drive_ring(
             result = &mut rpc, if !acked => {
                 acked = true;
                 let reason = match result {
+                    Err(status) if status.code() == Code::Aborted => {
+                        // The successor is alive and ended the operation itself: the failure
+                        // lies elsewhere in the ring, and when it is this rank's predecessor
+                        // the broken stream says so a moment later. Name that cause if it
+                        // comes within a short grace, rather than the successor.
+                        let grace = Instant::now() + SECONDARY_FAILURE_GRACE;
+                        tokio::select! {
+                            biased;
+                            () = &mut cancelled => return Err(progress.cancelled()),
+                            Some(reason) = failures.recv() => {
+                                return Err(progress.peer_failed(ctx.predecessor(), reason));
+                            }
+                            () = tokio::time::sleep_until(grace.min(ctx.deadline)) => {}
+                        }
+                        format!("{}: {}", status.code(), status.message())
+                    }
                     Err(status) => format!("{}: {}", status.code(), status.message()),
                     Ok(ack) if ack.pieces_received == sends.len() as u64 => continue,
                     Ok(ack) => format!(
