@@ -325,13 +325,21 @@ async fn drive_ring(
                         // the broken stream says so a moment later. Name that cause if it
                         // comes within a short grace, rather than the successor.
                         let grace = Instant::now() + SECONDARY_FAILURE_GRACE;
-                        tokio::select! {
-                            biased;
-                            () = &mut cancelled => return Err(progress.cancelled()),
-                            Some(reason) = failures.recv() => {
-                                return Err(progress.peer_failed(ctx.predecessor(), reason));
+                        let grace = tokio::time::sleep_until(grace.min(ctx.deadline));
+                        tokio::pin!(grace);
+                        loop {
+                            tokio::select! {
+                                biased;
+                                () = &mut cancelled => return Err(progress.cancelled()),
+                                Some(reason) = failures.recv() => {
+                                    return Err(progress.peer_failed(ctx.predecessor(), reason));
+                                }
+                                // Pieces still arriving are dropped (the operation has failed):
+                                // a handler blocked on a full inbox would never read on to
+                                // the break of its stream that names the cause.
+                                Some(_) = inbox.recv() => {}
+                                () = &mut grace => break,
                             }
-                            () = tokio::time::sleep_until(grace.min(ctx.deadline)) => {}
                         }
                         format!("{}: {}", status.code(), status.message())
                     }

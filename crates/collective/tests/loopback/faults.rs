@@ -113,6 +113,64 @@ async fn cancellation_ends_the_operation_promptly_on_every_rank() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_behind_a_full_inbox_still_names_the_predecessor() {
+    // Rank 0 of three; rank 1 is real and ends the operation early (its answer to rank 0 is
+    // ABORTED), rank 2 is played by a raw client that then sends more pieces than rank 0's
+    // inbox holds and a malformed one. Rank 0 must read on to the malformed piece while it
+    // waits to learn what broke, and name rank 2, not the live rank 1.
+    let config = crate::support::small_pieces();
+    let piece_elems = config.piece_bytes / 4;
+    let segment = 12 * piece_elems;
+    let ring = start(3, config).await;
+    let op = tag(1, 0);
+    let deadline = Duration::from_secs(10);
+    let len = 3 * segment;
+    let t0 = spawn_all_reduce(&ring, ring.ctx(0, op, deadline), vec![1.0; len]);
+    let ctx1 = ring.ctx(1, op, deadline);
+    let cancel1 = ctx1.cancel.clone();
+    let t1 = spawn_all_reduce(&ring, ctx1, vec![1.0; len]);
+    wait_progress(&ring, 1, op, 1).await;
+
+    // Rank 2's first reduce-scatter pieces to rank 0: segment 2, in order.
+    let piece = |index: usize| ReduceChunk {
+        chunk_index: 2,
+        piece_index: index as u32,
+        element_offset: (2 * segment + index * piece_elems) as u64,
+        total_elements: len as u64,
+        payload: vec![0u8; piece_elems * 4].into(),
+        ..first_chunk(op, worker(2))
+    };
+    let (chunks, stream) = tokio::sync::mpsc::channel(16);
+    chunks.send(piece(0)).await.expect("queued");
+    let addr = ring.ranks[0].addr;
+    let rank2 = tokio::spawn(async move {
+        let mut client =
+            PeerServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+        client.reduce(tokio_stream::wrappers::ReceiverStream::new(stream)).await
+    });
+    wait_progress(&ring, 0, op, 1).await;
+
+    cancel1.cancel();
+    let err1 = expect_err(t1, Duration::from_secs(3)).await;
+    assert!(matches!(err1, CollectiveError::Cancelled { .. }), "{err1}");
+    // Rank 0 now hears ABORTED from rank 1 and waits for word from its predecessor, which
+    // comes behind more pieces than its inbox holds.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for index in 1..10 {
+        chunks.send(piece(index)).await.expect("queued");
+    }
+    let malformed = ReduceChunk { element_offset: 0, ..piece(10) };
+    chunks.send(malformed).await.expect("queued");
+    let err0 = expect_err(t0, Duration::from_secs(3)).await;
+    assert!(matches!(err0, CollectiveError::PeerFailed { .. }), "{err0}");
+    let text = err0.to_string();
+    assert!(text.contains("w2") && text.contains("element_offset is 0"), "{err0}");
+    drop(chunks);
+    let status = rank2.await.expect("join").expect_err("the malformed piece is refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
 /// The first chunk rank 0 sends to rank 1 in a two-rank all-reduce of 1000 elements.
 fn first_chunk(tag: OpTag, sender: WorkerRef) -> ReduceChunk {
     ReduceChunk {
