@@ -16,8 +16,8 @@ use crate::error::CollectiveError;
 /// flight, one being consumed while the next arrives. HTTP/2's default of 64 KiB would cap a
 /// stream at a fraction of loopback bandwidth; a much larger one only lets a sender run ahead
 /// into receive buffers that have left the cache by the time they are read: 16 MiB windows
-/// measured 5–10 % lower busbw than 2 MiB at 2 and 4 ranks (`bench allreduce`, 16 and 48 MiB,
-/// alternating runs on a 2-core machine). A link whose bandwidth × round trip exceeds the
+/// measured 5–10 % lower busbw than 2 MiB at 2 ranks and 2–11 % at 4 ranks with 48 MiB
+/// (`bench allreduce`, alternating runs on a 2-core machine). A link whose bandwidth × round trip exceeds the
 /// window (25 Gb/s at 0.7 ms) needs larger pieces and windows (see
 /// [`crate::CollectiveConfig::with_piece_bytes`]).
 pub const DEFAULT_STREAM_WINDOW_BYTES: u32 = 2 << 20;

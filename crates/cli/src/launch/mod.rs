@@ -417,9 +417,9 @@ mod bench_report_tests {
 
     #[test]
     fn median_matches_pythons_statistics_median() {
-        assert!(median_of(Vec::new()).abs() < f64::EPSILON);
-        assert!((median_of(vec![3.0, 1.0, 2.0]) - 2.0).abs() < f64::EPSILON);
-        assert!((median_of(vec![4.0, 1.0, 3.0, 2.0]) - 2.5).abs() < f64::EPSILON);
+        assert_near("median of none", median_of(Vec::new()), 0.0);
+        assert_near("median of 3", median_of(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_near("median of 4", median_of(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
     }
 
     #[test]
@@ -435,10 +435,14 @@ mod bench_report_tests {
         ];
         let report = bench_report(&args, &lines);
         assert_eq!(report.steps, 3);
-        assert!((report.step_seconds - 2.0).abs() < 1e-9);
-        assert!((report.step_seconds_median - 1.0).abs() < 1e-9);
-        assert!((report.tokens_per_second - 512.0).abs() < 1e-9);
-        assert!((report.tokens_per_second_median - 1024.0).abs() < 1e-9);
+        assert_near("step_seconds", report.step_seconds, 2.0);
+        assert_near("step_seconds_median", report.step_seconds_median, 1.0);
+        assert_near("tokens_per_second", report.tokens_per_second, 512.0);
+        assert_near("tokens_per_second_median", report.tokens_per_second_median, 1024.0);
+    }
+
+    fn assert_near(what: &str, actual: f64, expected: f64) {
+        assert!((actual - expected).abs() < 1e-9, "{what} is {actual}, expected {expected}");
     }
 
     /// Two workers, global batch 8 × 128, one warm-up step and three timed ones.
@@ -486,12 +490,12 @@ mod bench_report_tests {
         ];
         let report = bench_report(&args, &lines);
         assert_eq!(report.steps, 2);
-        assert!((report.tokens_per_second - 1024.0).abs() < 1e-9);
-        assert!((report.step_seconds - 1.0).abs() < 1e-9);
-        assert!((report.step_seconds_median - 1.0).abs() < 1e-9);
-        assert!((report.tokens_per_second_median - 1024.0).abs() < 1e-9);
+        assert_near("tokens_per_second", report.tokens_per_second, 1024.0);
+        assert_near("step_seconds", report.step_seconds, 1.0);
+        assert_near("step_seconds_median", report.step_seconds_median, 1.0);
+        assert_near("tokens_per_second_median", report.tokens_per_second_median, 1024.0);
         assert_eq!((report.allreduce_ms_median, report.allreduce_exchange_ms_median), (100, 40));
-        assert!((report.allreduce_share - 0.08).abs() < 1e-9);
-        assert!((report.allreduce_exchange_share - 0.03).abs() < 1e-9);
+        assert_near("allreduce_share", report.allreduce_share, 0.08);
+        assert_near("allreduce_exchange_share", report.allreduce_exchange_share, 0.03);
     }
 }
