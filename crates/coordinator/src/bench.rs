@@ -216,6 +216,7 @@ async fn join_range(
                 build: BuildInfo::current(),
                 expected_job_fingerprint: None,
                 data_fingerprint: None,
+                applied_step: None,
             };
             c.join(wire::JoinRequest::from(req)).await.map(drop)
         });
@@ -252,6 +253,12 @@ async fn ask_until_ready(mut c: Client, me: WorkerRef, step: u64, known: Generat
             Some(Outcome::NotYet(_)) => {}
             Some(Outcome::Finished(_)) | None => {
                 return Err(tonic::Status::out_of_range("job finished or empty answer"));
+            }
+            Some(Outcome::Rewind(r)) => {
+                return Err(tonic::Status::failed_precondition(format!(
+                    "told to rewind to step {}: {}",
+                    r.committed_step, r.reason
+                )));
             }
         }
     }

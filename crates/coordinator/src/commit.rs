@@ -180,6 +180,7 @@ impl Core {
                 m.must_heal = false;
             }
         }
+        self.recovered(now, step);
         let cursor = self.durable.cursor;
         if decision == Decision::Skip {
             self.durable.skipped_steps += 1;
@@ -228,6 +229,7 @@ impl Core {
         let Some(active) = self.active.take() else { return };
         info!(tag = %active.tag, %reason, "step aborted");
         self.durable.aborted_steps += 1;
+        self.disrupted(now, format!("{} aborted: {reason}", active.tag));
         self.effects.push(Effect::Aborted {
             tag: active.tag,
             reason: reason.clone(),

@@ -3,7 +3,8 @@
 //! randomness, so tests replay any history exactly.
 //!
 //! This file holds the state and the membership events (join, heartbeat, leave, failure
-//! detection, checkpoints); `quorum.rs` forms quorums and `commit.rs` tallies votes.
+//! detection, checkpoints); `quorum.rs` forms quorums, `resume.rs` decides where the job goes on
+//! from when no ready worker holds the committed step, and `commit.rs` tallies votes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
@@ -105,6 +106,22 @@ pub struct Core {
     pub(crate) suspicions: BTreeMap<WorkerId, BTreeSet<WorkerId>>,
     pub(crate) effects: Vec<Effect>,
     pub(crate) last_stats: StepStats,
+    /// Since when the core has been waiting for a live member that holds the committed step
+    /// but is not ready (see `wait_for_live_holder`).
+    pub(crate) holder_wait_since: Option<Instant>,
+    /// The disruption training is recovering from, until the next decided step.
+    pub(crate) recovery: Option<Recovery>,
+    /// Restored from a previous run: the first event opens a recovery from the restart.
+    pub(crate) restart_unseen: bool,
+}
+
+/// A disruption of training (a member of the quorum lost, replaced or gone, a step aborted,
+/// the coordinator restarted) that no decided step has followed yet. Disruptions that overlap
+/// make one recovery: the first one's cause and time are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Recovery {
+    pub since: Instant,
+    pub cause: String,
 }
 
 impl Core {
@@ -134,9 +151,13 @@ impl Core {
             suspicions: BTreeMap::new(),
             effects: Vec::new(),
             last_stats: StepStats::default(),
+            holder_wait_since: None,
+            recovery: None,
+            restart_unseen: false,
         };
         if let Some(restored) = restored {
             core.durable = restored;
+            core.restart_unseen = true;
             core.bump_generation("coordinator restarted".into());
         }
         core
@@ -204,12 +225,20 @@ impl Core {
                 "data fingerprint {theirs} differs from the coordinator's {ours}"
             )));
         }
+        self.note_restart(now);
         let admission = self.members.admit(
             &req.worker,
             &req.advertise_address,
             now,
             self.cfg.max_registered,
         )?;
+        if admission != Admission::Again
+            && let Ok(m) = self.members.get_mut(&req.worker)
+        {
+            // What a (re)started worker holds counts from its join: a holder of the committed
+            // step is never rolled past, even before its first quorum request.
+            m.applied_step = req.applied_step;
+        }
         match admission {
             Admission::Again => {}
             Admission::New => {
@@ -220,13 +249,16 @@ impl Core {
                     worker: req.worker.clone(),
                     replaced: Some(old.clone()),
                 });
-                self.abort_if_member(now, &old, format!("{old} was replaced by {}", req.worker));
+                let reason = format!("{old} was replaced by {}", req.worker);
+                if self.was_member(&old) {
+                    self.disrupted(now, reason.clone());
+                }
+                self.abort_if_member(now, &old, reason);
             }
         }
-        let holder_alive = self
-            .members
-            .iter()
-            .any(|m| m.worker != req.worker && m.applied_step == Some(self.durable.committed_step));
+        let committed = self.durable.committed_step;
+        let holder_alive =
+            self.members.iter().any(|m| m.worker != req.worker && m.holds(committed));
         Ok(JoinAccepted {
             job_spec_toml: self.job.toml.clone(),
             job_fingerprint: self.job.fingerprint,
@@ -311,7 +343,11 @@ impl Core {
             clip(&req.reason).to_owned()
         };
         self.effects.push(Effect::Left { worker: req.worker.clone(), reason: reason.clone() });
-        self.abort_if_member(now, &req.worker, format!("{} left: {reason}", req.worker));
+        let reason = format!("{} left: {reason}", req.worker);
+        if self.was_member(&req.worker) {
+            self.disrupted(now, reason.clone());
+        }
+        self.abort_if_member(now, &req.worker, reason);
         Ok(self.durable.generation)
     }
 
@@ -341,6 +377,39 @@ impl Core {
     /// aborted: its members finish it, they do not retry it).
     fn committed(&self, tag: StepTag) -> bool {
         self.decided.iter().any(|d| d.tag == tag && d.decision != Decision::Abort)
+    }
+
+    /// Whether `worker` (this incarnation) is a member of the running step or of the last
+    /// quorum formed: losing it disrupts training even between steps.
+    pub(crate) fn was_member(&self, worker: &WorkerRef) -> bool {
+        self.active.as_ref().is_some_and(|a| a.rank_of(worker).is_some())
+            || self.last_quorum.as_ref().is_some_and(|(_, refs)| refs.contains(worker))
+    }
+
+    /// Training was disrupted by `cause`: a recovery starts unless one is under way.
+    pub(crate) fn disrupted(&mut self, now: Instant, cause: String) {
+        if self.recovery.is_none() {
+            self.recovery = Some(Recovery { since: now, cause });
+        }
+    }
+
+    /// The first event after a restart opens the recovery from it (the core has no clock of
+    /// its own, so the time of the restart is the time of the first event).
+    pub(crate) fn note_restart(&mut self, now: Instant) {
+        if std::mem::take(&mut self.restart_unseen) {
+            self.disrupted(now, "the coordinator restarted".to_owned());
+        }
+    }
+
+    /// A step was decided: the recovery under way, if any, is over. Counted once per
+    /// recovery, whatever number of faults it took.
+    pub(crate) fn recovered(&mut self, now: Instant, step: u64) {
+        if let Some(Recovery { since, cause }) = self.recovery.take() {
+            self.durable.recoveries += 1;
+            let after = now.saturating_duration_since(since);
+            info!(step, seconds = after.as_secs_f64(), %cause, "recovered");
+            self.effects.push(Effect::Recovered { step, cause, after });
+        }
     }
 
     /// Move to a new generation, so every message tagged with the old one is stale.

@@ -49,15 +49,15 @@ pub(crate) fn w(id: &str, incarnation: u64) -> WorkerRef {
     WorkerRef { id: WorkerId::new(id).expect("valid id"), incarnation }
 }
 
-fn r(epoch: u64, start: u64, end: u64) -> SampleRange {
+pub(crate) fn r(epoch: u64, start: u64, end: u64) -> SampleRange {
     SampleRange { epoch, start, end }
 }
 
-fn tag(generation: u64, step: u64) -> StepTag {
+pub(crate) fn tag(generation: u64, step: u64) -> StepTag {
     StepTag { generation: Generation(generation), step }
 }
 
-fn hash(n: u8) -> Option<StateHash> {
+pub(crate) fn hash(n: u8) -> Option<StateHash> {
     Some(StateHash([n; 32]))
 }
 
@@ -91,6 +91,7 @@ impl Sim {
             build: BuildInfo::current(),
             expected_job_fingerprint: None,
             data_fingerprint: None,
+            applied_step: None,
         };
         self.core.join(self.now, &req)
     }
@@ -139,38 +140,51 @@ impl Sim {
         (reply.action, reply.reason)
     }
 
+    /// A heartbeat from incarnation `inc` of `id`.
+    pub fn beat_as(
+        &mut self,
+        id: &str,
+        inc: u64,
+        tag: StepTag,
+        phase: WorkerPhase,
+    ) -> HeartbeatAction {
+        self.core.heartbeat(self.now, &Heartbeat { worker: w(id, inc), tag, phase }).action
+    }
+
     pub fn effects(&mut self) -> Vec<Effect> {
         self.core.drain_effects()
     }
 }
 
-fn ready(outcome: QuorumOutcome) -> Quorum {
+pub(crate) fn ready(outcome: QuorumOutcome) -> Quorum {
     match outcome {
         QuorumOutcome::Ready(q) => q,
         other => panic!("expected a quorum, got {other:?}"),
     }
 }
 
-fn not_yet(outcome: QuorumOutcome) -> String {
+pub(crate) fn not_yet(outcome: QuorumOutcome) -> String {
     match outcome {
         QuorumOutcome::NotYet(n) => n.reason,
         other => panic!("expected NotYet, got {other:?}"),
     }
 }
 
-fn decided(status: VoteStatus) -> (Decision, String, Vec<WorkerRef>, Option<CheckpointDirective>) {
+pub(crate) fn decided(
+    status: VoteStatus,
+) -> (Decision, String, Vec<WorkerRef>, Option<CheckpointDirective>) {
     match status {
         VoteStatus::Decided(d) => (d.decision, d.reason, d.divergent, d.checkpoint),
         other => panic!("expected a decision, got {other:?}"),
     }
 }
 
-fn joined(id: &str) -> Effect {
+pub(crate) fn joined(id: &str) -> Effect {
     Effect::Joined { worker: w(id, 1), replaced: None }
 }
 
 /// Two workers joined and in the quorum of step 1 under generation 1.
-fn two_running() -> Sim {
+pub(crate) fn two_running() -> Sim {
     let mut s = Sim::new();
     s.join("a", 1).expect("join a");
     s.join("b", 1).expect("join b");
@@ -181,14 +195,14 @@ fn two_running() -> Sim {
 }
 
 /// Every worker asks for `step`; returns each one's quorum (asking twice, as pollers do).
-fn round(s: &mut Sim, ids: &[&str], step: u64, applied: u64) -> Vec<Quorum> {
+pub(crate) fn round(s: &mut Sim, ids: &[&str], step: u64, applied: u64) -> Vec<Quorum> {
     for id in ids {
         s.ask(id, 1, step, applied);
     }
     ids.iter().map(|id| ready(s.ask(id, 1, step, applied))).collect()
 }
 
-fn commit_step(s: &mut Sim, ids: &[&str], t: StepTag) {
+pub(crate) fn commit_step(s: &mut Sim, ids: &[&str], t: StepTag) {
     for id in ids {
         s.ok(id, t);
     }
@@ -647,6 +661,7 @@ fn joins_with_another_job_or_protocol_are_refused_with_what_differs() {
         build: BuildInfo { version: BuildInfo::current().version, protocol_version: 9 },
         expected_job_fingerprint: None,
         data_fingerprint: None,
+        applied_step: None,
     };
     let err = s.core.join(s.now, &req).expect_err("protocol");
     let expected = format!(
@@ -693,7 +708,8 @@ fn votes_for_the_wrong_step_or_from_unknown_workers_are_rejected() {
         state_hash: None,
         known_members_generation: albatross_proto::domain::Generation(0),
     };
-    let ahead = s.core.await_quorum(s.now, &req).expect_err("ahead");
+    let ahead =
+        s.core.await_quorum(s.now, &QuorumRequest { applied_step: 0, ..req }).expect_err("ahead");
     assert_eq!(ahead.to_string(), "step 9 is ahead of the job: the next step is 1");
 }
 
@@ -786,6 +802,7 @@ fn client_text_is_bounded_and_addresses_must_be_host_port() {
             build: BuildInfo::current(),
             expected_job_fingerprint: None,
             data_fingerprint: None,
+            applied_step: None,
         };
         let err = s.core.join(s.now, &req).expect_err(bad);
         assert!(matches!(err, CoordinatorError::InvalidArgument(_)), "{bad:?}: {err}");

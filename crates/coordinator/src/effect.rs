@@ -78,6 +78,21 @@ pub enum Effect {
         step: u64,
         error: String,
     },
+    /// A worker asked for a quorum holding `held_step`, past the committed step (the steps
+    /// after it were undone while it was away): it is told to drop that state.
+    Rewound {
+        worker: WorkerRef,
+        held_step: u64,
+        committed_step: u64,
+        reason: String,
+    },
+    /// Step `step` was decided after a disruption (`cause`, the first of the recovery), `after`
+    /// the coordinator noticed it. Each is one recovery in `Durable::recoveries`.
+    Recovered {
+        step: u64,
+        cause: String,
+        after: Duration,
+    },
     /// No live worker holds the committed state: training resumes from an older point.
     RolledBack {
         from_step: u64,
@@ -102,7 +117,10 @@ pub struct Durable {
     /// generation). Told to joining workers so one that lost the reply to its vote knows whether
     /// its pending gradients were committed.
     pub committed_generation: Generation,
-    /// Members lost while a step they belonged to was running, over the whole job (it survives
-    /// coordinator restarts, so a long run's count is its real one).
+    /// Recoveries over the whole job (it survives coordinator restarts, so a long run's count
+    /// is its real one): each is a decided step that followed a disruption of training — a
+    /// member of the running step or of the last quorum evicted, replaced by its restart or
+    /// gone, a step aborted, or the coordinator restarted. Disruptions before the same decided
+    /// step count once.
     pub recoveries: u64,
 }

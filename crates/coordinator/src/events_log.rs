@@ -33,7 +33,8 @@ pub(crate) struct EventLine {
     pub unix_ms: u64,
     /// `started`, or the effect's kind: `joined`, `left`, `evicted`, `generation_changed`,
     /// `quorum_formed`, `committed`, `skipped`, `aborted`, `suspicion_not_confirmed`,
-    /// `checkpoint_requested`, `checkpoint_recorded`, `checkpoint_failed`, `rolled_back`.
+    /// `checkpoint_requested`, `checkpoint_recorded`, `checkpoint_failed`, `rolled_back`,
+    /// `rewound`, `recovered`.
     pub event: &'static str,
     pub generation: u64,
     #[serde(flatten)]
@@ -113,6 +114,17 @@ pub(crate) enum EventFields {
         to_step: u64,
         cursor: CursorLine,
         reason: String,
+    },
+    Rewound {
+        worker: String,
+        held_step: u64,
+        committed_step: u64,
+        reason: String,
+    },
+    Recovered {
+        step: u64,
+        cause: String,
+        recovery_ms: u64,
     },
 }
 
@@ -233,6 +245,19 @@ impl EventLine {
                     step: *step,
                     error: error.clone(),
                 },
+            ),
+            Effect::Rewound { worker, held_step, committed_step, reason } => (
+                "rewound",
+                F::Rewound {
+                    worker: worker.to_string(),
+                    held_step: *held_step,
+                    committed_step: *committed_step,
+                    reason: reason.clone(),
+                },
+            ),
+            Effect::Recovered { step, cause, after } => (
+                "recovered",
+                F::Recovered { step: *step, cause: cause.clone(), recovery_ms: millis(*after) },
             ),
             Effect::RolledBack { from_step, to_step, cursor, reason } => (
                 "rolled_back",

@@ -11,6 +11,7 @@ impl Core {
     /// Time passes: evict silent workers, abort a step past its deadline, form a quorum whose
     /// join grace expired.
     pub fn tick(&mut self, now: Instant) {
+        self.note_restart(now);
         let timeout = self.cfg.heartbeat_timeout;
         for (worker, silent) in self.members.silent(now, timeout) {
             let reason = format!("no heartbeat for {silent:?} (timeout {timeout:?})");
@@ -92,8 +93,9 @@ impl Core {
         if self.members.remove(&worker.id).is_none() {
             return;
         }
-        self.durable.recoveries +=
-            u64::from(self.active.as_ref().is_some_and(|a| a.rank_of(worker).is_some()));
+        if self.was_member(worker) {
+            self.disrupted(now, format!("{worker} evicted: {reason}"));
+        }
         self.effects.push(Effect::Evicted {
             worker: worker.clone(),
             reason: reason.clone(),

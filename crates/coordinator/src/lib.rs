@@ -56,6 +56,7 @@ mod membership;
 mod metrics_log;
 mod quorum;
 mod ready_file;
+mod resume;
 mod server;
 mod service;
 mod state_file;
@@ -78,6 +79,10 @@ pub use state_file::{Restored, StateStore};
 pub use status::{MemberView, StatusView};
 pub use status_report::{fetch_status, fetch_status_tls, status_json, status_table};
 
+#[cfg(test)]
+mod core_holder_test;
+#[cfg(test)]
+mod core_interleaving_test;
 #[cfg(test)]
 mod core_test;
 #[cfg(test)]

@@ -34,6 +34,14 @@ pub struct MemberState {
     pub in_last_quorum: bool,
 }
 
+impl MemberState {
+    /// Whether this worker holds `step` and may serve it: it said so (or voted it in), and its
+    /// state hash has not disagreed with the majority's since.
+    pub fn holds(&self, step: u64) -> bool {
+        self.applied_step == Some(step) && !self.must_heal
+    }
+}
+
 /// What a join did to the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {

@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use albatross_proto::domain::{
-    DataCursor, Generation, HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome,
-    QuorumRequest, StepTag, WorkerPhase, WorkerRef,
+    Generation, HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome, QuorumRequest,
+    StepTag, WorkerPhase, WorkerRef,
 };
 use tracing::info;
 
@@ -32,7 +32,11 @@ impl Core {
                 final_checkpoint: self.durable.latest_checkpoint.clone(),
             }));
         }
-        let next = self.durable.committed_step + 1;
+        let committed = self.durable.committed_step;
+        if req.applied_step > committed {
+            return self.rewind(req);
+        }
+        let next = committed + 1;
         if req.step > next {
             return Err(CoordinatorError::InvalidArgument(format!(
                 "step {} is ahead of the job: the next step is {next}",
@@ -158,11 +162,13 @@ impl Core {
                 grace_end.saturating_duration_since(now)
             );
         };
-        // Previous members first, then newcomers in ring order, up to max_workers. `waiting` is
-        // in ring order and both sorts are stable.
+        // Holders of the committed step first (so a cut to max_workers never leaves them all
+        // out), then previous members, then newcomers in ring order, up to max_workers.
+        // `waiting` is in ring order and both sorts are stable.
+        let committed = self.durable.committed_step;
         let mut chosen: Vec<&MemberState> =
             self.live(now).filter(|m| m.waiting.is_some()).collect();
-        chosen.sort_by_key(|m| !m.in_last_quorum);
+        chosen.sort_by_key(|m| (!m.holds(committed), !m.in_last_quorum));
         chosen.truncate(self.cfg.max_workers);
         chosen.sort_by(|a, b| a.worker.id.cmp(&b.worker.id));
         let chosen: Vec<(Member, Option<u64>, bool)> = chosen
@@ -177,10 +183,12 @@ impl Core {
                 (member, m.applied_step, m.must_heal)
             })
             .collect();
-        let committed = self.durable.committed_step;
         let mut up: Vec<usize> =
             (0..chosen.len()).filter(|&i| chosen[i].1 == Some(committed) && !chosen[i].2).collect();
         if up.is_empty() {
+            if let Some(why) = self.wait_for_live_holder(now) {
+                return why;
+            }
             match self.rollback_target(&chosen) {
                 Some(_) if !grace_over => {
                     return format!(
@@ -191,7 +199,8 @@ impl Core {
                 }
                 Some((step, cursor, source)) => {
                     if step != committed {
-                        self.roll_back(step, cursor, &source);
+                        let reason = self.no_holder_reason(now);
+                        self.roll_back(step, cursor, &source, &reason);
                     }
                     up = (0..chosen.len())
                         .filter(|&i| chosen[i].1 == Some(step) && !chosen[i].2)
@@ -206,66 +215,6 @@ impl Core {
         }
         self.start_step(now, chosen.into_iter().map(|c| c.0).collect(), &up, fast, why);
         String::new()
-    }
-
-    /// Where to resume when nobody holds the committed step: the newest step at or below it
-    /// that a chosen worker holds (a worker whose newest checkpoint was corrupt loaded an older
-    /// one; a fresh worker holds step 0, the initial parameters). Never a step above the
-    /// committed one: nothing past it was decided, so such a state is not a source. Nor the state
-    /// of a worker whose hash disagreed in a vote.
-    fn rollback_target(
-        &self,
-        chosen: &[(Member, Option<u64>, bool)],
-    ) -> Option<(u64, DataCursor, String)> {
-        let committed = self.durable.committed_step;
-        let (holder, step) = chosen
-            .iter()
-            .filter(|c| !c.2)
-            .filter_map(|c| c.1.filter(|s| *s <= committed).map(|s| (&c.0.worker, s)))
-            .max_by_key(|(_, s)| *s)?;
-        if let Some(c) = &self.durable.latest_checkpoint
-            && c.step == step
-        {
-            return Some((
-                step,
-                c.cursor,
-                format!("the checkpoint of step {} at {}", c.step, c.path),
-            ));
-        }
-        if step == 0 {
-            return Some((0, DataCursor::default(), "the initial parameters".to_owned()));
-        }
-        // The cursor moves by exactly one global batch per decided step, so the cursor after
-        // `step` is a pure function of it (the same one workers and checkpoints use).
-        let cursor = DataCursor::after_steps(step, self.cfg.global_batch, self.cfg.epoch_size);
-        Some((step, cursor, format!("step {step} as held by {holder}")))
-    }
-
-    /// Resume from the older `step`: the steps after it are undone (their samples will be used
-    /// again), and nothing may name a step past it any more.
-    fn roll_back(&mut self, step: u64, cursor: DataCursor, source: &str) {
-        let committed = self.durable.committed_step;
-        let reason = format!("no live worker holds step {committed}; resuming from {source}");
-        info!(from_step = committed, to_step = step, %reason, "rolled back");
-        self.effects.push(Effect::RolledBack {
-            from_step: committed,
-            to_step: step,
-            cursor,
-            reason,
-        });
-        self.durable.committed_step = step;
-        self.durable.cursor = cursor;
-        // Which generation decided `step` is not known any more; 0 matches no worker's pending
-        // vote, so none applies gradients of a step that was undone.
-        self.durable.committed_generation = Generation(0);
-        // A checkpoint of an undone step is not on the resumed history: no cold start may load
-        // it, and a report of one still being written is refused.
-        if self.durable.latest_checkpoint.as_ref().is_some_and(|c| c.step > step) {
-            self.durable.latest_checkpoint = None;
-        }
-        if self.pending_checkpoint.as_ref().is_some_and(|p| p.directive.step > step) {
-            self.pending_checkpoint = None;
-        }
     }
 
     fn start_step(
@@ -325,6 +274,7 @@ impl Core {
             reason: why,
         });
         let ranks = RankIndex::new(&refs);
+        self.holder_wait_since = None;
         self.last_quorum = Some((tag.generation, refs));
         self.active = Some(ActiveStep {
             tag,

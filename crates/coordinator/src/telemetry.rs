@@ -23,8 +23,6 @@ pub(crate) struct Telemetry {
     handle: PrometheusHandle,
     started: Instant,
     last_commit: Option<Instant>,
-    /// When the oldest failure not yet followed by a commit happened.
-    failure_since: Option<Instant>,
     last_upkeep: Instant,
     pub recent: VecDeque<(f64, String)>,
     pub losses: VecDeque<(u64, f64)>,
@@ -45,7 +43,6 @@ impl Telemetry {
             handle,
             started: now,
             last_commit: None,
-            failure_since: None,
             last_upkeep: now,
             recent: VecDeque::new(),
             losses: VecDeque::new(),
@@ -75,10 +72,6 @@ impl Telemetry {
                             }
                         }
                         self.last_commit = Some(now);
-                        if let Some(since) = self.failure_since.take() {
-                            let secs = now.saturating_duration_since(since).as_secs_f64();
-                            histogram!("albatross_recovery_seconds").record(secs);
-                        }
                         if let Some(loss) = loss(&stats) {
                             gauge!("albatross_loss").set(loss);
                             if self.losses.len() == LOSS_POINTS {
@@ -94,12 +87,16 @@ impl Telemetry {
                     }
                     Effect::Aborted { .. } => {
                         counter!("albatross_aborted_steps_total").increment(1);
-                        self.failure_since.get_or_insert(now);
                     }
                     Effect::Evicted { detected_after, .. } => {
                         histogram!("albatross_failure_detection_seconds")
                             .record(detected_after.as_secs_f64());
-                        self.failure_since.get_or_insert(now);
+                    }
+                    // The core's recovery (see `Durable::recoveries`): the count and the time
+                    // come from the same episode, so they cannot disagree.
+                    Effect::Recovered { after, .. } => {
+                        counter!("albatross_recoveries_total").increment(1);
+                        histogram!("albatross_recovery_seconds").record(after.as_secs_f64());
                     }
                     _ => {}
                 }
@@ -158,6 +155,12 @@ fn describe(effect: &Effect) -> String {
         }
         Effect::CheckpointFailed { worker, step, error } => {
             format!("checkpoint of step {step} by {worker} failed: {error}")
+        }
+        Effect::Rewound { worker, held_step, committed_step, .. } => {
+            format!("{worker} told to drop step {held_step}: the job is at step {committed_step}")
+        }
+        Effect::Recovered { step, cause, after } => {
+            format!("recovered at step {step}, {:.1} s after {cause}", after.as_secs_f64())
         }
         Effect::RolledBack { reason, to_step, .. } => {
             format!("rolled back to step {to_step}: {reason}")

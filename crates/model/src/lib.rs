@@ -11,6 +11,7 @@
 
 pub mod albert;
 pub mod bench;
+pub mod cancel;
 pub mod config;
 pub mod embeddings;
 pub mod error;
@@ -31,6 +32,7 @@ pub mod params;
 mod reference_test;
 
 pub use albert::{AlbertForPreTraining, AlbertModel, ModelInput, PretrainingLogits};
+pub use cancel::{CancelFlag, Cancelled, run_cancellable};
 pub use config::{AlbertConfig, HiddenAct, PRESETS};
 pub use error::{ModelError, Result};
 pub use eval::{EvalInputs, EvalOutput, eval_hf_dir, evaluate};

@@ -61,6 +61,10 @@ pub enum WorkerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The step's computation was cancelled (its step was aborted) and its partial gradients
+    /// dropped; nothing changed in the trainer's state.
+    #[error("the step's computation was cancelled")]
+    Cancelled,
     /// A previous call panicked half-way through an optimizer step and the model was lost;
     /// the trainer must be rebuilt (or healed from a peer).
     #[error("trainer state was lost by an interrupted optimizer step")]

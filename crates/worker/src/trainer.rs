@@ -33,6 +33,7 @@ use albatross_data::Dataset;
 use std::collections::HashMap;
 
 use albatross_model::FusedOps;
+use albatross_model::cancel::{self, CancelFlag, Cancelled, run_cancellable};
 use albatross_model::flat::{add_assign, divide_and_sum_squares};
 use albatross_model::{
     AlbertConfig, AlbertForPreTraining, FlatState, FlatStateMut, GradLayout, Lamb, LambConfig,
@@ -89,6 +90,8 @@ pub struct Trainer<B: AutodiffBackend> {
     schedule: LrSchedule,
     clip_norm: f32,
     micro_batch_size: usize,
+    /// The job's seed: the initial parameters are a pure function of it.
+    seed: u64,
     reader: SampleReader,
     device: B::Device,
     /// Reused per micro-batch after the first, so accumulation allocates once.
@@ -96,6 +99,8 @@ pub struct Trainer<B: AutodiffBackend> {
     pending: Option<Pending>,
     applied_steps: u64,
     inject_non_finite: bool,
+    /// Test hook: extra time each `compute` takes, as a larger model would (cancellable).
+    compute_delay: std::time::Duration,
 }
 
 impl<B: AutodiffBackend> std::fmt::Debug for Trainer<B> {
@@ -170,12 +175,14 @@ impl<B: AutodiffBackend + FusedOps> Trainer<B> {
             schedule,
             clip_norm: o.clip_norm as f32,
             micro_batch_size: job.batch.micro_batch_size.max(1) as usize,
+            seed: job.seed,
             reader,
             device,
             config,
             pending: None,
             applied_steps: 0,
             inject_non_finite: false,
+            compute_delay: std::time::Duration::ZERO,
         };
         tracing::info!(
             parameters = trainer.layout.len(),
@@ -221,6 +228,35 @@ impl<B: AutodiffBackend + FusedOps> Trainer<B> {
         self.inject_non_finite = true;
     }
 
+    /// Test hook for fault tests at real step lengths: every `compute` takes `delay` longer,
+    /// spent between micro-batches in short slices that each check for cancellation, as the
+    /// layers of a larger model would.
+    pub fn slow_down_compute(&mut self, delay: std::time::Duration) {
+        self.compute_delay = delay;
+    }
+
+    /// [`Self::compute`] that gives up soon after `flag` is set: the model's fused operations
+    /// then skip their arithmetic, so the pass under way runs out in a few per cent of its
+    /// time (see [`albatross_model::cancel`]), and no further micro-batch starts.
+    ///
+    /// # Errors
+    /// [`WorkerError::Cancelled`] when stopped (partial gradients are dropped and nothing in
+    /// the trainer changed), or what `compute` returns.
+    pub fn compute_cancellable(
+        &mut self,
+        ranges: &[SampleRange],
+        flag: &CancelFlag,
+    ) -> Result<StepGradients> {
+        match run_cancellable(flag, || self.compute(ranges)) {
+            Ok(result) => result,
+            Err(Cancelled) => {
+                self.pending = None;
+                tracing::debug!("computation cancelled");
+                Err(WorkerError::Cancelled)
+            }
+        }
+    }
+
     /// Reads this rank's samples for `ranges` (positions in each range's epoch order) and
     /// returns the sum over them of per-sample loss gradients (see the module doc), computed
     /// in micro-batches of `batch.micro_batch_size` so memory does not grow with the slice.
@@ -231,7 +267,14 @@ impl<B: AutodiffBackend + FusedOps> Trainer<B> {
         let mut stats = StepStats::default();
         let pad = self.reader.pad_id();
         let model = self.model.as_ref().ok_or(WorkerError::Poisoned)?;
+        let micro_batches = samples.len().div_ceil(self.micro_batch_size).max(1);
+        let delay_each = self.compute_delay / u32::try_from(micro_batches).unwrap_or(u32::MAX);
         for (index, chunk) in samples.chunks(self.micro_batch_size).enumerate() {
+            delay_cancellably(delay_each);
+            if cancel::requested() {
+                // Cancelled (see `compute_cancellable`): no new pass starts.
+                break;
+            }
             let mb = micro_batch(chunk, pad)?;
             let out = micro_loss(model, &self.config, &mb, &self.device)?;
             let mut grads = GradientsParams::from_grads(out.loss.backward(), model);
@@ -362,6 +405,21 @@ impl<B: AutodiffBackend + FusedOps> Trainer<B> {
         Arc::clone(&self.state)
     }
 
+    /// Goes back to the initial parameters of the job's seed, with no optimizer state: the
+    /// state of step 0 on every history. A worker whose state was undone by a rollback takes
+    /// it when no checkpoint of the resumed history is at hand. A computed-but-unapplied step
+    /// is dropped.
+    pub fn reset_to_initial(&mut self) -> Result<()> {
+        let model = Model::<B>::init(&self.config, self.seed, &self.device)?;
+        let state =
+            TrainerState { parameters: self.layout.read_params(&model)?, optimizer: Vec::new() };
+        self.model = Some(model);
+        self.state = Arc::new(state);
+        self.retired = None;
+        self.pending = None;
+        Ok(())
+    }
+
     /// Replaces parameters and optimizer state with `state` (from a peer or a checkpoint).
     /// A computed-but-unapplied step is dropped. On error the trainer is unchanged.
     pub fn load_state(&mut self, state: TrainerState) -> Result<()> {
@@ -381,6 +439,17 @@ impl<B: AutodiffBackend + FusedOps> Trainer<B> {
         self.retired = None;
         self.pending = None;
         Ok(())
+    }
+}
+
+/// Sleeps `delay` in slices of at most 10 ms, until cancelled.
+fn delay_cancellably(delay: std::time::Duration) {
+    let slice = std::time::Duration::from_millis(10);
+    let mut left = delay;
+    while !left.is_zero() && !cancel::requested() {
+        let now = left.min(slice);
+        std::thread::sleep(now);
+        left -= now;
     }
 }
 

@@ -11,6 +11,7 @@ use albatross_proto::job::JobSpec;
 use tempfile::TempDir;
 
 use super::*;
+use albatross_model::CancelFlag;
 
 type B = DefaultAutodiffBackend;
 
@@ -299,4 +300,43 @@ fn exported_state_loads_into_a_fresh_trainer_and_trains_on_identically() {
     let err = healed.load_state(short).expect_err("short parameter section");
     assert!(err.to_string().contains("parameter section"), "{err}");
     assert_eq!(healed.state_hash(), before);
+}
+
+/// A cancelled computation stops at once, leaves the trainer as it was, and the next one
+/// computes the same bytes; a reset goes back to the seed's initial state.
+#[test]
+fn a_cancelled_computation_stops_promptly_and_changes_nothing() {
+    let (_dir, data) = dataset();
+    let mut t = trainer(&data, 2);
+    let initial = t.state_hash();
+    let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
+    let ranges = domain(&batch);
+    let reference = t.compute(&ranges).expect("compute");
+    t.discard();
+    // A 10 s computation (test hook) cancelled from another thread after 100 ms.
+    t.slow_down_compute(std::time::Duration::from_secs(10));
+    let flag = CancelFlag::new();
+    let canceller = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            flag.cancel();
+        })
+    };
+    let started = std::time::Instant::now();
+    let cancelled = t.compute_cancellable(&ranges, &flag);
+    let took = started.elapsed();
+    canceller.join().expect("canceller");
+    assert!(matches!(cancelled, Err(WorkerError::Cancelled)), "{cancelled:?}");
+    assert!(took < std::time::Duration::from_secs(5), "stopped after {took:?}");
+    // Nothing is pending: an apply now is refused.
+    let err = t.apply(&mut reference.buffer.clone(), 8, 0).expect_err("nothing to apply");
+    assert!(err.to_string().contains("without a computed step"), "{err}");
+    t.slow_down_compute(std::time::Duration::ZERO);
+    let again = t.compute_cancellable(&ranges, &CancelFlag::new()).expect("compute");
+    assert_eq!(again, reference);
+    t.apply(&mut again.buffer.clone(), 8, 0).expect("apply");
+    assert_ne!(t.state_hash(), initial);
+    t.reset_to_initial().expect("reset");
+    assert_eq!(t.state_hash(), initial, "back at the seed's initial state");
 }

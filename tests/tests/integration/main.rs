@@ -8,6 +8,7 @@ mod t04_cli_pipeline;
 mod t05_cluster;
 mod t06_deploy;
 mod t07_netns;
+mod t08_long_steps;
 
 use albatross_tests::Albatross;
 

@@ -146,6 +146,7 @@ async fn join(c: &mut Client, id: &str) -> JoinAccepted {
             JobSpec::from_toml_str(JOB, "t03").expect("job").fingerprint(),
         ),
         data_fingerprint: Some(Sha256Digest::of("t03 data")),
+        applied_step: None,
     };
     let reply =
         c.join(timed(wire::JoinRequest::from(req), Duration::from_secs(5))).await.expect("join");

@@ -4,7 +4,8 @@
 //! A schedule is a comma-separated list of `KIND:TARGET@step=N[+DURATION]`:
 //!
 //! - `kill:worker-1@step=30`: SIGKILL the worker once step 30 committed; the launcher starts it
-//!   again under the same name and it heals from a live peer;
+//!   again under the same name and it heals from a live peer; `kill:worker-1@step=30+1.5s`:
+//!   1.5 s after step 30 committed, in the middle of step 31 (`term` takes the same delay);
 //! - `pause:worker-0@step=50+5s`: SIGSTOP for 5 s, then SIGCONT (a stall, e.g. swap or GC);
 //! - `term:worker-2@step=60`: SIGTERM (preemption: a graceful leave), then started again;
 //! - `kill:coordinator@step=80`: SIGKILL the coordinator and start it again on the same address
@@ -21,13 +22,13 @@
 //! or `random:rate=R,seed=S[,kinds=kill+pause+term+coordinator+partition+delay]`: on average R
 //! faults per 100 steps, reproducible from the seed (default kinds: the first four).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use super::cluster::Injection;
-use super::summary::ledger;
 use super::{MetricsLine, Summary};
 use crate::netfault::NetFault;
 
@@ -74,8 +75,10 @@ pub enum Target {
 pub struct Fault {
     pub kind: FaultKind,
     pub target: Target,
-    /// Injected once this step has been decided (`AT_END`: after the run).
+    /// Injected once this step has been decided (`AT_END`: after the run)...
     pub at_step: u64,
+    /// ...and this long after (a kill or SIGTERM in the middle of the next step).
+    pub delay: Duration,
 }
 
 impl Fault {
@@ -138,6 +141,7 @@ fn parse_item(item: &str, workers: usize, total_steps: u64) -> anyhow::Result<Fa
             kind: FaultKind::CorruptCheckpoint,
             target: Target::LatestCheckpoint,
             at_step: AT_END,
+            delay: Duration::ZERO,
         });
     }
     let when = when.strip_prefix("step=").context("the time must be step=N")?;
@@ -152,9 +156,14 @@ fn parse_item(item: &str, workers: usize, total_steps: u64) -> anyhow::Result<Fa
     let target = parse_target(target, workers)?;
     let duration =
         |d: &str| humantime::parse_duration(d).with_context(|| format!("duration {d:?}"));
+    let mut delay = Duration::ZERO;
     let kind = match (kind, argument) {
         ("kill", None) => FaultKind::Kill,
         ("term", None) => FaultKind::Term,
+        ("kill" | "term", Some(d)) => {
+            delay = duration(d)?;
+            if kind == "kill" { FaultKind::Kill } else { FaultKind::Term }
+        }
         ("pause", Some(d)) => FaultKind::Pause(duration(d)?),
         ("pause" | "partition", None) => {
             bail!("{kind} needs a duration: {kind}:worker-0@step=50+5s")
@@ -172,7 +181,6 @@ fn parse_item(item: &str, workers: usize, total_steps: u64) -> anyhow::Result<Fa
         }
         ("delay", None) => bail!("delay needs a latency: delay:worker-1@step=120+200ms[/30s]"),
         ("loss", None) => bail!("loss needs a rate: loss:worker-1@step=120+5%[/30s]"),
-        ("kill" | "term", Some(_)) => bail!("{kind} takes no duration"),
         (other, _) => bail!(
             "unknown fault {other:?} (kill, pause, term, partition, delay, loss, corrupt-checkpoint)"
         ),
@@ -180,7 +188,7 @@ fn parse_item(item: &str, workers: usize, total_steps: u64) -> anyhow::Result<Fa
     if target == Target::Coordinator && !matches!(kind, FaultKind::Kill | FaultKind::Net { .. }) {
         bail!("only kill and network faults apply to the coordinator");
     }
-    Ok(Fault { kind, target, at_step })
+    Ok(Fault { kind, target, at_step, delay })
 }
 
 fn parse_target(target: &str, workers: usize) -> anyhow::Result<Target> {
@@ -248,7 +256,7 @@ fn random(options: &str, workers: usize, total_steps: u64) -> anyhow::Result<Vec
             }
             _ => (FaultKind::Kill, Target::Coordinator),
         };
-        faults.push(Fault { kind, target, at_step: step });
+        faults.push(Fault { kind, target, at_step: step, delay: Duration::ZERO });
         next_allowed = step + 5;
     }
     Ok(faults)
@@ -342,8 +350,9 @@ pub struct FaultOutcome {
     pub next_commit_ms: Option<u64>,
     /// Steps aborted between the fault and that commit.
     pub aborted_steps: u64,
-    /// The ledger of the steps decided from this fault to the next one (or the end): both
-    /// must be 0.
+    /// What the decisions taken from this fault until the next one (or the end) cost: samples
+    /// trained again (steps decided twice, after a rollback however far back) and samples
+    /// never trained (see [`ledger_by_fault`]). Both must be 0; the rows sum to the totals.
     pub samples_lost: u64,
     pub samples_duplicated: u64,
     /// Whether the replicas' state hashes agreed after the fault: the coordinator commits a
@@ -366,6 +375,10 @@ pub struct ChaosReport {
     pub final_step: u64,
     pub samples_lost: u64,
     pub samples_duplicated: u64,
+    /// What decisions before the first fault cost (nothing in a correct run): with these the
+    /// per-fault rows sum to the totals.
+    pub samples_lost_before_any_fault: u64,
+    pub samples_duplicated_before_any_fault: u64,
     pub replica_hashes_agree: bool,
 }
 
@@ -397,14 +410,13 @@ pub fn report(
     summary: &Summary,
     global_batch: u64,
 ) -> ChaosReport {
+    let starts: Vec<u64> = injections.iter().map(|inj| inj.unix_ms).collect();
+    let charged = ledger_by_fault(lines, summary.final_step, global_batch, &starts);
     let faults: Vec<FaultOutcome> = injections
         .iter()
         .enumerate()
         .map(|(i, inj)| {
-            let window_end =
-                injections.get(i + 1).map_or(summary.final_step, |next| next.injected_after_step);
-            let (samples_duplicated, samples_lost) =
-                ledger(lines, inj.injected_after_step + 1..=window_end, global_batch);
+            let Charge { duplicated: samples_duplicated, lost: samples_lost } = charged.faults[i];
             let before = lines.iter().rev().find(|l| l.unix_ms <= inj.unix_ms);
             let after = lines.iter().find(|l| l.unix_ms > inj.unix_ms);
             let reaction = events.iter().find(|e| {
@@ -440,8 +452,81 @@ pub fn report(
         final_step: summary.final_step,
         samples_lost: summary.samples_lost,
         samples_duplicated: summary.samples_duplicated,
+        samples_lost_before_any_fault: charged.before_faults.lost,
+        samples_duplicated_before_any_fault: charged.before_faults.duplicated,
         replica_hashes_agree: summary.replica_hashes_agree,
         faults,
+    }
+}
+
+/// Samples one fault's window of time cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Charge {
+    pub duplicated: u64,
+    pub lost: u64,
+}
+
+/// The run's ledger, charged by time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargedLedger {
+    /// Per fault, in the order of `starts`.
+    pub faults: Vec<Charge>,
+    /// Decisions before the first fault (0 and 0 in a correct run).
+    pub before_faults: Charge,
+}
+
+/// The ledger of `lines` (the metrics log, in decision order) for steps `1..=final_step`,
+/// each sample charged to the fault whose window of time holds the decision that cost it.
+/// Fault `i`'s window runs from `starts[i]` (Unix ms) to the next fault's start. A step decided
+/// again (after a rollback) duplicates its earlier samples: charged where the repeat was
+/// decided, however far back the step lies. A step decided short loses the rest, charged where
+/// it was decided; a step never decided loses its batch, charged where a later step was first
+/// decided past it. Together with `before_faults`, the charges sum to the totals of
+/// [`super::summary::ledger`].
+pub fn ledger_by_fault(
+    lines: &[MetricsLine],
+    final_step: u64,
+    global_batch: u64,
+    starts: &[u64],
+) -> ChargedLedger {
+    let mut order: Vec<usize> = (0..starts.len()).collect();
+    order.sort_by_key(|&i| starts[i]);
+    // The fault whose window holds `unix_ms`; `None` before the first.
+    let window = |unix_ms: u64| order.iter().rev().find(|&&i| starts[i] <= unix_ms).copied();
+    let mut charged = ChargedLedger {
+        faults: vec![Charge::default(); starts.len()],
+        before_faults: Charge::default(),
+    };
+    // Per step: the samples of its latest decision and that decision's window.
+    let mut latest: BTreeMap<u64, (u64, Option<usize>)> = BTreeMap::new();
+    // Steps the stream went past without deciding them (yet), and where.
+    let mut passed: Vec<(u64, Option<usize>)> = Vec::new();
+    let mut highest = 0;
+    for line in lines.iter().filter(|l| (1..=final_step).contains(&l.step)) {
+        let at = window(line.unix_ms);
+        if let Some((earlier, _)) = latest.insert(line.step, (line.samples, at)) {
+            charged.at(at).duplicated += earlier;
+        }
+        passed.extend((highest + 1..line.step).map(|s| (s, at)));
+        highest = highest.max(line.step);
+    }
+    for &(samples, at) in latest.values() {
+        charged.at(at).lost += global_batch.saturating_sub(samples);
+    }
+    for (step, at) in passed {
+        if !latest.contains_key(&step) {
+            charged.at(at).lost += global_batch;
+        }
+    }
+    charged
+}
+
+impl ChargedLedger {
+    fn at(&mut self, window: Option<usize>) -> &mut Charge {
+        match window {
+            Some(i) => &mut self.faults[i],
+            None => &mut self.before_faults,
+        }
     }
 }
 
@@ -474,6 +559,21 @@ pub fn table(r: &ChaosReport) -> String {
             f.samples_lost,
             f.samples_duplicated,
             f.replica_hashes_agree.map_or("-", |agree| if agree { "yes" } else { "NO" })
+        ));
+    }
+    if r.samples_lost_before_any_fault + r.samples_duplicated_before_any_fault > 0 {
+        out.push_str(&format!(
+            "{:<18} {:<12} {:>6} {:>12} {:>10} {:>12} {:>8} {:>5} {:>5} {:>6}\n",
+            "(before any fault)",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            r.samples_lost_before_any_fault,
+            r.samples_duplicated_before_any_fault,
+            "-"
         ));
     }
     for c in &r.checkpoints {
@@ -517,6 +617,16 @@ mod tests {
         assert_eq!(faults[0].kind_name(), "kill");
         assert_eq!(faults[3].kind_name(), "kill-coordinator");
         assert_eq!(faults[0].target_name(), "worker-1");
+        assert!(faults.iter().all(|f| f.delay.is_zero()));
+        // A kill or SIGTERM may land in the middle of the next step.
+        let delayed =
+            parse("kill:worker-1@step=4+1500ms,term:worker-0@step=6+2s", 2, 10).expect("valid");
+        assert_eq!(delayed[0].delay, Duration::from_millis(1500));
+        assert_eq!(
+            (delayed[1].kind.clone(), delayed[1].delay),
+            (FaultKind::Term, Duration::from_secs(2))
+        );
+        assert!(parse("kill:worker-1@step=4+soon", 2, 10).is_err());
     }
 
     #[test]
@@ -637,6 +747,36 @@ mod tests {
         assert_eq!(r.max_next_commit_ms, Some(2_950));
         let table = table(&r);
         assert!(table.contains("lost") && table.contains("2 faults"), "{table}");
+    }
+
+    /// The issue-25 run: a kill after step 4, a rollback to step 0, steps 1-4 decided again,
+    /// then a pause. The replays are the kill's, though their step numbers lie before it; every
+    /// row together with the pre-fault part sums to the totals.
+    #[test]
+    fn a_rollback_is_charged_to_the_fault_that_caused_it() {
+        let mut lines: Vec<MetricsLine> = (1..=4).map(|s| metrics(s, 1_000 * s, 8, 0)).collect();
+        lines.extend((1..=7).map(|s| metrics(s, 10_000 + 1_000 * s, 8, 1)));
+        // Step 7 decided short, step 6 never decided... then a pause at 30 s, and step 8.
+        lines.retain(|l| !(l.step == 6 && l.unix_ms > 10_000));
+        lines.last_mut().expect("step 7").samples = 5;
+        lines.push(metrics(8, 31_000, 8, 1));
+        let injections = vec![injected("kill", 4, 4_500), injected("pause", 7, 30_000)];
+        let summary = super::super::summarize(&lines, &[], 2, 8, 10.0);
+        let r = report(&injections, Vec::new(), &lines, &[], &summary, 8);
+        let (kill, pause) = (&r.faults[0], &r.faults[1]);
+        assert_eq!((kill.samples_duplicated, kill.samples_lost), (32, 8 + 3));
+        assert_eq!((pause.samples_duplicated, pause.samples_lost), (0, 0));
+        assert_eq!((r.samples_duplicated, r.samples_lost), (32, 11));
+        assert_eq!(
+            (r.samples_duplicated_before_any_fault, r.samples_lost_before_any_fault),
+            (0, 0)
+        );
+        // A loss before the first fault is reported on its own row.
+        let early = vec![metrics(1, 1_000, 6, 0), metrics(2, 2_000, 8, 0)];
+        let summary = super::super::summarize(&early, &[], 2, 8, 10.0);
+        let r = report(&[injected("kill", 2, 5_000)], Vec::new(), &early, &[], &summary, 8);
+        assert_eq!((r.samples_lost_before_any_fault, r.faults[0].samples_lost), (2, 0));
+        assert!(table(&r).contains("(before any fault)"), "{}", table(&r));
     }
 
     #[test]

@@ -246,12 +246,11 @@ impl Cluster {
                 return Ok(Outcome::TimedOut);
             }
             let lines = read_metrics(&metrics).unwrap_or_default();
-            let last_step = lines.last().map_or(0, |l| l.step);
             if let Some(last) = lines.last() {
                 bar.set_position(last.step.min(total));
                 bar.set_message(progress_message(&lines, self.injections.len()));
             }
-            self.inject_due(last_step, &bar)?;
+            self.inject_due(&lines, &bar)?;
             self.continue_paused();
             self.heal_networks(false);
             self.poll_coordinator(&bar)?;
@@ -262,10 +261,20 @@ impl Cluster {
         }
     }
 
-    /// Injects every scheduled fault whose step has been decided.
-    fn inject_due(&mut self, last_step: u64, bar: &ProgressBar) -> anyhow::Result<()> {
-        while self.faults.first().is_some_and(|f| f.at_step <= last_step) {
-            let fault = self.faults.remove(0);
+    /// Injects every scheduled fault whose step was decided its delay ago (`lines`: the
+    /// metrics log so far).
+    fn inject_due(&mut self, lines: &[MetricsLine], bar: &ProgressBar) -> anyhow::Result<()> {
+        let last_step = lines.last().map_or(0, |l| l.step);
+        let now = unix_ms();
+        let due = |f: &Fault| {
+            lines.iter().find(|l| l.step >= f.at_step).is_some_and(|l| {
+                now >= l
+                    .unix_ms
+                    .saturating_add(u64::try_from(f.delay.as_millis()).unwrap_or(u64::MAX))
+            })
+        };
+        while let Some(index) = self.faults.iter().position(&due) {
+            let fault = self.faults.remove(index);
             let injection = Injection {
                 kind: fault.kind_name(),
                 target: fault.target_name(),

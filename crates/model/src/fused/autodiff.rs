@@ -1,5 +1,10 @@
 //! [`FusedOps`] for `Autodiff<B>`: the inner backend's fused forward is recorded as one graph
 //! node whose backward is the inner backend's fused backward kernel.
+//!
+//! Once the computation is cancelled ([`cancel::requested`]), the expensive ops skip their
+//! kernels and return zeros of the right shape, forward and backward, so that an aborted step
+//! runs out in a few per cent of its time: training runs on this backend, and these ops hold
+//! nearly all of a step's arithmetic, spread over every layer of both passes.
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::NodeId;
@@ -12,7 +17,8 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::ops::ModuleOps;
 
-use super::{FusedKernels, FusedOps, LinearGrads, composed};
+use super::{FusedKernels, FusedOps, LayerNormGrads, LinearGrads, composed};
+use crate::cancel;
 
 /// Backward of `gelu_new`; the state is the forward input.
 #[derive(Debug)]
@@ -23,7 +29,9 @@ impl<B: FusedKernels> Backward<B, 1> for GeluNewBackward {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let x = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::gelu_new_backward(x, grad));
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            if cancel::requested() { zeros_like::<B>(&grad) } else { B::gelu_new_backward(x, grad) }
+        });
     }
 }
 
@@ -37,7 +45,11 @@ impl<B: FusedKernels> Backward<B, 1> for AttentionProbsBackward {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (probs, scale) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::attention_probs_backward(probs, grad, scale)
+            if cancel::requested() {
+                zeros_like::<B>(&grad)
+            } else {
+                B::attention_probs_backward(probs, grad, scale)
+            }
         });
     }
 }
@@ -93,7 +105,19 @@ impl<B: FusedKernels> Backward<B, 3> for LinearBackward {
             weight: weight_node.as_ref().and_then(|_| grads.remove::<B>(&weight_param)),
             bias: bias_node.as_ref().and_then(|_| grads.remove::<B>(&bias_param)),
         };
-        let computed = B::fused_linear_backward(x, weight, weight_t, grad, wants, running);
+        let computed = if cancel::requested() {
+            // The running sums stand in for this application's contribution.
+            let [want_x, want_weight, want_bias] = wants;
+            LinearGrads {
+                x: want_x.then(|| zeros_like::<B>(&x)),
+                weight: running.weight.or_else(|| want_weight.then(|| zeros_like::<B>(&weight))),
+                bias: running
+                    .bias
+                    .or_else(|| want_bias.then(|| zeros_like::<B>(&bias_param.primitive))),
+            }
+        } else {
+            B::fused_linear_backward(x, weight, weight_t, grad, wants, running)
+        };
         register_each::<B>(
             grads,
             [
@@ -117,7 +141,16 @@ impl<B: FusedKernels> Backward<B, 3> for LayerNormBackward {
         let grad = grads.consume::<B>(&ops.node);
         let (x, gamma, stats) = ops.state;
         let wants = [x_node.is_some(), gamma_node.is_some(), beta_node.is_some()];
-        let computed = B::layer_norm_backward(x, gamma, stats, grad, wants);
+        let computed = if cancel::requested() {
+            let [want_x, want_gamma, want_beta] = wants;
+            LayerNormGrads {
+                x: want_x.then(|| zeros_like::<B>(&x)),
+                gamma: want_gamma.then(|| zeros_like::<B>(&gamma)),
+                beta: want_beta.then(|| zeros_like::<B>(&gamma)),
+            }
+        } else {
+            B::layer_norm_backward(x, gamma, stats, grad, wants)
+        };
         register_each::<B>(
             grads,
             [
@@ -127,6 +160,20 @@ impl<B: FusedKernels> Backward<B, 3> for LayerNormBackward {
             ],
         );
     }
+}
+
+/// Zeros shaped like `t`, on its device: what a cancelled computation gets instead of a kernel's
+/// result.
+fn zeros_like<B: FusedKernels>(t: &FloatTensor<B>) -> FloatTensor<B> {
+    B::float_zeros(t.shape(), &B::float_device(t), t.dtype().into())
+}
+
+/// `kernel()`, or zeros shaped like `like` once the computation is cancelled.
+fn skippable<B: FusedKernels>(
+    like: &FloatTensor<B>,
+    kernel: impl FnOnce() -> FloatTensor<B>,
+) -> FloatTensor<B> {
+    if cancel::requested() { zeros_like::<B>(like) } else { kernel() }
 }
 
 /// Registers each computed gradient with its parent (`None` where the parent is untracked).
@@ -146,10 +193,12 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         // Compute-bound: the input is kept for the backward pass rather than recomputed.
         match GeluNewBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let out = B::gelu_new(x.primitive.clone());
+                let out = skippable::<B>(&x.primitive, || B::gelu_new(x.primitive.clone()));
                 prep.finish(x.primitive, out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::gelu_new(x.primitive)),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(skippable::<B>(&x.primitive, || B::gelu_new(x.primitive.clone())))
+            }
         }
     }
 
@@ -166,12 +215,14 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         match AttentionProbsBackward.prepare::<C>([scores.node.clone()]).compute_bound().stateful()
         {
             OpsKind::Tracked(prep) => {
-                let probs = B::attention_probs(scores.primitive, mask_bias.primitive, scale);
+                let probs = skippable::<B>(&scores.primitive, || {
+                    B::attention_probs(scores.primitive.clone(), mask_bias.primitive, scale)
+                });
                 prep.finish((probs.clone(), scale), probs)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::attention_probs(scores.primitive, mask_bias.primitive, scale))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(skippable::<B>(&scores.primitive, || {
+                B::attention_probs(scores.primitive.clone(), mask_bias.primitive, scale)
+            })),
         }
     }
 
@@ -205,6 +256,19 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             // that broadcasts), burn's ops record it, gradients' shapes included.
             other => return composed::linear::<Self>(x, weight, other),
         };
+        if cancel::requested() {
+            // Zeros of the output's shape, recorded with the real inputs so the graph (and its
+            // backward, which skips too) keeps its shape.
+            let rows = x.primitive.shape().num_elements() / weight.primitive.shape().dims::<2>()[0];
+            let shape = burn::tensor::Shape::new([rows, width]);
+            let out =
+                B::float_zeros(shape, &B::float_device(&x.primitive), x.primitive.dtype().into());
+            let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
+            return match LinearBackward.prepare::<C>(nodes).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish((x.primitive, weight, bias, None), out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+        }
         let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
         match LinearBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {

@@ -27,6 +27,7 @@ impl From<JoinRequest> for wire::JoinRequest {
             }),
             expected_job_fingerprint: digest_bytes(j.expected_job_fingerprint),
             data_fingerprint: digest_bytes(j.data_fingerprint),
+            applied_step: j.applied_step,
         }
     }
 }
@@ -47,6 +48,7 @@ impl TryFrom<wire::JoinRequest> for JoinRequest {
                 "expected_job_fingerprint",
             )?,
             data_fingerprint: optional_digest(&j.data_fingerprint, "data_fingerprint")?,
+            applied_step: j.applied_step,
         })
     }
 }

@@ -89,6 +89,26 @@ fn quorum_outcomes_round_trip() {
         final_step: 1000,
         final_checkpoint: Some(checkpoint()),
     }));
+    round_trip::<_, wire::AwaitQuorumResponse>(QuorumOutcome::Rewind(Rewind {
+        committed_step: 130,
+        resume_from: Some(checkpoint()),
+        reason: "a rollback undid step 140".into(),
+    }));
+    round_trip::<_, wire::AwaitQuorumResponse>(QuorumOutcome::Rewind(Rewind {
+        committed_step: 0,
+        resume_from: None,
+        reason: String::new(),
+    }));
+    // A rewind to a checkpoint past the committed step would roll forward.
+    let forward = wire::AwaitQuorumResponse {
+        outcome: Some(wire::await_quorum_response::Outcome::Rewind(wire::Rewind {
+            committed_step: 99,
+            resume_from: Some(checkpoint().into()),
+            reason: String::new(),
+        })),
+    };
+    let err = QuorumOutcome::try_from(forward).expect_err("checkpoint past the committed step");
+    assert!(err.to_string().contains("rewind.resume_from.step"), "{err}");
 }
 
 #[test]
@@ -99,6 +119,7 @@ fn control_messages_round_trip() {
         build: BuildInfo::current(),
         expected_job_fingerprint: Some(Sha256Digest::of("job")),
         data_fingerprint: None,
+        applied_step: Some(41),
     });
     round_trip::<_, wire::JoinResponse>(JoinAccepted {
         job_spec_toml: "name = \"x\"\n".into(),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::error::{ConvertError, optional, repeated, required};
-use crate::domain::{HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome};
+use crate::domain::{HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome, Rewind};
 use crate::wire::v1 as wire;
 
 impl From<Member> for wire::Member {
@@ -108,6 +108,11 @@ impl From<QuorumOutcome> for wire::AwaitQuorumResponse {
                 final_step: f.final_step,
                 final_checkpoint: f.final_checkpoint.map(Into::into),
             }),
+            QuorumOutcome::Rewind(r) => Outcome::Rewind(wire::Rewind {
+                committed_step: r.committed_step,
+                resume_from: r.resume_from.map(Into::into),
+                reason: r.reason,
+            }),
         };
         Self { outcome: Some(outcome) }
     }
@@ -131,6 +136,26 @@ impl TryFrom<wire::AwaitQuorumResponse> for QuorumOutcome {
                 final_step: f.final_step,
                 final_checkpoint: optional(f.final_checkpoint, "finished.final_checkpoint")?,
             }),
+            Outcome::Rewind(r) => {
+                let resume_from: Option<crate::domain::CheckpointRef> =
+                    optional(r.resume_from, "rewind.resume_from")?;
+                if let Some(c) = &resume_from
+                    && c.step > r.committed_step
+                {
+                    return Err(ConvertError::new(
+                        "rewind.resume_from.step",
+                        format_args!(
+                            "{} is past committed_step {}: a rewind never rolls forward",
+                            c.step, r.committed_step
+                        ),
+                    ));
+                }
+                QuorumOutcome::Rewind(Rewind {
+                    committed_step: r.committed_step,
+                    resume_from,
+                    reason: r.reason,
+                })
+            }
         })
     }
 }

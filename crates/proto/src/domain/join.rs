@@ -25,6 +25,8 @@ pub struct JoinRequest {
     pub build: BuildInfo,
     pub expected_job_fingerprint: Option<Sha256Digest>,
     pub data_fingerprint: Option<Sha256Digest>,
+    /// The last step whose update the worker holds, when it holds a model.
+    pub applied_step: Option<u64>,
 }
 
 /// The coordinator accepted a worker: here is the job.

@@ -19,7 +19,7 @@ pub use digest::{DigestLengthError, Sha256Digest, StateHash};
 pub use identity::{InvalidWorkerId, WorkerId, WorkerRef};
 pub use join::{BuildInfo, JoinAccepted, JoinRequest};
 pub use phase::{Heartbeat, HeartbeatAction, HeartbeatReply, WorkerPhase};
-pub use quorum::{HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome};
+pub use quorum::{HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome, Rewind};
 pub use request::{CheckpointReport, LeaveRequest, PeerFailureReport, QuorumRequest};
 pub use step::{Generation, StepTag};
 pub use vote::{Decision, StepStats, Vote, VoteDecision, VoteOutcome};

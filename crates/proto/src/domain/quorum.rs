@@ -78,10 +78,22 @@ pub struct JobFinished {
     pub final_checkpoint: Option<CheckpointRef>,
 }
 
+/// The caller holds a step past the job's committed step (a rollback undid it while the caller
+/// was away): it must drop that state and hold `committed_step` or an older step of the job's
+/// history before it asks again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewind {
+    pub committed_step: u64,
+    /// The newest checkpoint on the job's history (at or below `committed_step`), if any.
+    pub resume_from: Option<CheckpointRef>,
+    pub reason: String,
+}
+
 /// The answer to "which quorum runs step s?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QuorumOutcome {
     Ready(Quorum),
     NotYet(NotYet),
     Finished(JobFinished),
+    Rewind(Rewind),
 }

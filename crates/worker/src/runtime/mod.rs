@@ -240,7 +240,7 @@ async fn session_loop(
         state_hash: None,
         parameter_hash: None,
     };
-    let Some(accepted) = join(&client, &me, &advertise, &options, &stop).await? else {
+    let Some(accepted) = join(&client, &me, &advertise, &options, None, &stop).await? else {
         return Ok(unjoined(WorkerExit::Stopped));
     };
     let mut session =
@@ -250,11 +250,13 @@ async fn session_loop(
         let exit = match session.run(accepted.take()).await {
             Ok(step::SessionEnd::Rejoin(reason)) => {
                 tracing::warn!(%reason, "joining the coordinator again");
+                let holds = session.published.current().map(|s| s.applied_step);
                 let again = join(
                     &session.client,
                     &session.me,
                     &session.advertise,
                     &session.options,
+                    holds,
                     &session.shutdown,
                 )
                 .await?;
@@ -281,11 +283,13 @@ async fn session_loop(
 }
 
 /// Joins, retrying while the coordinator is unreachable; `None` when stopped meanwhile.
+/// `applied_step` is the step this worker's state holds, once it has a model.
 async fn join(
     client: &CoordinatorClient,
     me: &WorkerRef,
     advertise: &str,
     options: &WorkerOptions,
+    applied_step: Option<u64>,
     stop: &CancellationToken,
 ) -> Result<Option<JoinAccepted>> {
     let request = JoinRequest {
@@ -294,6 +298,7 @@ async fn join(
         build: BuildInfo::current(),
         expected_job_fingerprint: options.expected_job.as_ref().map(JobSpec::fingerprint),
         data_fingerprint: None,
+        applied_step,
     };
     let mut backoff = Duration::from_millis(100);
     let mut attempts = 0u32;

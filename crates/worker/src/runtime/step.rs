@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use albatross_collective::{CollectiveError, OpContext};
+use albatross_model::CancelFlag;
 use albatross_proto::domain::{
     CheckpointDirective, CheckpointRef, CheckpointReport, DataCursor, Decision, JoinAccepted,
-    Member, PeerFailureReport, Quorum, QuorumOutcome, QuorumRequest, Sha256Digest, StepStats,
-    StepTag, Vote, VoteDecision, VoteOutcome, WorkerPhase,
+    Member, PeerFailureReport, Quorum, QuorumOutcome, QuorumRequest, Rewind, Sha256Digest,
+    StepStats, StepTag, Vote, VoteDecision, VoteOutcome, WorkerPhase,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use super::heartbeat::{self, Directive};
+use super::hooks::PausePoint;
 use super::transfer::{FetchTarget, Snapshot, fetch_state, transfer_deadline};
 use super::{Backend, Session, WorkerExit, retryable};
 use crate::checkpoint::{self, CheckpointContents};
@@ -216,6 +218,10 @@ impl Session {
                     tracing::debug!(reason = %not_yet.reason, "no quorum yet");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+                Ok(QuorumOutcome::Rewind(rewind)) => {
+                    backoff = Duration::from_millis(100);
+                    self.rewind(&rewind).await?;
+                }
                 Ok(QuorumOutcome::Finished(done)) => {
                     tracing::info!(final_step = done.final_step, "the job finished");
                     return Ok(SessionEnd::Exit(WorkerExit::Finished {
@@ -262,6 +268,7 @@ impl Session {
         let tag = quorum.tag;
         let cancel = self.beacon.new_step_token(&self.shutdown);
         tracing::debug!(%tag, rank = quorum.rank, world = quorum.members.len(), heal = quorum.heal.is_some(), "quorum ready");
+        self.hook_pause(PausePoint::AfterQuorum, tag.step, &cancel).await;
         if let Some(heal) = &quorum.heal {
             self.beacon.set(tag, WorkerPhase::Healing);
             if let Err(e) = self.heal(&quorum, &heal.source, heal.target_step, &cancel).await {
@@ -286,24 +293,46 @@ impl Session {
             self.hooks.nan_at_step = None;
         }
         let samples = quorum.samples.clone();
-        let computed = self
-            .blocking(move |t| {
+        let slow = self.hooks.slow_compute;
+        let longer = self.hooks.take_pause(PausePoint::MidCompute, tag.step);
+        let flag = CancelFlag::new();
+        let computed = {
+            let stop = flag.clone();
+            let compute = self.blocking(move |t| {
                 if inject {
                     t.inject_non_finite_once();
                 }
-                t.compute(&samples)
-            })
-            .await?;
+                t.slow_down_compute(slow + longer.unwrap_or_default());
+                let computed = t.compute_cancellable(&samples, &stop);
+                t.slow_down_compute(slow);
+                computed
+            });
+            tokio::pin!(compute);
+            // The step's token trips when the coordinator aborts the step (heartbeat answer),
+            // forgets this worker, or on shutdown: the computation then stops at the model's
+            // next checkpoint instead of running to its end for nothing.
+            tokio::select! {
+                computed = &mut compute => computed?,
+                () = cancel.cancelled() => {
+                    let asked = Instant::now();
+                    flag.cancel();
+                    let computed = compute.await?;
+                    tracing::info!(%tag, stopped_ms = elapsed_ms(asked), computed_ms = elapsed_ms(started), "computation of an aborted step stopped");
+                    computed
+                }
+            }
+        };
         let mut gradients = match computed {
             Ok(g) => g,
+            Err(WorkerError::Cancelled) => {
+                return self
+                    .vote_failure(&quorum, "the step was aborted while computing".into())
+                    .await;
+            }
             Err(e) => return self.vote_failure(&quorum, format!("compute failed: {e}")).await,
         };
         let compute_ms = elapsed_ms(started);
-        if self.hooks.pause_before_reduce_at_step == Some(tag.step) {
-            self.hooks.pause_before_reduce_at_step = None;
-            tracing::warn!(pause = ?self.hooks.pause, "test hook: pausing before the all-reduce");
-            tokio::time::sleep(self.hooks.pause).await;
-        }
+        self.hook_pause(PausePoint::BeforeReduce, tag.step, &cancel).await;
         self.beacon.set(tag, WorkerPhase::Reducing);
         let reduce_started = Instant::now();
         let ctx = OpContext::for_quorum(&quorum, 0, cancel.clone());
@@ -339,6 +368,7 @@ impl Session {
             state_hash: Some(snapshot.state_hash),
             stats,
         };
+        self.hook_pause(PausePoint::BeforeVote, tag.step, &cancel).await;
         self.beacon.set(tag, WorkerPhase::Voting);
         self.pending = Some(PendingUpdate {
             tag,
@@ -350,6 +380,9 @@ impl Session {
                 let pending = self.pending.take().ok_or(WorkerError::Poisoned)?;
                 match decision.decision {
                     Decision::Commit => {
+                        // Committed: the pause cannot be cut short, the update must be applied.
+                        let never = CancellationToken::new();
+                        self.hook_pause(PausePoint::BeforeApply, tag.step, &never).await;
                         self.apply(pending).await?;
                         tracing::info!(
                             step = tag.step,
@@ -389,6 +422,40 @@ impl Session {
             VoteEnd::Forgotten(why) => Ok(Some(SessionEnd::Rejoin(why))),
             VoteEnd::Stopped => Ok(Some(SessionEnd::Exit(WorkerExit::Stopped))),
         }
+    }
+
+    /// Waits out the test hook's pause at `point` of `step`, if one is armed there (until
+    /// `cancel`, as the step would be).
+    async fn hook_pause(&mut self, point: PausePoint, step: u64, cancel: &CancellationToken) {
+        if let Some(pause) = self.hooks.take_pause(point, step) {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Drops a state that a rollback undid while this worker was away, and takes the newest
+    /// state of the job's history it can get by itself: the checkpoint the coordinator names
+    /// (or an older valid one), else the initial parameters. The next quorum heals it from a
+    /// holder of the committed step if one is live.
+    async fn rewind(&mut self, rewind: &Rewind) -> Result<()> {
+        let held = self.applied_step();
+        tracing::warn!(held_step = held, committed_step = rewind.committed_step, reason = %rewind.reason, "dropping a state the job rolled back past");
+        self.pending = None;
+        self.blocking(Trainer::discard).await?;
+        if let Some(checkpoint) = &rewind.resume_from {
+            self.resume_from_checkpoint(checkpoint.step).await?;
+            if self.applied_step() <= rewind.committed_step && self.applied_step() > 0 {
+                return Ok(());
+            }
+        }
+        self.blocking(Trainer::reset_to_initial).await??;
+        self.publish_current(0).await?;
+        tracing::info!(
+            "back at the initial parameters; a holder of the committed step heals this worker"
+        );
+        Ok(())
     }
 
     /// Applies a committed update and publishes the new state.
