@@ -421,24 +421,41 @@ impl<B: AutodiffBackend + FusedOps> Trainer<B> {
     }
 
     /// Replaces parameters and optimizer state with `state` (from a peer or a checkpoint).
-    /// A computed-but-unapplied step is dropped. On error the trainer is unchanged.
+    /// A computed-but-unapplied step is dropped. A state of the wrong size is refused and the
+    /// trainer is unchanged.
     pub fn load_state(&mut self, state: TrainerState) -> Result<()> {
         state.check_sizes(self.layout.len())?;
-        let values: HashMap<String, Vec<f32>> = self
-            .layout
-            .entries()
-            .iter()
-            .map(|e| (e.name.clone(), state.parameters[e.offset..e.offset + e.numel].to_vec()))
-            .collect();
-        let model = Model::<B>::from_values(&self.config, &values, &self.device)?;
-        // Ids derive from names, so the loaded model must have exactly our layout.
-        let layout = GradLayout::from_module(&model)?;
-        self.layout.check_peer(&layout.fingerprint())?;
+        // The parameters are written into the model in place, in layout order, as `apply`
+        // does: no model is built (a heal is on the recovery path).
+        // A poisoned trainer (no model) gets a new one; so would a write that failed, which
+        // cannot happen with our own layout and checked sizes.
+        let written = self.model.take().and_then(|model| {
+            self.layout.write_params(model, &state.parameters, &self.device).ok()
+        });
+        let model = match written {
+            Some(model) => model,
+            None => self.model_from(&state.parameters)?,
+        };
         self.model = Some(model);
         self.state = Arc::new(state);
         self.retired = None;
         self.pending = None;
         Ok(())
+    }
+
+    /// A model holding `parameters` (layout order), built from scratch.
+    fn model_from(&self, parameters: &[f32]) -> Result<Model<B>> {
+        let values: HashMap<String, Vec<f32>> = self
+            .layout
+            .entries()
+            .iter()
+            .map(|e| (e.name.clone(), parameters[e.offset..e.offset + e.numel].to_vec()))
+            .collect();
+        let model = Model::<B>::from_values(&self.config, &values, &self.device)?;
+        // Ids derive from names, so the built model must have exactly our layout.
+        let layout = GradLayout::from_module(&model)?;
+        self.layout.check_peer(&layout.fingerprint())?;
+        Ok(model)
     }
 }
 
