@@ -411,6 +411,10 @@ pub enum BenchCommand {
         warmup: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Then cancel one forward + backward pass at each of these fractions of it (e.g.
+        /// `0.1,0.5,0.9`) and report how long it took to stop (what an aborted step costs).
+        #[arg(long, value_delimiter = ',')]
+        cancel_at: Vec<f64>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,

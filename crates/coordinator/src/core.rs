@@ -115,8 +115,8 @@ pub struct Core {
     pub(crate) restart_unseen: bool,
 }
 
-/// A disruption of training (a member of the quorum lost, replaced or gone, a step aborted,
-/// the coordinator restarted) that no decided step has followed yet. Disruptions that overlap
+/// A disruption of training (a member of the quorum lost, replaced, gone or left out, a step
+/// aborted, the coordinator restarted) that no decided step has followed yet. Disruptions that overlap
 /// make one recovery: the first one's cause and time are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Recovery {

@@ -233,3 +233,77 @@ fn recoveries_count_each_disruption_once_at_the_next_decided_step() {
     }));
     assert_eq!(s.core.durable().recoveries, 2);
 }
+
+/// A member of the last quorum left out of the next one (stalled: silent for over a heartbeat
+/// interval while the others were ready) is a disruption too, counted at the next commit.
+#[test]
+fn a_member_left_out_of_the_next_quorum_counts_as_a_recovery() {
+    let mut s = two_running();
+    s.core.cfg.min_workers = 1;
+    commit_step(&mut s, &["a", "b"], tag(1, 1));
+    ask_as(&mut s, "a", 1, 1);
+    s.wait(1.5);
+    s.core.tick(s.now);
+    let q = ready(ask_as(&mut s, "a", 1, 1));
+    assert_eq!(q.members.len(), 1, "b, silent, is left out");
+    s.effects();
+    commit_step(&mut s, &["a"], q.tag);
+    let recovered: Vec<Effect> =
+        s.effects().into_iter().filter(|e| matches!(e, Effect::Recovered { .. })).collect();
+    assert!(
+        matches!(&recovered[..], [Effect::Recovered { step: 2, cause, .. }]
+            if cause.starts_with("b#1 was left out of the next quorum (all 1 responsive workers")),
+        "{recovered:?}"
+    );
+}
+
+/// After a restart the first quorum waits, up to the join grace, for as many workers as the
+/// last quorum before it had, instead of starting with the first to rejoin.
+#[test]
+fn the_first_quorum_after_a_restart_waits_for_the_last_quorums_size() {
+    let restarted = |size| {
+        let mut s = Sim::restored(Some(Durable {
+            generation: Generation(4),
+            committed_step: 3,
+            committed_generation: Generation(3),
+            cursor: DataCursor { epoch: 1, next_sample: 16 },
+            last_quorum_size: size,
+            ..Durable::default()
+        }));
+        s.core.cfg.min_workers = 1;
+        s
+    };
+    let mut s = restarted(3);
+    for id in ["a", "b", "c"] {
+        s.join(id, 1).expect("rejoin");
+    }
+    assert_eq!(
+        not_yet(ask_as(&mut s, "a", 1, 3)),
+        "waiting 2s more for the workers of the last quorum before the restart: 1 of 3 are ready"
+    );
+    ask_as(&mut s, "b", 1, 3);
+    let q = ready(ask_as(&mut s, "c", 1, 3));
+    assert_eq!(q.members.len(), 3);
+    let formed = s.effects().into_iter().find_map(|e| match e {
+        Effect::QuorumFormed { reason, .. } => Some(reason),
+        _ => None,
+    });
+    assert_eq!(
+        formed.as_deref(),
+        Some("3 workers are ready, as many as the last quorum before the restart")
+    );
+    assert_eq!(s.core.durable().last_quorum_size, 3);
+    // One of them died with the coordinator: the others start once the grace expires.
+    let mut s = restarted(3);
+    s.join("a", 1).expect("rejoin");
+    s.join("b", 1).expect("rejoin");
+    ask_as(&mut s, "a", 1, 3);
+    ask_as(&mut s, "b", 1, 3);
+    s.wait(2.0);
+    s.core.tick(s.now);
+    assert_eq!(ready(ask_as(&mut s, "a", 1, 3)).members.len(), 2);
+    // A state file from before the size was kept (0): the first quorum forms at once.
+    let mut s = restarted(0);
+    s.join("a", 1).expect("rejoin");
+    assert_eq!(ready(ask_as(&mut s, "a", 1, 3)).members.len(), 1);
+}

@@ -752,6 +752,7 @@ fn a_new_worker_gets_the_checkpoint_on_cold_start_and_rolls_back_to_it() {
         skipped_steps: 0,
         committed_generation: Generation(6),
         recoveries: 1,
+        last_quorum_size: 0,
     };
     let mut s = Sim::restored(Some(durable));
     assert_eq!(s.core.generation(), Generation(8));
@@ -910,6 +911,7 @@ fn restored_at_step_5() -> Sim {
         skipped_steps: 0,
         committed_generation: Generation(6),
         recoveries: 0,
+        last_quorum_size: 0,
     }))
 }
 

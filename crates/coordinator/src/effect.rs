@@ -119,8 +119,11 @@ pub struct Durable {
     pub committed_generation: Generation,
     /// Recoveries over the whole job (it survives coordinator restarts, so a long run's count
     /// is its real one): each is a decided step that followed a disruption of training — a
-    /// member of the running step or of the last quorum evicted, replaced by its restart or
-    /// gone, a step aborted, or the coordinator restarted. Disruptions before the same decided
-    /// step count once.
+    /// member of the running step or of the last quorum evicted, replaced by its restart, gone
+    /// or left out of the next quorum, a step aborted, or the coordinator restarted.
+    /// Disruptions before the same decided step count once.
     pub recoveries: u64,
+    /// Members of the last quorum formed: after a restart the first quorum waits (up to the
+    /// join grace) for this many workers rather than starting with the first to rejoin.
+    pub last_quorum_size: u64,
 }

@@ -142,8 +142,24 @@ impl Core {
         // delay recovery. It still counts as live until its heartbeat timeout, and rejoins the
         // next quorum if it was just slow.
         let interval = self.cfg.heartbeat_interval;
+        // After a restart no quorum is known yet: as many workers as the last quorum before it
+        // had are waited for (up to the join grace), rather than starting with whoever rejoined
+        // first while the rest idle through a step computed by few.
+        let before_restart = match &self.last_quorum {
+            None => usize::try_from(self.durable.last_quorum_size).unwrap_or(usize::MAX),
+            Some(_) => 0,
+        }
+        .min(self.cfg.max_workers);
         let why = if fast {
             format!("fast quorum: every member of the previous quorum is ready ({ready} ready)")
+        } else if before_restart > 0 && ready >= before_restart {
+            format!("{ready} workers are ready, as many as the last quorum before the restart")
+        } else if before_restart > 0 && !grace_over {
+            return format!(
+                "waiting {:?} more for the workers of the last quorum before the restart: \
+                 {ready} of {before_restart} are ready",
+                grace_end.saturating_duration_since(now)
+            );
         } else if ready == live {
             format!("all {live} live workers are ready")
         } else if ready == responsive {
@@ -217,6 +233,20 @@ impl Core {
         String::new()
     }
 
+    /// Members of the previous quorum that are still registered but not in the new one
+    /// (stalled, silent, too slow for the join grace) dropped out of training: a disruption,
+    /// as their loss by eviction would be. (Those evicted, replaced or gone opened one already.)
+    fn note_left_out(&mut self, now: Instant, refs: &[WorkerRef], why: &str) {
+        let Some((_, previous)) = &self.last_quorum else { return };
+        let left_out = previous.iter().find(|w| {
+            !refs.contains(w) && self.members.by_id(&w.id).is_some_and(|m| m.worker == **w)
+        });
+        if let Some(w) = left_out {
+            let cause = format!("{w} was left out of the next quorum ({why})");
+            self.disrupted(now, cause);
+        }
+    }
+
     fn start_step(
         &mut self,
         now: Instant,
@@ -226,6 +256,8 @@ impl Core {
         why: String,
     ) {
         let refs: Vec<WorkerRef> = members.iter().map(|m| m.worker.clone()).collect();
+        self.note_left_out(now, &refs, &why);
+        self.durable.last_quorum_size = refs.len() as u64;
         let current = self.durable.generation;
         match &self.last_quorum {
             Some((g, prev)) if *g == current && *prev != refs => {

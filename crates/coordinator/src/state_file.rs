@@ -38,6 +38,10 @@ struct Record {
     /// Added after format 1 was first written: files without it load as 0.
     #[serde(default)]
     recoveries: u64,
+    /// Added after format 1 was first written: files without it load as 0 (unknown: the
+    /// first quorum after a restart forms as before, without waiting for anyone).
+    #[serde(default)]
+    last_quorum_size: u64,
     cursor: CursorRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checkpoint: Option<CheckpointRecord>,
@@ -155,6 +159,7 @@ impl StateStore {
             skipped_steps: durable.skipped_steps,
             committed_generation: durable.committed_generation.0,
             recoveries: durable.recoveries,
+            last_quorum_size: durable.last_quorum_size,
             cursor: cursor_record(durable.cursor),
             checkpoint: durable.latest_checkpoint.as_ref().map(|c| CheckpointRecord {
                 step: c.step,
@@ -270,6 +275,7 @@ fn to_durable(r: &Record) -> Result<Durable, CoordinatorError> {
         skipped_steps: r.skipped_steps,
         committed_generation: Generation(r.committed_generation),
         recoveries: r.recoveries,
+        last_quorum_size: r.last_quorum_size,
     })
 }
 

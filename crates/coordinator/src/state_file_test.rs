@@ -16,6 +16,7 @@ fn durable(step: u64) -> Durable {
         skipped_steps: step / 2,
         committed_generation: Generation(2 + step),
         recoveries: step / 3,
+        last_quorum_size: 4,
     }
 }
 
@@ -122,14 +123,18 @@ fn a_state_file_written_before_skips_and_committed_generations_still_loads() {
     let s = store(tmp.path());
     let old = durable(6);
     s.save(&old).expect("save");
-    // Rewrite the file as an older coordinator wrote it: without the two added keys, with a
+    // Rewrite the file as an older coordinator wrote it: without the added keys, with a
     // valid checksum, so only the missing keys are under test.
     let current = tmp.path().join(CURRENT);
     let text = fs::read_to_string(&current).expect("read");
     let (_, body) = text.split_once('\n').expect("header");
     let body: String = body
         .lines()
-        .filter(|l| !l.starts_with("skipped_steps") && !l.starts_with("committed_generation"))
+        .filter(|l| {
+            !["skipped_steps", "committed_generation", "last_quorum_size"]
+                .iter()
+                .any(|key| l.starts_with(key))
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     fs::write(&current, format!("{HEADER}{}\n{body}", Sha256Digest::of(&body).to_hex()))
@@ -138,6 +143,11 @@ fn a_state_file_written_before_skips_and_committed_generations_still_loads() {
     assert_eq!(restored.fell_back, None);
     assert_eq!(
         restored.durable,
-        Durable { skipped_steps: 0, committed_generation: Generation(0), ..old }
+        Durable {
+            skipped_steps: 0,
+            committed_generation: Generation(0),
+            last_quorum_size: 0,
+            ..old
+        }
     );
 }

@@ -2,13 +2,14 @@
 //! clip, LAMB on the flat state, parameters written back into the model) on synthetic data, as
 //! a worker runs them. A benchmark, not a test.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 
 use crate::albert::AlbertForPreTraining;
+use crate::cancel::{CancelFlag, run_cancellable};
 use crate::config::AlbertConfig;
 use crate::error::Result;
 use crate::grads::GradLayout;
@@ -31,6 +32,20 @@ pub struct StepBenchOptions {
     pub warmup_steps: usize,
     /// Seed of the weights and of the synthetic data.
     pub seed: u64,
+    /// After the timed steps, one cancelled forward + backward pass per entry, cancelled this
+    /// fraction (0..1) of the median forward + backward time into it (see [`crate::cancel`]).
+    pub cancel_at: Vec<f64>,
+}
+
+/// How quickly one cancelled pass stopped.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CancelProbe {
+    /// When the flag was set, as a fraction of the median forward + backward time.
+    pub at_fraction: f64,
+    /// Seconds from setting the flag to the pass returning (what an aborted step still costs).
+    pub stop_seconds: f64,
+    /// False when the pass finished before the flag was set (nothing was cancelled).
+    pub cancelled: bool,
 }
 
 /// Measured figures (medians over the timed steps).
@@ -60,6 +75,8 @@ pub struct StepBenchReport {
     pub seq: usize,
     /// Timed steps.
     pub steps: usize,
+    /// The cancelled passes asked for with `cancel_at`.
+    pub cancel: Vec<CancelProbe>,
 }
 
 /// A synthetic batch: random tokens, 15% masked positions (never `[CLS]`), SOP labels 0/1.
@@ -159,6 +176,11 @@ pub fn run_step_bench<B: AutodiffBackend + crate::fused::FusedOps>(
         }
         tracing::debug!(step, loss = last_loss, "bench step");
     }
+    let fb_median = median(fb.clone());
+    let mut cancel = Vec::with_capacity(options.cancel_at.len());
+    for &at_fraction in &options.cancel_at {
+        cancel.push(cancelled_pass(&model, &batch, fb_median * at_fraction, at_fraction));
+    }
     let cpu = match (cpu_start, process_cpu_seconds()) {
         (Some(a), Some(b)) if options.steps > 0 => Some((b - a) / options.steps as f64),
         _ => None,
@@ -177,7 +199,38 @@ pub fn run_step_bench<B: AutodiffBackend + crate::fused::FusedOps>(
         batch: options.batch,
         seq: options.seq,
         steps: options.steps,
+        cancel,
     })
+}
+
+/// One forward + backward pass whose cancel flag is set `after_seconds` into it.
+fn cancelled_pass<B: AutodiffBackend + crate::fused::FusedOps>(
+    model: &AlbertForPreTraining<B>,
+    batch: &crate::loss::PretrainingBatch<B>,
+    after_seconds: f64,
+    at_fraction: f64,
+) -> CancelProbe {
+    let flag = CancelFlag::new();
+    let setter = {
+        let flag = flag.clone();
+        let after = Duration::from_secs_f64(after_seconds.max(0.0));
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            flag.cancel();
+            Instant::now()
+        })
+    };
+    let result = run_cancellable(&flag, || {
+        let out = model.pretraining_loss(batch);
+        drop(GradientsParams::from_grads(out.loss.backward(), model));
+    });
+    let returned = Instant::now();
+    let set = setter.join().unwrap_or(returned);
+    CancelProbe {
+        at_fraction,
+        stop_seconds: returned.saturating_duration_since(set).as_secs_f64(),
+        cancelled: result.is_err(),
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +258,7 @@ mod tests {
             steps: 2,
             warmup_steps: 1,
             seed: 3,
+            cancel_at: vec![0.5],
         };
         let report =
             run_step_bench::<DefaultAutodiffBackend>(&options, &Default::default()).expect("bench");
@@ -214,5 +268,8 @@ mod tests {
         assert!(report.last_loss.is_finite() && report.last_loss > 0.0);
         assert_eq!(report.gradient_bytes, 366_120);
         assert!(report.peak_rss_bytes.is_some_and(|b| b > 0));
+        assert_eq!(report.cancel.len(), 1);
+        assert_eq!(report.cancel[0].at_fraction, 0.5);
+        assert!(report.cancel[0].stop_seconds >= 0.0);
     }
 }

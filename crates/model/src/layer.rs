@@ -94,9 +94,10 @@ impl<B: FusedOps> AlbertAttention<B> {
         let k = split(prepared.key.forward(x.clone()));
         let v = split(prepared.value.forward(x.clone()));
         let scale = 1.0 / (head_dim as f32).sqrt();
-        let probs = fused::attention_probs(q.matmul(k.swap_dims(2, 3)), mask_bias, scale);
+        let scores = fused::attention_matmul(q, k.swap_dims(2, 3));
+        let probs = fused::attention_probs(scores, mask_bias, scale);
         let probs = self.attention_dropout.forward(probs);
-        let context = fused::merge_heads(probs.matmul(v));
+        let context = fused::merge_heads(fused::attention_matmul(probs, v));
         let projected = self.output_dropout.forward(prepared.dense.forward(context));
         fused::layer_norm(&self.layer_norm, self.layer_norm_eps, x + projected)
     }

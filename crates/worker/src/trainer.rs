@@ -236,8 +236,8 @@ impl<B: AutodiffBackend + FusedOps> Trainer<B> {
     }
 
     /// [`Self::compute`] that gives up soon after `flag` is set: the model's fused operations
-    /// then skip their arithmetic, so the pass under way runs out in a few per cent of its
-    /// time (see [`albatross_model::cancel`]), and no further micro-batch starts.
+    /// then skip their arithmetic, so the pass under way runs out at once (see
+    /// [`albatross_model::cancel`]), and no further micro-batch starts.
     ///
     /// # Errors
     /// [`WorkerError::Cancelled`] when stopped (partial gradients are dropped and nothing in

@@ -217,7 +217,14 @@ fn time_batch_reads(dir: &Path, batch: u32, seq: usize) -> anyhow::Result<f64> {
 fn time_base_step(batch: u32, seq: usize) -> anyhow::Result<f64> {
     let mut config = AlbertConfig::preset("base")?;
     config.max_position_embeddings = config.max_position_embeddings.max(seq);
-    let options =
-        StepBenchOptions { config, batch: batch as usize, seq, steps: 1, warmup_steps: 1, seed: 1 };
+    let options = StepBenchOptions {
+        config,
+        batch: batch as usize,
+        seq,
+        steps: 1,
+        warmup_steps: 1,
+        seed: 1,
+        cancel_at: Vec::new(),
+    };
     Ok(run_step_bench::<DefaultAutodiffBackend>(&options, &Default::default())?.seconds_per_step)
 }

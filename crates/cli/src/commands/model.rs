@@ -86,11 +86,14 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Coordinator { workers, rounds, channels, json } => {
             super::coordinator::bench(workers, rounds, channels, json)
         }
-        BenchCommand::Step { source, batch, seq, steps, warmup, seed, json } => {
+        BenchCommand::Step { source, batch, seq, steps, warmup, seed, cancel_at, json } => {
             anyhow::ensure!(
                 batch > 0 && seq > 0 && steps > 0,
                 "--batch, --seq and --steps must be > 0"
             );
+            if let Some(bad) = cancel_at.iter().find(|f| !(0.0..1.0).contains(*f)) {
+                anyhow::bail!("--cancel-at {bad} is not a fraction of a pass in [0, 1)");
+            }
             let options = StepBenchOptions {
                 config: load(&source)?,
                 batch,
@@ -98,6 +101,7 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 steps,
                 warmup_steps: warmup,
                 seed,
+                cancel_at,
             };
             tracing::info!(batch, seq, steps, "benchmarking training steps");
             let report = run_step_bench::<DefaultAutodiffBackend>(&options, &Default::default())?;
@@ -119,7 +123,19 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 report.flatten_seconds,
                 report.optimizer_seconds,
                 report.last_loss,
-            ))
+            ))?;
+            for probe in &report.cancel {
+                let stopped = if probe.cancelled {
+                    format!("stopped {:.4} s after the cancel", probe.stop_seconds)
+                } else {
+                    "finished before the cancel".to_owned()
+                };
+                write_stdout(&format!(
+                    "cancelled at {:>3.0} % of forward+backward: {stopped}\n",
+                    probe.at_fraction * 100.0
+                ))?;
+            }
+            Ok(())
         }
     }
 }

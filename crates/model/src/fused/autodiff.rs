@@ -1,21 +1,21 @@
 //! [`FusedOps`] for `Autodiff<B>`: the inner backend's fused forward is recorded as one graph
 //! node whose backward is the inner backend's fused backward kernel.
 //!
-//! Once the computation is cancelled ([`cancel::requested`]), the expensive ops skip their
-//! kernels and return zeros of the right shape, forward and backward, so that an aborted step
-//! runs out in a few per cent of its time: training runs on this backend, and these ops hold
-//! nearly all of a step's arithmetic, spread over every layer of both passes.
+//! Once the computation is cancelled ([`cancel::requested`]), every op here skips its kernel
+//! and returns zeros of the right shape, forward and backward, so that an aborted step runs
+//! out at once: training runs on this backend, and these ops hold nearly all of a step's
+//! arithmetic and memory traffic, spread over every layer of both passes.
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::tensor::TensorMetadata;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary, unary};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::ops::ModuleOps;
+use burn::tensor::ops::{FloatTensorOps, ModuleOps};
+use burn::tensor::{Shape, TensorMetadata};
 
 use super::{FusedKernels, FusedOps, LayerNormGrads, LinearGrads, composed};
 use crate::cancel;
@@ -54,6 +54,39 @@ impl<B: FusedKernels> Backward<B, 1> for AttentionProbsBackward {
     }
 }
 
+/// Backward of the attention's batched matmul (as burn's matmul backward computes it: `grad ·
+/// rhsᵀ` and `lhsᵀ · grad`); the state is both operands.
+#[derive(Debug)]
+struct AttentionMatmulBackward;
+
+impl<B: FusedKernels> Backward<B, 2> for AttentionMatmulBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (lhs, rhs) = ops.state;
+        let (lhs_like, rhs_like) = (lhs.clone(), rhs.clone());
+        binary::<B, _, _>(
+            ops.parents,
+            ops.node,
+            grads,
+            |grad| {
+                if cancel::requested() {
+                    zeros_like::<B>(&lhs_like)
+                } else {
+                    B::float_matmul(grad, B::float_transpose(rhs))
+                }
+            },
+            |grad| {
+                if cancel::requested() {
+                    zeros_like::<B>(&rhs_like)
+                } else {
+                    B::float_matmul(B::float_transpose(lhs), grad)
+                }
+            },
+        );
+    }
+}
+
 /// Backward of `split_heads`: the gradient's per-head rows gathered back into token rows.
 #[derive(Debug)]
 struct SplitHeadsBackward;
@@ -62,7 +95,13 @@ impl<B: FusedKernels> Backward<B, 1> for SplitHeadsBackward {
     type State = ();
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::merge_heads(grad));
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            if cancel::requested() {
+                B::zeros(merged_shape(&grad.shape()), &grad)
+            } else {
+                B::merge_heads(grad)
+            }
+        });
     }
 }
 
@@ -76,7 +115,13 @@ impl<B: FusedKernels> Backward<B, 1> for MergeHeadsBackward {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (batch, heads) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::split_heads(grad, batch, heads));
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            if cancel::requested() {
+                B::zeros(split_shape(&grad.shape(), batch, heads), &grad)
+            } else {
+                B::split_heads(grad, batch, heads)
+            }
+        });
     }
 }
 
@@ -162,10 +207,20 @@ impl<B: FusedKernels> Backward<B, 3> for LayerNormBackward {
     }
 }
 
-/// Zeros shaped like `t`, on its device: what a cancelled computation gets instead of a kernel's
-/// result.
+/// `[B, heads, S, d]` of `[B·S, heads·d]` token rows.
+fn split_shape(rows: &Shape, batch: usize, heads: usize) -> Shape {
+    let (tokens, width) = (rows[0], rows[1]);
+    Shape::new([batch, heads, tokens / batch.max(1), width / heads.max(1)])
+}
+
+/// `[B·S, heads·d]` of `[B, heads, S, d]` per-head rows.
+fn merged_shape(per_head: &Shape) -> Shape {
+    Shape::new([per_head[0] * per_head[2], per_head[1] * per_head[3]])
+}
+
+/// Zeros shaped like `t`: what a cancelled computation gets instead of a kernel's result.
 fn zeros_like<B: FusedKernels>(t: &FloatTensor<B>) -> FloatTensor<B> {
-    B::float_zeros(t.shape(), &B::float_device(t), t.dtype().into())
+    B::zeros(t.shape(), t)
 }
 
 /// `kernel()`, or zeros shaped like `like` once the computation is cancelled.
@@ -226,20 +281,52 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
+    fn attention_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (l, r) = (lhs.primitive.shape(), rhs.primitive.shape());
+        let rank = l.num_dims();
+        if rank < 2 || r.num_dims() != rank || l[..rank - 2] != r[..rank - 2] {
+            // Broadcast operands: burn's own recorded matmul.
+            return Self::float_matmul(lhs, rhs);
+        }
+        let product = |lhs: &FloatTensor<B>, rhs: &FloatTensor<B>| {
+            if cancel::requested() {
+                let mut dims = l.to_vec();
+                dims[rank - 1] = r[rank - 1];
+                B::zeros(Shape::from(dims), lhs)
+            } else {
+                B::float_matmul(lhs.clone(), rhs.clone())
+            }
+        };
+        let nodes = [lhs.node.clone(), rhs.node.clone()];
+        match AttentionMatmulBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = product(&lhs.primitive, &rhs.primitive);
+                prep.finish((lhs.primitive, rhs.primitive), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(product(&lhs.primitive, &rhs.primitive)),
+        }
+    }
+
     fn split_heads(x: FloatTensor<Self>, batch: usize, heads: usize) -> FloatTensor<Self> {
-        SplitHeadsBackward.prepare::<C>([x.node.clone()]).compute_bound().stateless(B::split_heads(
-            x.primitive,
-            batch,
-            heads,
-        ))
+        let out = if cancel::requested() {
+            B::zeros(split_shape(&x.primitive.shape(), batch, heads), &x.primitive)
+        } else {
+            B::split_heads(x.primitive, batch, heads)
+        };
+        SplitHeadsBackward.prepare::<C>([x.node.clone()]).compute_bound().stateless(out)
     }
 
     fn merge_heads(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let dims = x.primitive.shape();
         let (batch, heads) = (dims[0], dims[1]);
+        let out = if cancel::requested() {
+            B::zeros(merged_shape(&dims), &x.primitive)
+        } else {
+            B::merge_heads(x.primitive)
+        };
         match MergeHeadsBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((batch, heads), B::merge_heads(x.primitive)),
-            OpsKind::UnTracked(prep) => prep.finish(B::merge_heads(x.primitive)),
+            OpsKind::Tracked(prep) => prep.finish((batch, heads), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 
@@ -260,9 +347,7 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             // Zeros of the output's shape, recorded with the real inputs so the graph (and its
             // backward, which skips too) keeps its shape.
             let rows = x.primitive.shape().num_elements() / weight.primitive.shape().dims::<2>()[0];
-            let shape = burn::tensor::Shape::new([rows, width]);
-            let out =
-                B::float_zeros(shape, &B::float_device(&x.primitive), x.primitive.dtype().into());
+            let out = B::zeros(Shape::new([rows, width]), &x.primitive);
             let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
             return match LinearBackward.prepare::<C>(nodes).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => prep.finish((x.primitive, weight, bias, None), out),
@@ -291,6 +376,9 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 
     fn prepare_linear_weight(weight: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        if cancel::requested() {
+            return None;
+        }
         // A constant of the pass: its gradient flows through the weight itself.
         B::transposed_weight(weight.primitive).map(<Self as AutodiffBackend>::from_inner)
     }
@@ -304,6 +392,16 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         let Some(beta) = beta else {
             return Self::layer_norm(x, gamma, None, eps);
         };
+        let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+        if cancel::requested() {
+            // The backward of a cancelled pass skips too and never reads the statistics.
+            let out = zeros_like::<B>(&x.primitive);
+            let stats = B::zeros(Shape::new([1]), &x.primitive);
+            return match LayerNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish((x.primitive, gamma.primitive, stats), out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+        }
         let Some((out, stats)) = B::layer_norm_with_stats(
             x.primitive.clone(),
             gamma.primitive.clone(),
@@ -313,7 +411,6 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             // No kernel for these inputs: burn's composed ops, recorded op by op.
             return Self::layer_norm(x, gamma, Some(beta), eps);
         };
-        let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
         match LayerNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((x.primitive, gamma.primitive, stats), out),
             OpsKind::UnTracked(prep) => prep.finish(out),

@@ -250,3 +250,28 @@ fn a_bias_that_broadcasts_gets_a_gradient_of_its_own_shape() {
     assert!(max_diff(b1, b2) < 1e-5);
     assert!(max_diff(weight.grad(&g1).expect("w"), weight.grad(&g2).expect("w")) < 1e-5);
 }
+
+/// The attention's batched matmul is burn's matmul, forward and backward, to the bit; with
+/// broadcast operands it falls back to burn's recorded op.
+#[test]
+fn attention_matmul_is_burns_matmul_to_the_bit() {
+    let device = Default::default();
+    let bits = |t: Tensor<F, 4>| -> Vec<u32> {
+        t.into_data().to_vec::<f32>().expect("f32").iter().map(|v| v.to_bits()).collect()
+    };
+    let lhs = Tensor::<A, 4>::random([2, 3, 9, 5], Distribution::Normal(0.0, 1.0), &device)
+        .require_grad();
+    let rhs = Tensor::<A, 4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 1.0), &device)
+        .require_grad();
+    let weights = Tensor::<A, 4>::random([2, 3, 9, 7], Distribution::Normal(0.0, 1.0), &device);
+    let fused = attention_matmul(lhs.clone(), rhs.clone());
+    let reference = lhs.clone().matmul(rhs.clone());
+    assert_eq!(bits(fused.clone().inner()), bits(reference.clone().inner()));
+    let g1 = fused.mul(weights.clone()).sum().backward();
+    let g2 = reference.mul(weights).sum().backward();
+    for t in [&lhs, &rhs] {
+        assert_eq!(bits(t.grad(&g1).expect("grad")), bits(t.grad(&g2).expect("grad")));
+    }
+    let broadcast = Tensor::<A, 4>::random([1, 3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+    assert_eq!(attention_matmul(lhs, broadcast).dims(), [2, 3, 9, 7]);
+}

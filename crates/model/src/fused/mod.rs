@@ -22,7 +22,7 @@ pub mod kernels;
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
 
 /// Operations the model runs fused where the backend has a kernel for them.
 pub trait FusedOps: Backend {
@@ -70,6 +70,17 @@ pub trait FusedOps: Backend {
     /// gradient reads, instead of each GEMM re-packing the strided transpose of `weight`
     /// (5–13 % of that GEMM on albert-base shapes). `None` where nothing is gained (no backward).
     fn prepare_linear_weight(weight: FloatTensor<Self>) -> Option<FloatTensor<Self>>;
+
+    /// `lhs · rhs` over the last two dimensions, batched over the first two (which must be
+    /// equal): the attention's score and context products. The arithmetic is the backend's
+    /// own matmul; the op exists so that, under autodiff, a cancelled computation can skip it
+    /// (see [`crate::cancel`]), as it skips the other fused ops.
+    ///
+    /// # Shapes
+    /// - `lhs`: `[B, H, M, K]`, `rhs`: `[B, H, K, N]`, output: `[B, H, M, N]`
+    fn attention_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(lhs, rhs)
+    }
 
     /// Layer norm over the last dimension, as burn's `LayerNorm` computes it.
     ///
@@ -134,6 +145,13 @@ pub trait FusedKernels: FusedOps {
         running: LinearGrads<FloatTensor<Self>>,
     ) -> LinearGrads<FloatTensor<Self>>;
 
+    /// Zeros of `shape`, on `like`'s device and of its type: what a cancelled computation's
+    /// fused ops return instead of their results. Cheap where the backend allows (fresh zeroed
+    /// memory, no copy): a cancelled pass makes one per op.
+    fn zeros(shape: Shape, like: &FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_zeros(shape, &Self::float_device(like), like.dtype().into())
+    }
+
     /// `weight` (`[in, out]`) transposed into a contiguous `[out, in]` tensor, the layout in
     /// which [`FusedKernels::fused_linear_backward`] reads it fastest; `None` where the
     /// backend has no use for one.
@@ -184,6 +202,14 @@ pub fn attention_probs<B: FusedOps>(
     scale: f32,
 ) -> Tensor<B, 4> {
     tensor(B::attention_probs(float(scores), float(mask_bias), scale))
+}
+
+/// `lhs · rhs` over the last two dimensions (see [`FusedOps::attention_matmul`]).
+///
+/// # Shapes
+/// - `lhs`: `[B, H, M, K]`, `rhs`: `[B, H, K, N]`, output: `[B, H, M, N]`
+pub fn attention_matmul<B: FusedOps>(lhs: Tensor<B, 4>, rhs: Tensor<B, 4>) -> Tensor<B, 4> {
+    tensor(B::attention_matmul(float(lhs), float(rhs)))
 }
 
 /// Per-head view `[B, heads, S, d]` of token rows `[B·S, heads·d]`.

@@ -309,8 +309,9 @@ impl Session {
             });
             tokio::pin!(compute);
             // The step's token trips when the coordinator aborts the step (heartbeat answer),
-            // forgets this worker, or on shutdown: the computation then stops at the model's
-            // next checkpoint instead of running to its end for nothing.
+            // forgets this worker, or on shutdown: the model's fused ops then skip their
+            // arithmetic, so the pass runs out at once instead of computing what nobody will
+            // apply, and no further micro-batch starts.
             tokio::select! {
                 computed = &mut compute => computed?,
                 () = cancel.cancelled() => {
