@@ -173,33 +173,35 @@ pub fn f32s_to_le_bytes(values: &[f32]) -> Vec<u8> {
     }
 }
 
-/// Little-endian bytes back to f32s.
-///
-/// # Errors
-/// When the length is not a multiple of 4, naming `what`.
-pub fn le_bytes_to_f32s(what: &str, bytes: &[u8]) -> Result<Vec<f32>> {
-    if !bytes.len().is_multiple_of(4) {
-        return Err(ModelError::WrongSize {
-            what: what.to_owned(),
-            expected: "a multiple of 4 bytes".to_owned(),
-            actual: format!("{} bytes", bytes.len()),
-        }
-        .into());
-    }
-    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn bytes_round_trip_bit_exactly() {
+    fn sections_travel_as_little_endian_bytes() {
         let values = vec![0.0, -0.0, 1.5, f32::MIN_POSITIVE, f32::MAX, -3.25e-7];
-        let back = le_bytes_to_f32s("test", &f32s_to_le_bytes(&values)).expect("round trip");
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&back), bits(&values));
-        assert!(le_bytes_to_f32s("test section", &[0, 1, 2]).is_err());
+        let expected: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(f32s_to_le_bytes(&values), expected);
+    }
+
+    /// A receiver hashes a state piece by piece as it arrives, cut anywhere: the same hash.
+    #[test]
+    fn the_incremental_hash_is_the_state_hash() {
+        let state = TrainerState {
+            parameters: (0..37).map(|i| i as f32 * 0.25).collect(),
+            optimizer: (0..74).map(|i| -(i as f32)).collect(),
+        };
+        let layout = [3u8; 32];
+        for piece in [1, 3, 4, 7, 64, 1000] {
+            let mut hasher = StateHasher::new(&layout);
+            for section in [&state.parameters, &state.optimizer] {
+                hasher.section(section.len());
+                for bytes in f32s_to_le_bytes(section).chunks(piece) {
+                    hasher.update(bytes);
+                }
+            }
+            assert_eq!(hasher.finalize(), state.hash(&layout), "pieces of {piece} bytes");
+        }
     }
 
     #[test]
