@@ -249,11 +249,7 @@ impl Core {
                     worker: req.worker.clone(),
                     replaced: Some(old.clone()),
                 });
-                let reason = format!("{old} was replaced by {}", req.worker);
-                if self.was_member(&old) {
-                    self.disrupted(now, reason.clone());
-                }
-                self.abort_if_member(now, &old, reason);
+                self.member_lost(now, &old, format!("{old} was replaced by {}", req.worker));
             }
         }
         let committed = self.durable.committed_step;
@@ -343,11 +339,7 @@ impl Core {
             clip(&req.reason).to_owned()
         };
         self.effects.push(Effect::Left { worker: req.worker.clone(), reason: reason.clone() });
-        let reason = format!("{} left: {reason}", req.worker);
-        if self.was_member(&req.worker) {
-            self.disrupted(now, reason.clone());
-        }
-        self.abort_if_member(now, &req.worker, reason);
+        self.member_lost(now, &req.worker, format!("{} left: {reason}", req.worker));
         Ok(self.durable.generation)
     }
 

@@ -93,18 +93,21 @@ impl Core {
         if self.members.remove(&worker.id).is_none() {
             return;
         }
-        if self.was_member(worker) {
-            self.disrupted(now, format!("{worker} evicted: {reason}"));
-        }
         self.effects.push(Effect::Evicted {
             worker: worker.clone(),
             reason: reason.clone(),
             detected_after,
         });
-        self.abort_if_member(now, worker, format!("{worker} evicted: {reason}"));
+        self.member_lost(now, worker, format!("{worker} evicted: {reason}"));
     }
 
-    pub(crate) fn abort_if_member(&mut self, now: Instant, worker: &WorkerRef, reason: String) {
+    /// `worker` is gone (evicted, left, replaced by its restart): if it was a member of the
+    /// running step or of the last quorum, training is disrupted, and a running step it
+    /// belonged to is aborted.
+    pub(crate) fn member_lost(&mut self, now: Instant, worker: &WorkerRef, reason: String) {
+        if self.was_member(worker) {
+            self.disrupted(now, reason.clone());
+        }
         if self.active.as_ref().is_some_and(|a| a.rank_of(worker).is_some()) {
             self.abort(now, reason, Vec::new());
         }

@@ -84,7 +84,7 @@ impl Core {
         })
     }
 
-    fn live(&self, now: Instant) -> impl Iterator<Item = &MemberState> {
+    pub(crate) fn live(&self, now: Instant) -> impl Iterator<Item = &MemberState> {
         // Compared with one cutoff instant rather than a subtraction per worker: this runs per
         // worker per request. `None`: every instant is recent enough.
         let since = now.checked_sub(self.cfg.heartbeat_timeout);

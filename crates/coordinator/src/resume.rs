@@ -54,11 +54,8 @@ impl Core {
     /// evicted for it. `Some(reason)` while waiting.
     pub(crate) fn wait_for_live_holder(&mut self, now: Instant) -> Option<String> {
         let committed = self.durable.committed_step;
-        let since = now.checked_sub(self.cfg.heartbeat_timeout);
         let holders: Vec<(WorkerRef, WorkerPhase, std::time::Duration)> = self
-            .members
-            .iter()
-            .filter(|m| since.is_none_or(|s| m.last_heard >= s))
+            .live(now)
             .filter(|m| m.waiting.is_none() && m.holds(committed))
             .map(|m| (m.worker.clone(), m.phase, now.saturating_duration_since(m.last_heard)))
             .collect();
@@ -97,7 +94,7 @@ impl Core {
     /// left to say is about the registered ones).
     pub(crate) fn no_holder_reason(&self, now: Instant) -> String {
         let committed = self.durable.committed_step;
-        let since = now.checked_sub(self.cfg.heartbeat_timeout);
+        let live: Vec<&WorkerRef> = self.live(now).map(|m| &m.worker).collect();
         let disqualified: Vec<String> = self
             .members
             .iter()
@@ -107,7 +104,7 @@ impl Core {
         let silent: Vec<String> = self
             .members
             .iter()
-            .filter(|m| m.holds(committed) && since.is_some_and(|s| m.last_heard < s))
+            .filter(|m| m.holds(committed) && !live.contains(&&m.worker))
             .map(|m| m.worker.to_string())
             .collect();
         let mut why = format!("no live worker holds step {committed}");

@@ -270,6 +270,5 @@ mod tests {
         assert!(report.peak_rss_bytes.is_some_and(|b| b > 0));
         assert_eq!(report.cancel.len(), 1);
         assert_eq!(report.cancel[0].at_fraction, 0.5);
-        assert!(report.cancel[0].stop_seconds >= 0.0);
     }
 }

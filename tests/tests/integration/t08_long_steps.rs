@@ -105,6 +105,18 @@ fn a_worker_killed_before_applying_a_commit_costs_no_committed_step() {
     kill_at("before-apply");
 }
 
+/// Trains worker-0 and worker-1 with `hooks` until step `step`, then stops worker-0 (SIGSTOP)
+/// and kills worker-1, which is restarted at once holding nothing: returns both.
+fn stall_one_and_restart_the_other(c: &Cluster, url: &str, hooks: &str, step: u64) -> (Proc, Proc) {
+    let w0 = c.worker("worker-0", url, Some(hooks)).expect("worker-0");
+    let w1 = c.worker("worker-1", url, Some(hooks)).expect("worker-1");
+    c.wait_for_step(step, LONG).expect("training runs");
+    w0.signal(Signal::SIGSTOP).expect("stop worker-0");
+    w1.signal(Signal::SIGKILL).expect("kill worker-1");
+    drop(w1);
+    (w0, c.worker("worker-1", url, Some(hooks)).expect("restart worker-1"))
+}
+
 /// The only holder of the committed step stalls (SIGSTOP for 3 s, less than the heartbeat
 /// timeout) while the other worker is killed and restarted empty: the restarted worker is the
 /// only ready one, but the stalled holder is still live, so the job waits for it instead of
@@ -116,14 +128,7 @@ fn a_stalled_holder_is_waited_for_rather_than_rolled_past() {
     let steps = 10;
     let c = cluster(dir.path(), &job(steps, 1, 100, ""));
     let (_coordinator, url) = c.coordinator("127.0.0.1:0").expect("coordinator");
-    let hooks = "slow_compute_ms=300";
-    let w0 = c.worker("worker-0", &url, Some(hooks)).expect("worker-0");
-    let w1 = c.worker("worker-1", &url, Some(hooks)).expect("worker-1");
-    c.wait_for_step(3, LONG).expect("training runs");
-    w0.signal(Signal::SIGSTOP).expect("stop worker-0");
-    w1.signal(Signal::SIGKILL).expect("kill worker-1");
-    drop(w1);
-    let w1 = c.worker("worker-1", &url, Some(hooks)).expect("restart worker-1");
+    let (w0, w1) = stall_one_and_restart_the_other(&c, &url, "slow_compute_ms=300", 3);
     std::thread::sleep(Duration::from_secs(3));
     w0.signal(Signal::SIGCONT).expect("continue worker-0");
     let mut procs = vec![w0, w1];
@@ -197,14 +202,7 @@ fn a_worker_whose_steps_were_undone_drops_them_and_rejoins() {
         &job(steps, 1, 100, "heartbeat_interval = \"500ms\"\nheartbeat_timeout = \"2s\"\n"),
     );
     let (_coordinator, url) = c.coordinator("127.0.0.1:0").expect("coordinator");
-    let hooks = "slow_compute_ms=800";
-    let w0 = c.worker("worker-0", &url, Some(hooks)).expect("worker-0");
-    let w1 = c.worker("worker-1", &url, Some(hooks)).expect("worker-1");
-    c.wait_for_step(4, LONG).expect("training runs");
-    w0.signal(Signal::SIGSTOP).expect("stop worker-0");
-    w1.signal(Signal::SIGKILL).expect("kill worker-1");
-    drop(w1);
-    let w1: Proc = c.worker("worker-1", &url, Some(hooks)).expect("restart worker-1");
+    let (w0, w1) = stall_one_and_restart_the_other(&c, &url, "slow_compute_ms=800", 4);
     // worker-0 is evicted after its heartbeat timeout; the restarted worker-1 holds only the
     // initial parameters, so the job resumes from them.
     let until = std::time::Instant::now() + LONG;
