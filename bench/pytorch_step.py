@@ -10,6 +10,10 @@ Prints one JSON object: s/step and tokens/s of the median step (and `tokens_per_
 over all timed steps), CPU-seconds per step, peak RSS.
 
     python bench/pytorch_step.py [--preset base] [--batch 8] [--seq 128] [--steps 3]
+                                 [--device cpu|cuda]
+
+On `--device cuda` (PyTorch eager, fp32, no compile) each timed interval ends with a device
+synchronisation, and `peak_device_memory_bytes` is torch's peak allocation.
 """
 
 import argparse
@@ -121,15 +125,25 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--optimizer", default="lamb", choices=["lamb", "adamw"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     config = build_config(args.preset)
-    model = AlbertForPreTraining(config).float().train()
+    model = AlbertForPreTraining(config).float().train().to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = Lamb(params) if args.optimizer == "lamb" else AdamW(params)
-    batch = synthetic_batch(config.vocab_size, args.batch, args.seq, args.seed)
+    batch = {
+        k: v.to(device)
+        for k, v in synthetic_batch(config.vocab_size, args.batch, args.seq, args.seed).items()
+    }
 
     total, fwd_bwd, opt = [], [], []
     cpu_start = None
@@ -137,14 +151,17 @@ def main():
     for step in range(args.warmup_steps + args.steps):
         if step == args.warmup_steps:
             cpu_start = cpu_seconds()
+        sync()
         t0 = time.perf_counter()
         out = model(**batch)
         out.loss.backward()
         loss = out.loss.item()
+        sync()
         t1 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step(1e-4)
         optim.zero_grad()
+        sync()
         t2 = time.perf_counter()
         if step >= args.warmup_steps:
             total.append(t2 - t0)
@@ -169,6 +186,9 @@ def main():
         "steps": args.steps,
         "threads": args.threads,
         "optimizer": args.optimizer,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if cuda else None,
+        "peak_device_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }

@@ -3,6 +3,7 @@
 mod cluster;
 mod netns;
 mod process;
+pub mod software_vulkan;
 
 pub use cluster::{Cluster, Proc, Wrap, find_pid, unix_ms};
 pub use netns::Testbed;

@@ -186,6 +186,11 @@ pub struct WorkerArgs {
     /// Compute threads (0: every core). One worker per core with 1 thread each is fastest.
     #[arg(long, default_value_t = 0, env = "ALBATROSS_THREADS")]
     pub threads: usize,
+    /// Where the model runs (default: the kind the job pins, else cpu): cpu, wgpu (the best adapter), wgpu:N (the N-th discrete GPU),
+    /// wgpu:cpu (a software adapter), cuda or cuda:N. GPU backends need a binary built with
+    /// `--features wgpu` or `--features cuda`.
+    #[arg(long, env = "ALBATROSS_DEVICE")]
+    pub device: Option<albatross_model::Device>,
     /// Write a JSON summary (final step, state and parameter hashes) here on exit.
     #[arg(long)]
     pub report_file: Option<PathBuf>,
@@ -209,6 +214,13 @@ pub struct LaunchArgs {
     /// Compute threads per worker (default: cores / workers, at least 1).
     #[arg(long)]
     pub threads_per_worker: Option<usize>,
+    /// Every worker's device (see `albatross worker --device`); default: the job's pinned
+    /// kind, else cpu.
+    #[arg(long, conflicts_with = "devices")]
+    pub device: Option<albatross_model::Device>,
+    /// One device per worker, in worker order, e.g. `cuda:0,cuda:1` (as many as --workers).
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<albatross_model::Device>,
     /// Model preset of the demo job (ignored with --job).
     #[arg(long)]
     pub preset: Option<String>,
@@ -344,6 +356,11 @@ pub enum ModelCommand {
         /// Output safetensors file.
         #[arg(long)]
         out: PathBuf,
+        /// Where the model runs: cpu, wgpu (the best adapter), wgpu:N (the N-th discrete GPU),
+        /// wgpu:cpu (a software adapter), cuda or cuda:N. GPU backends need a binary built with
+        /// `--features wgpu` or `--features cuda`.
+        #[arg(long, default_value = "cpu")]
+        device: albatross_model::Device,
     },
     /// Write a model that `AlbertForPreTraining.from_pretrained(DIR)` loads: the model of a
     /// training checkpoint (`--checkpoint`, verified against its manifest), or a freshly
@@ -415,6 +432,11 @@ pub enum BenchCommand {
         /// `0.1,0.5,0.9`) and report how long it took to stop (what an aborted step costs).
         #[arg(long, value_delimiter = ',')]
         cancel_at: Vec<f64>,
+        /// Where the model runs: cpu, wgpu (the best adapter), wgpu:N (the N-th discrete GPU),
+        /// wgpu:cpu (a software adapter), cuda or cuda:N. GPU backends need a binary built with
+        /// `--features wgpu` or `--features cuda`.
+        #[arg(long, default_value = "cpu")]
+        device: albatross_model::Device,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -429,6 +451,12 @@ pub struct BenchTrainArgs {
     /// Compute threads per worker (default: cores / workers, at least 1).
     #[arg(long)]
     pub threads_per_worker: Option<usize>,
+    /// Every worker's device (see `albatross worker --device`).
+    #[arg(long, conflicts_with = "devices")]
+    pub device: Option<albatross_model::Device>,
+    /// One device per worker, in worker order, e.g. `cuda:0,cuda:0` (two workers sharing a GPU).
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<albatross_model::Device>,
     /// Model preset (its vocabulary, at least the bundled tokenizer's 8000 ids).
     #[arg(long, default_value = "base")]
     pub preset: String,

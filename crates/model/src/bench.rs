@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use burn::optim::GradientsParams;
-use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 
 use crate::albert::AlbertForPreTraining;
@@ -127,7 +126,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs the benchmark on backend `B` (an autodiff backend).
-pub fn run_step_bench<B: AutodiffBackend + crate::fused::FusedOps>(
+pub fn run_step_bench<B: crate::fused::TrainingBackend>(
     options: &StepBenchOptions,
     device: &B::Device,
 ) -> Result<StepBenchReport> {
@@ -204,7 +203,7 @@ pub fn run_step_bench<B: AutodiffBackend + crate::fused::FusedOps>(
 }
 
 /// One forward + backward pass whose cancel flag is set `after_seconds` into it.
-fn cancelled_pass<B: AutodiffBackend + crate::fused::FusedOps>(
+fn cancelled_pass<B: crate::fused::TrainingBackend>(
     model: &AlbertForPreTraining<B>,
     batch: &crate::loss::PretrainingBatch<B>,
     after_seconds: f64,

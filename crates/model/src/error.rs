@@ -23,6 +23,15 @@ pub enum ModelError {
         /// What failed (I/O or JSON, with line and column).
         reason: String,
     },
+    /// A device this binary cannot use: its backend is not built in, or it does not open.
+    #[error("device {device} is not available: {reason}")]
+    DeviceUnavailable {
+        /// The device asked for.
+        device: crate::device::Device,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
     /// A preset name that is not one of `tiny`, `base`, `large`, `xlarge`, `xxlarge`.
     #[error("unknown preset {0:?}: expected one of tiny, base, large, xlarge, xxlarge")]
     UnknownPreset(String),

@@ -157,16 +157,34 @@ impl EvalOutput {
     }
 }
 
-/// What `albatross model eval --hf-dir DIR --inputs FILE.json --out FILE.safetensors` does, on
-/// the default (Flex) backend.
-pub fn eval_hf_dir(hf_dir: &Path, inputs: &Path, out: &Path) -> Result<EvalOutput> {
-    let device = Default::default();
-    let (config, model) = import_hf::<crate::DefaultBackend>(hf_dir, &device)?;
+/// What `albatross model eval --hf-dir DIR --inputs FILE.json --out FILE.safetensors
+/// [--device D]` does.
+pub fn eval_hf_dir(
+    hf_dir: &Path,
+    inputs: &Path,
+    out: &Path,
+    device: crate::Device,
+) -> Result<EvalOutput> {
     let inputs = EvalInputs::from_json_file(inputs)?;
-    let output = evaluate(&model, &config, &inputs, &device)?;
+    let output = crate::run_on(device, EvalTask { hf_dir, inputs: &inputs })??;
     output.write_safetensors(out)?;
-    tracing::info!(batch = output.batch, seq = output.seq, loss = ?output.loss, "evaluation written");
+    tracing::info!(batch = output.batch, seq = output.seq, loss = ?output.loss, %device, "evaluation written");
     Ok(output)
+}
+
+/// An evaluation on whichever backend the device selects (no autodiff: its inner backend).
+struct EvalTask<'a> {
+    hf_dir: &'a Path,
+    inputs: &'a EvalInputs,
+}
+
+impl crate::OnDevice for EvalTask<'_> {
+    type Output = Result<EvalOutput>;
+
+    fn run<B: crate::TrainingBackend>(self, device: B::Device) -> Result<EvalOutput> {
+        let (config, model) = import_hf::<B::InnerBackend>(self.hf_dir, &device)?;
+        evaluate(&model, &config, self.inputs, &device)
+    }
 }
 
 #[cfg(test)]
@@ -200,7 +218,8 @@ mod tests {
         let inputs = dir.path().join("inputs.json");
         std::fs::write(&inputs, json.to_string()).expect("write");
         let out = dir.path().join("out.safetensors");
-        let output = eval_hf_dir(&dir.path().join("ckpt"), &inputs, &out).expect("eval");
+        let output =
+            eval_hf_dir(&dir.path().join("ckpt"), &inputs, &out, crate::Device::Cpu).expect("eval");
 
         let batch = host.to_device::<B>(&tiny(), &device).expect("batch");
         let expected = model.forward(&batch.input);

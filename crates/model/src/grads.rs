@@ -5,6 +5,10 @@
 //! written back into a fresh `GradientsParams` for `optimizer.step`. The same layout places
 //! parameters in the flat state LAMB updates, and [`GradLayout::write_params`] copies a flat
 //! parameter section back into a module's tensors.
+//!
+//! On a backend whose tensors live in device memory ([`FusedOps::DEVICE_MEMORY`]) each
+//! direction is one transfer per step: the gradients are gathered into one device buffer and
+//! read once, and the parameters are uploaded as one buffer whose slices become the tensors.
 
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -14,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::AlbertConfig;
 use crate::error::{ModelError, Result};
+use crate::fused::FusedOps;
 use crate::hash::{collect_params, hex_string};
 use crate::params::{param_id, param_specs};
 
@@ -133,12 +138,15 @@ impl GradLayout {
     /// A parameter without a gradient (not reached by this loss) gets zeros.
     ///
     /// `B` is the backend the gradients live on: the inner backend of the autodiff one.
-    pub fn flatten_into<B: Backend>(
+    pub fn flatten_into<B: FusedOps>(
         &self,
         grads: &mut GradientsParams,
         out: &mut [f32],
     ) -> Result<()> {
         self.check_len("gradient buffer", out.len())?;
+        if B::DEVICE_MEMORY {
+            return self.gather_into::<B>(grads, out);
+        }
         for entry in &self.entries {
             let slot = &mut out[entry.offset..entry.offset + entry.numel];
             let data = match entry.shape.len() {
@@ -166,18 +174,67 @@ impl GradLayout {
                     ),
                 });
             }
-            let data = if data.dtype == DType::F32 { data } else { data.convert::<f32>() };
-            let values = data.as_slice::<f32>().map_err(|e| ModelError::TensorData {
-                name: entry.name.clone(),
-                reason: format!("{e:?}"),
-            })?;
-            slot.copy_from_slice(values);
+            copy_f32s(&entry.name, data, slot)?;
         }
         Ok(())
     }
 
+    /// [`Self::flatten_into`] for device memory: every gradient, flattened, is concatenated
+    /// into one device buffer (zeros for a parameter without one), which is read once.
+    fn gather_into<B: FusedOps>(&self, grads: &mut GradientsParams, out: &mut [f32]) -> Result<()> {
+        let mut parts = Vec::with_capacity(self.entries.len());
+        for entry in &self.entries {
+            let shape_error = |dims: &[usize]| ModelError::ParamMismatch {
+                name: entry.name.clone(),
+                reason: format!("gradient shape {dims:?}, layout {:?}", entry.shape),
+            };
+            let part = match entry.shape.len() {
+                1 => grads.remove::<B, 1>(entry.id),
+                2 => grads
+                    .remove::<B, 2>(entry.id)
+                    .map(|t| {
+                        let dims = t.dims();
+                        if dims.as_slice() == entry.shape.as_slice() {
+                            Ok(t.reshape([entry.numel]))
+                        } else {
+                            Err(shape_error(&dims))
+                        }
+                    })
+                    .transpose()?,
+                rank => {
+                    return Err(ModelError::ParamMismatch {
+                        name: entry.name.clone(),
+                        reason: format!("rank {rank} is not supported (1 or 2)"),
+                    });
+                }
+            };
+            if let Some(part) = &part
+                && part.dims()[0] != entry.numel
+            {
+                return Err(shape_error(&part.dims()));
+            }
+            parts.push(part);
+        }
+        let Some(device) = parts.iter().flatten().next().map(Tensor::device) else {
+            tracing::debug!("no parameter has a gradient, sending zeros");
+            out.fill(0.0);
+            return Ok(());
+        };
+        let parts = parts
+            .into_iter()
+            .zip(&self.entries)
+            .map(|(part, entry)| {
+                part.unwrap_or_else(|| {
+                    tracing::debug!(name = %entry.name, "no gradient for parameter, sending zeros");
+                    Tensor::zeros([entry.numel], &device)
+                })
+            })
+            .collect();
+        copy_f32s("gathered gradients", Tensor::<B, 1>::cat(parts, 0).into_data(), out)
+    }
+
     /// [`Self::flatten_into`] a new buffer.
-    pub fn flatten<B: Backend>(&self, grads: &mut GradientsParams) -> Result<Vec<f32>> {
+    pub fn flatten<B: FusedOps>(&self, grads: &mut GradientsParams) -> Result<Vec<f32>> {
         let mut out = vec![0.0; self.total];
         self.flatten_into::<B>(grads, &mut out)?;
         Ok(out)
@@ -236,14 +293,19 @@ impl GradLayout {
     /// [`ModelError::WrongSize`] when `values` does not fit the layout, and
     /// [`ModelError::ParamMismatch`] when the module's parameters (ids, shapes, count) are not
     /// this layout's; the module is then partly overwritten and must be discarded.
-    pub fn write_params<B: Backend, M: Module<B>>(
+    pub fn write_params<B: FusedOps, M: Module<B>>(
         &self,
         module: M,
         values: &[f32],
         device: &B::Device,
     ) -> Result<M> {
         self.check_len("parameter section", values.len())?;
-        let mut writer = ParamWriter { layout: self, values, device, next: 0, error: None };
+        // Device memory: one upload, whose slices (views, no copies) become the parameters.
+        let uploaded = B::DEVICE_MEMORY.then(|| {
+            Tensor::<B, 1>::from_data(TensorData::new(values.to_vec(), [values.len()]), device)
+        });
+        let mut writer =
+            ParamWriter { layout: self, values, uploaded, device, next: 0, error: None };
         let module = module.map(&mut writer);
         if let Some(e) = writer.error {
             return Err(e);
@@ -267,6 +329,8 @@ impl GradLayout {
 struct ParamWriter<'a, B: Backend> {
     layout: &'a GradLayout,
     values: &'a [f32],
+    /// `values` already on the device, where the backend has device memory.
+    uploaded: Option<Tensor<B, 1>>,
     device: &'a B::Device,
     next: usize,
     error: Option<ModelError>,
@@ -295,11 +359,33 @@ impl<B: Backend> ModuleMapper<B> for ParamWriter<'_, B> {
             });
             return Param::from_mapped_value(id, tensor, mapper);
         }
-        let values = self.values[entry.offset..entry.offset + entry.numel].to_vec();
-        let fresh = Tensor::<B, D>::from_data(TensorData::new(values, shape), self.device)
-            .set_require_grad(tensor.is_require_grad());
+        let range = entry.offset..entry.offset + entry.numel;
+        let fresh = match &self.uploaded {
+            Some(all) => all.clone().slice([range]).reshape(shape),
+            None => Tensor::<B, D>::from_data(
+                TensorData::new(self.values[range].to_vec(), shape),
+                self.device,
+            ),
+        }
+        .set_require_grad(tensor.is_require_grad());
         Param::from_mapped_value(id, fresh, mapper)
     }
+}
+
+/// Copies `data`'s elements (converted to f32 if they are not) into `out`, which must be as long.
+fn copy_f32s(name: &str, data: TensorData, out: &mut [f32]) -> Result<()> {
+    let data = if data.dtype == DType::F32 { data } else { data.convert::<f32>() };
+    let values = data
+        .as_slice::<f32>()
+        .map_err(|e| ModelError::TensorData { name: name.to_owned(), reason: format!("{e:?}") })?;
+    if values.len() != out.len() {
+        return Err(ModelError::TensorData {
+            name: name.to_owned(),
+            reason: format!("{} elements read into a buffer of {}", values.len(), out.len()),
+        });
+    }
+    out.copy_from_slice(values);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,13 +3,18 @@
 //!
 //! Tolerance (issue 3): 1e-4, absolute where the reference is ~0, otherwise absolute plus
 //! relative: `|actual - expected| <= 1e-4 + 1e-4 * |expected|`.
+//!
+//! With the `wgpu` feature the same cases run on burn-wgpu too (a software Vulkan adapter,
+//! Mesa's lavapipe, where there is no GPU), at the same tolerance: the GPU path is the composed
+//! burn ops, whose reductions sum in another order than the CPU kernels, and f32 rounding of
+//! sums of a few dozen terms stays orders of magnitude below 1e-4 on these sizes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use albatross_model::{
-    AlbertConfig, DefaultAutodiffBackend, DefaultBackend, GradLayout, HostBatch, Lamb, LambConfig,
-    LrSchedule, ParamStep, clip_by_global_norm, import_hf, param_specs,
+    AlbertConfig, DefaultAutodiffBackend, GradLayout, HostBatch, Lamb, LambConfig, LrSchedule,
+    ParamStep, TrainingBackend, clip_by_global_norm, import_hf, param_specs,
 };
 use anyhow::{Context, Result, bail, ensure};
 use burn::optim::GradientsParams;
@@ -17,13 +22,23 @@ use burn::tensor::Tensor;
 use safetensors::{Dtype, SafeTensors};
 
 type AD = DefaultAutodiffBackend;
-type B = DefaultBackend;
 
 /// The tolerance of the model comparisons.
 const TOL: f64 = 1e-4;
 
+/// The tolerance on the GPU backends (see the module documentation).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+const GPU_TOL: f64 = 1e-3;
+
+#[cfg(feature = "wgpu")]
+#[path = "../../../tests/src/software_vulkan.rs"]
+mod software_vulkan;
+
+/// The committed fixtures; `ALBATROSS_GOLDEN_DIR` points elsewhere (a test binary copied to
+/// another machine, as bench/gpu-check.sh does).
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+    std::env::var_os("ALBATROSS_GOLDEN_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden"), PathBuf::from)
 }
 
 /// A safetensors file read as f64 values (f32, f64 and i64 tensors), with its metadata.
@@ -109,7 +124,7 @@ fn compare(what: &str, actual: &[f32], expected: &[f64], tol: f64) -> Result<Err
     Ok(errors)
 }
 
-fn to_vec<const D: usize>(t: Tensor<AD, D>) -> Result<Vec<f32>> {
+fn to_vec<A: burn::prelude::Backend, const D: usize>(t: Tensor<A, D>) -> Result<Vec<f32>> {
     t.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
@@ -123,14 +138,10 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// Loads one case, runs forward and backward, and compares everything the script saved.
-fn check_model_case(case: &str) -> Result<()> {
-    let dir = golden_dir().join(case);
-    let device = Default::default();
-    let (config, model) = import_hf::<AD>(&dir, &device).context("import_hf")?;
-    let golden = Golden::load(&dir.join("golden.safetensors"))?;
+/// The inputs the script fed transformers.
+fn golden_batch(golden: &Golden) -> Result<HostBatch> {
     let [batch, seq] = golden.get("input_ids")?.0[..] else { bail!("input_ids is not 2-d") };
-    let host = HostBatch {
+    Ok(HostBatch {
         batch,
         seq,
         input_ids: golden.ints("input_ids")?,
@@ -138,9 +149,18 @@ fn check_model_case(case: &str) -> Result<()> {
         attention_mask: golden.ints("attention_mask")?,
         labels: golden.ints("labels")?,
         sentence_order_label: golden.ints("sentence_order_label")?,
-    };
+    })
+}
+
+/// Loads one case, runs forward and backward on backend `A`, and compares everything the
+/// script saved.
+fn check_model_case<A: TrainingBackend>(case: &str, device: &A::Device, tol: f64) -> Result<()> {
+    let dir = golden_dir().join(case);
+    let (config, model) = import_hf::<A>(&dir, device).context("import_hf")?;
+    let golden = Golden::load(&dir.join("golden.safetensors"))?;
+    let host = golden_batch(&golden)?;
     ensure!(host.attention_mask.contains(&0), "the golden inputs must include padding");
-    let batch = host.to_device::<AD>(&config, &device)?;
+    let batch = host.to_device::<A>(&config, device)?;
 
     let logits = model.forward(&batch.input);
     let mut outputs = Errors::default();
@@ -148,7 +168,7 @@ fn check_model_case(case: &str) -> Result<()> {
         ("prediction_logits", to_vec(logits.prediction_logits)?),
         ("sop_logits", to_vec(logits.sop_logits)?),
     ] {
-        outputs = outputs.merge(compare(name, &values, golden.values(name)?, TOL)?);
+        outputs = outputs.merge(compare(name, &values, golden.values(name)?, tol)?);
     }
 
     let out = model.pretraining_loss(&batch);
@@ -156,12 +176,12 @@ fn check_model_case(case: &str) -> Result<()> {
     for (name, value) in
         [("loss", report.loss), ("mlm_loss", report.mlm_loss), ("sop_loss", report.sop_loss)]
     {
-        outputs = outputs.merge(compare(name, &[value], golden.values(name)?, TOL)?);
+        outputs = outputs.merge(compare(name, &[value], golden.values(name)?, tol)?);
     }
 
     let mut grads = GradientsParams::from_grads(out.loss.backward(), &model);
     let layout = GradLayout::from_module(&model)?;
-    let flat = layout.flatten::<B>(&mut grads)?;
+    let flat = layout.flatten::<A::InnerBackend>(&mut grads)?;
     let specs: HashMap<String, _> =
         param_specs(&config).into_iter().map(|s| (s.name.clone(), s)).collect();
     let mut gradients = Errors::default();
@@ -174,7 +194,7 @@ fn check_model_case(case: &str) -> Result<()> {
             _ => burn.to_vec(),
         };
         let name = format!("grad.{}", entry.name);
-        gradients = gradients.merge(compare(&name, &hf, golden.values(&name)?, TOL)?);
+        gradients = gradients.merge(compare(&name, &hf, golden.values(&name)?, tol)?);
         checked += 1;
     }
     let expected = golden.tensors.keys().filter(|k| k.starts_with("grad.")).count();
@@ -203,12 +223,125 @@ fn check_config(case: &str, config: &AlbertConfig) -> Result<()> {
 
 #[test]
 fn gelu_new_model_matches_transformers() -> Result<()> {
-    check_model_case("gelu_new")
+    check_model_case::<AD>("gelu_new", &Default::default(), TOL)
 }
 
 #[test]
 fn gelu_model_matches_transformers() -> Result<()> {
-    check_model_case("gelu")
+    check_model_case::<AD>("gelu", &Default::default(), TOL)
+}
+
+/// The GPU backends against transformers and against the CPU backend.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod on_gpu {
+    use super::*;
+
+    /// One training step's loss and flat gradient buffer (gathered on the device and read
+    /// once), and the model's parameters after writing `params` back (uploaded once).
+    fn step<A: TrainingBackend>(
+        device: &A::Device,
+        params: Option<&[f32]>,
+    ) -> Result<(f32, Vec<f32>, Vec<f32>)> {
+        let dir = golden_dir().join("gelu_new");
+        let (config, model) = import_hf::<A>(&dir, device)?;
+        let host = golden_batch(&Golden::load(&dir.join("golden.safetensors"))?)?;
+        let out = model.pretraining_loss(&host.to_device::<A>(&config, device)?);
+        let loss = out.report().loss;
+        let mut grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        let layout = GradLayout::from_module(&model)?;
+        let flat = layout.flatten::<A::InnerBackend>(&mut grads)?;
+        let model = match params {
+            Some(values) => layout.write_params(model, values, device)?,
+            None => model,
+        };
+        Ok((loss, flat, layout.read_params(&model)?))
+    }
+
+    /// A training step on `A` against the same step on the CPU backend.
+    pub(super) fn step_matches_flex<A: TrainingBackend>(device: &A::Device) -> Result<()> {
+        let (cpu_loss, cpu_grads, cpu_params) = step::<AD>(&Default::default(), None)?;
+        let shifted: Vec<f32> = cpu_params.iter().map(|p| p + 0.5).collect();
+        let (gpu_loss, gpu_grads, gpu_params) = step::<A>(device, Some(&shifted))?;
+        let expected: Vec<f64> = cpu_grads.iter().map(|&g| f64::from(g)).collect();
+        let errors = compare("gradient", &gpu_grads, &expected, GPU_TOL)?;
+        compare("loss", &[gpu_loss], &[f64::from(cpu_loss)], GPU_TOL)?;
+        eprintln!(
+            "against Flex: loss {gpu_loss} vs {cpu_loss}; {} gradients max abs {:.3e} max rel \
+             {:.3e}",
+            gpu_grads.len(),
+            errors.max_abs,
+            errors.max_rel
+        );
+        ensure!(gpu_grads.iter().any(|&g| g != 0.0), "the gradients are all zero");
+        // Parameters written to the device in one upload come back bit for bit.
+        ensure!(
+            gpu_params.iter().map(|p| p.to_bits()).eq(shifted.iter().map(|p| p.to_bits())),
+            "parameters written to the device did not read back unchanged"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(feature = "wgpu")]
+mod on_wgpu {
+    use super::*;
+
+    type Gpu = burn::backend::Autodiff<burn::backend::Wgpu>;
+
+    /// The software adapter (Mesa's lavapipe, installed if missing): the tests must not depend
+    /// on the machine having a GPU. `ALBATROSS_TEST_WGPU=best` takes the best adapter instead
+    /// (a real GPU, in bench/gpu-check.sh).
+    fn device() -> burn::backend::wgpu::WgpuDevice {
+        use burn::backend::wgpu::WgpuDevice;
+        if std::env::var("ALBATROSS_TEST_WGPU").is_ok_and(|v| v == "best") {
+            return WgpuDevice::DefaultDevice;
+        }
+        software_vulkan::ensure();
+        WgpuDevice::Cpu
+    }
+
+    #[test]
+    fn gelu_new_model_matches_transformers_on_wgpu() -> Result<()> {
+        check_model_case::<Gpu>("gelu_new", &device(), GPU_TOL)
+    }
+
+    #[test]
+    fn gelu_model_matches_transformers_on_wgpu() -> Result<()> {
+        check_model_case::<Gpu>("gelu", &device(), GPU_TOL)
+    }
+
+    #[test]
+    fn a_training_step_on_wgpu_matches_flex() -> Result<()> {
+        super::on_gpu::step_matches_flex::<Gpu>(&device())
+    }
+}
+
+/// Built only with the `cuda` feature, which CI does not enable (it has no GPU):
+/// bench/gpu-check.sh runs these.
+#[cfg(feature = "cuda")]
+mod on_cuda {
+    use super::*;
+
+    type Gpu = burn::backend::Autodiff<burn::backend::Cuda>;
+
+    fn device() -> burn::backend::cuda::CudaDevice {
+        burn::backend::cuda::CudaDevice::new(0)
+    }
+
+    #[test]
+    fn gelu_new_model_matches_transformers_on_cuda() -> Result<()> {
+        check_model_case::<Gpu>("gelu_new", &device(), GPU_TOL)
+    }
+
+    #[test]
+    fn gelu_model_matches_transformers_on_cuda() -> Result<()> {
+        check_model_case::<Gpu>("gelu", &device(), GPU_TOL)
+    }
+
+    #[test]
+    fn a_training_step_on_cuda_matches_flex() -> Result<()> {
+        super::on_gpu::step_matches_flex::<Gpu>(&device())
+    }
 }
 
 /// Runs every LAMB step of one parameter and compares each result.

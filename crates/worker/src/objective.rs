@@ -5,7 +5,7 @@
 //! A sum (not a mean) so that gradients of micro-batches and ranks simply add up; the trainer
 //! divides the all-reduced sum by the global sample count once (see the `trainer` module doc).
 
-use albatross_model::FusedOps;
+use albatross_model::TrainingBackend;
 use albatross_model::{AlbertConfig, AlbertForPreTraining};
 use burn::prelude::Backend;
 use burn::tensor::activation::log_softmax;
@@ -52,7 +52,7 @@ fn scalar<B: AutodiffBackend>(t: &Tensor<B, 1>) -> f64 {
 }
 
 /// Forward pass and summed loss of `mb` on `model`.
-pub(crate) fn micro_loss<B: AutodiffBackend + FusedOps>(
+pub(crate) fn micro_loss<B: TrainingBackend>(
     model: &AlbertForPreTraining<B>,
     config: &AlbertConfig,
     mb: &MicroBatch,

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use albatross_data::Dataset;
 use std::collections::HashMap;
 
-use albatross_model::FusedOps;
+use albatross_model::TrainingBackend;
 use albatross_model::cancel::{self, CancelFlag, Cancelled, run_cancellable};
 use albatross_model::flat::{add_assign, divide_and_sum_squares};
 use albatross_model::{
@@ -116,7 +116,7 @@ impl<B: AutodiffBackend> std::fmt::Debug for Trainer<B> {
     }
 }
 
-impl<B: AutodiffBackend + FusedOps> Trainer<B> {
+impl<B: TrainingBackend> Trainer<B> {
     /// Builds the model from the job's model spec and seed, LAMB from its optimizer settings,
     /// and the input pipeline over `dataset` (whose tokenizer must fit the model's vocabulary).
     pub fn new(job: &JobSpec, dataset: Arc<Dataset>, device: B::Device) -> Result<Self> {

@@ -9,6 +9,7 @@ mod t05_cluster;
 mod t06_deploy;
 mod t07_netns;
 mod t08_long_steps;
+mod t09_devices;
 
 use albatross_tests::Albatross;
 

@@ -258,7 +258,7 @@ fn launch_with_chaos(dir: &Path, args: &[&str]) -> (String, Value) {
 }
 
 /// The run reached `final_step` with no sample lost or used twice and agreeing replicas.
-fn assert_chaos_ledger(report: &Value, final_step: u64) {
+pub(super) fn assert_chaos_ledger(report: &Value, final_step: u64) {
     assert_eq!(report["final_step"], final_step, "{report}");
     assert_eq!(
         (report["samples_lost"].as_u64(), report["samples_duplicated"].as_u64()),

@@ -1,9 +1,10 @@
 //! `albatross model info` and `albatross bench step`.
 
+use albatross_model::bench::StepBenchReport;
 use albatross_model::bench::{StepBenchOptions, run_step_bench};
 use albatross_model::{
-    AlbertConfig, AlbertForPreTraining, DefaultAutodiffBackend, DefaultBackend, ModelInfo,
-    eval_hf_dir, export_hf,
+    AlbertConfig, AlbertForPreTraining, DefaultBackend, ModelInfo, OnDevice, TrainingBackend,
+    eval_hf_dir, export_hf, run_on,
 };
 use anyhow::Context;
 
@@ -41,8 +42,8 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             ));
             write_stdout(&text)
         }
-        ModelCommand::Eval { hf_dir, inputs, out } => {
-            let output = eval_hf_dir(&hf_dir, &inputs, &out)?;
+        ModelCommand::Eval { hf_dir, inputs, out, device } => {
+            let output = eval_hf_dir(&hf_dir, &inputs, &out, device)?;
             let loss = output.loss.map_or("n/a (no labels)".to_owned(), |l| format!("{l:.6}"));
             write_stdout(&format!(
                 "wrote {} (batch {}, seq {}, loss {loss})\n",
@@ -86,7 +87,7 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Coordinator { workers, rounds, channels, json } => {
             super::coordinator::bench(workers, rounds, channels, json)
         }
-        BenchCommand::Step { source, batch, seq, steps, warmup, seed, cancel_at, json } => {
+        BenchCommand::Step { source, batch, seq, steps, warmup, seed, cancel_at, device, json } => {
             anyhow::ensure!(
                 batch > 0 && seq > 0 && steps > 0,
                 "--batch, --seq and --steps must be > 0"
@@ -103,8 +104,8 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 seed,
                 cancel_at,
             };
-            tracing::info!(batch, seq, steps, "benchmarking training steps");
-            let report = run_step_bench::<DefaultAutodiffBackend>(&options, &Default::default())?;
+            tracing::info!(batch, seq, steps, %device, "benchmarking training steps");
+            let report = run_on(device, StepBench(&options))??;
             if json {
                 return write_stdout(&format!("{}\n", serde_json::to_string(&report)?));
             }
@@ -113,7 +114,7 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 .map_or("n/a".to_owned(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
             let cpu = report.cpu_seconds_per_step.map_or("n/a".to_owned(), |s| format!("{s:.3}"));
             write_stdout(&format!(
-                "batch {batch} x seq {seq}, median of {steps} steps\n\
+                "{device}: batch {batch} x seq {seq}, median of {steps} steps\n\
                  s/step            {:.4}\ntokens/s          {:.1}\nCPU-s/step        {cpu}\n\
                  forward+backward  {:.4} s\nflatten+writeback {:.4} s\noptimizer         {:.4} s\n\
                  peak RSS          {rss}\nlast loss         {:.4}\n",
@@ -137,5 +138,16 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// `bench step` on whichever backend `--device` selects.
+struct StepBench<'a>(&'a StepBenchOptions);
+
+impl OnDevice for StepBench<'_> {
+    type Output = albatross_model::Result<StepBenchReport>;
+
+    fn run<B: TrainingBackend>(self, device: B::Device) -> Self::Output {
+        run_step_bench::<B>(self.0, &device)
     }
 }

@@ -31,6 +31,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         hooks: TestHooks::from_env()?,
         tls: super::load_tls(&args.tls, true)?,
         health_listen: args.health_listen,
+        device: args.device,
     };
     let summary = runtime()?.block_on(run_worker(options, shutdown_signal()))?;
     tracing::info!(exit = %summary.exit, applied_step = summary.applied_step, state_hash = ?summary.state_hash, "worker stopped");

@@ -88,6 +88,8 @@ pub(super) struct Cluster {
     /// The coordinator's bound gRPC address (a restart binds it again).
     grpc_addr: String,
     threads: usize,
+    /// Per worker, or empty (see [`super::Fleet`]).
+    devices: Vec<albatross_model::Device>,
     workers: Vec<WorkerProcess>,
     faults: Vec<Fault>,
     injections: Vec<Injection>,
@@ -127,10 +129,10 @@ impl Cluster {
         run: &RunDir,
         job_path: &Path,
         epoch_size: u64,
-        workers: usize,
-        threads: usize,
+        fleet: &super::Fleet,
         faults: Vec<Fault>,
     ) -> anyhow::Result<Self> {
+        let workers = fleet.workers;
         let exe = std::env::current_exe().context("cannot find this program's path")?;
         let (coordinator, info) =
             spawn_coordinator(&exe, run, job_path, epoch_size, "127.0.0.1:0", "127.0.0.1:0")?;
@@ -150,7 +152,8 @@ impl Cluster {
             epoch_size,
             coordinator,
             grpc_addr: info.grpc.to_string(),
-            threads,
+            threads: fleet.threads,
+            devices: fleet.devices.clone(),
             workers: (0..workers)
                 .map(|i| WorkerProcess {
                     name: worker_name(i),
@@ -198,6 +201,9 @@ impl Cluster {
                 .args(["--coordinator", &format!("http://{}", self.grpc_addr)])
                 .args(["--listen", "127.0.0.1:0"]),
         };
+        if let Some(device) = self.devices.get(i) {
+            command.arg("--device").arg(device.to_string());
+        }
         let child = command
             .arg("--checkpoint-dir")
             .arg(self.run.path("checkpoints"))

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use albatross_data::Manifest;
+use albatross_model::Device;
 use albatross_proto::job::JobSpec;
 use anyhow::{Context, bail};
 
@@ -81,15 +82,9 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     let chaos = !faults.is_empty() || args.chaos.is_some();
     let (after_run, during_run): (Vec<_>, Vec<_>) =
         faults.into_iter().partition(|f| f.at_step == chaos::AT_END);
-    let (outcome, summary, injections) = execute(
-        &run,
-        &job,
-        args.workers,
-        args.threads_per_worker,
-        true,
-        during_run,
-        args.time_limit,
-    )?;
+    let fleet = Fleet::new(args.workers, args.threads_per_worker, args.device, &args.devices)?;
+    let (outcome, summary, injections) =
+        execute(&run, &job, &fleet, true, during_run, args.time_limit)?;
     write_stdout(&describe(&summary, &run, outcome))?;
     if chaos {
         let damaged = if after_run.is_empty() || outcome != Outcome::Finished {
@@ -148,8 +143,8 @@ pub fn bench_train(args: &crate::args::BenchTrainArgs) -> anyhow::Result<()> {
     let mut job = JobSpec::from_toml_str(&text, "the benchmark job")?;
     job.data.dir = demo::prepared_sample(&demo::cache_root(&run.path("cache")), args.seq)?;
     job.checkpoint.dir = run.path("checkpoints");
-    let _ =
-        execute(&run, &job, args.workers, args.threads_per_worker, !args.json, Vec::new(), None)?;
+    let fleet = Fleet::new(args.workers, args.threads_per_worker, args.device, &args.devices)?;
+    let _ = execute(&run, &job, &fleet, !args.json, Vec::new(), None)?;
     let lines = read_metrics(&run.path("metrics.jsonl"))?;
     let report = bench_report(args, &lines);
     if args.json {
@@ -266,6 +261,45 @@ fn median_of(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// The worker processes of a launch: how many, their compute threads and their devices.
+#[derive(Debug, Clone)]
+struct Fleet {
+    workers: usize,
+    threads: usize,
+    /// One per worker, or empty: each worker takes the job's pinned kind, else the CPU.
+    devices: Vec<Device>,
+}
+
+impl Fleet {
+    /// From `--workers`, `--threads-per-worker`, `--device` (every worker) and `--devices` (one
+    /// per worker). Backends this binary lacks are refused here, before any process starts.
+    fn new(
+        workers: usize,
+        threads: Option<usize>,
+        device: Option<Device>,
+        devices: &[Device],
+    ) -> anyhow::Result<Self> {
+        let devices = match device {
+            Some(device) => vec![device; workers],
+            None => devices.to_vec(),
+        };
+        anyhow::ensure!(
+            devices.is_empty() || devices.len() == workers,
+            "--devices names {} devices for {workers} workers: give one per worker",
+            devices.len()
+        );
+        if let Some(missing) = devices.iter().find(|d| !d.kind().is_built()) {
+            bail!(
+                "--device {missing}: this binary was built without the `{kind}` feature (it has: \
+                 {built}); build it with `cargo build --release --features {kind}`",
+                kind = missing.kind(),
+                built = albatross_model::DeviceKind::built()
+            );
+        }
+        Ok(Self { workers, threads: threads_for(workers, threads), devices })
+    }
+}
+
 fn threads_for(workers: usize, asked: Option<usize>) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     asked.unwrap_or((cores / workers.max(1)).max(1))
@@ -276,8 +310,7 @@ fn threads_for(workers: usize, asked: Option<usize>) -> usize {
 fn execute(
     run: &RunDir,
     job: &JobSpec,
-    workers: usize,
-    threads_per_worker: Option<usize>,
+    fleet: &Fleet,
     progress: bool,
     faults: Vec<chaos::Fault>,
     time_limit: Option<std::time::Duration>,
@@ -292,10 +325,11 @@ fn execute(
     let manifest = Manifest::load(&job.data.dir).with_context(|| {
         format!("no prepared data in {} (run `albatross prepare-data`)", job.data.dir.display())
     })?;
-    let threads = threads_for(workers, threads_per_worker);
+    let (workers, threads) = (fleet.workers, fleet.threads);
     tracing::info!(
         workers,
         threads_per_worker = threads,
+        devices = ?fleet.devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
         preset = ?job.model.preset,
         steps = job.optimizer.total_steps,
         samples = manifest.stats.examples,
@@ -303,8 +337,7 @@ fn execute(
         "launching a local cluster"
     );
     let started = Instant::now();
-    let mut cluster =
-        Cluster::start(run, &job_path, manifest.stats.examples, workers, threads, faults)?;
+    let mut cluster = Cluster::start(run, &job_path, manifest.stats.examples, fleet, faults)?;
     let deadline = time_limit.map(|limit| started + limit);
     let outcome = runtime()?.block_on(cluster.watch(job, progress, shutdown_signal(), deadline));
     cluster.stop();
@@ -450,6 +483,8 @@ mod bench_report_tests {
         crate::args::BenchTrainArgs {
             workers: 2,
             threads_per_worker: Some(1),
+            device: None,
+            devices: Vec::new(),
             preset: "base".to_owned(),
             batch: 8,
             seq: 128,

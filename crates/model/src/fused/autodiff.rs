@@ -244,6 +244,8 @@ fn register_each<B: FusedKernels>(
 }
 
 impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    const DEVICE_MEMORY: bool = B::DEVICE_MEMORY;
+
     fn gelu_new(x: FloatTensor<Self>) -> FloatTensor<Self> {
         // Compute-bound: the input is kept for the backward pass rather than recomputed.
         match GeluNewBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {

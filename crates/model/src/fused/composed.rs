@@ -3,7 +3,7 @@
 
 use burn::prelude::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Scalar, Shape, TensorMetadata};
+use burn::tensor::{Scalar, Shape, Slice, TensorMetadata};
 
 /// 2·√(2/π) and its product with 0.044715 (see [`super::gelu_new`]).
 const GELU_LINEAR: f64 = 2.0 * 0.797_884_560_802_865_4;
@@ -109,4 +109,75 @@ pub fn linear_backward<B: Backend>(
             plus(B::float_reshape(B::float_sum_dim(grad, 0), Shape::new([width])), running.bias)
         }),
     }
+}
+
+/// `x` (`[..., H]`) as `[rows, H]` rows.
+fn as_rows<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let shape = x.shape();
+    let width = shape[shape.num_dims() - 1];
+    let rows = shape.num_elements().checked_div(width).unwrap_or(0);
+    B::float_reshape(x, Shape::new([rows, width]))
+}
+
+/// `v` (`[H]`) as a `[1, H]` row, broadcast over rows.
+fn as_row<B: Backend>(v: FloatTensor<B>) -> FloatTensor<B> {
+    let width = v.shape().num_elements();
+    B::float_reshape(v, Shape::new([1, width]))
+}
+
+/// Column `index` of a `[rows, 2]` statistics tensor, as `[rows, 1]`.
+fn stats_column<B: Backend>(stats: FloatTensor<B>, index: isize) -> FloatTensor<B> {
+    B::float_slice(stats, &[Slice::new(0, None, 1), Slice::new(index, Some(index + 1), 1)])
+}
+
+/// Layer norm over the last dimension, `(x − mean) · rstd · γ + β` with
+/// `rstd = 1/√(var + eps)`, plus the per-row `[mean, rstd]` (`[rows, 2]`) that
+/// [`layer_norm_backward`] reads.
+pub fn layer_norm_with_stats<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    eps: f64,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let shape = x.shape();
+    let rows = as_rows::<B>(x);
+    let mean = B::float_mean_dim(rows.clone(), 1);
+    let centred = B::float_sub(rows, mean.clone());
+    let variance = B::float_mean_dim(B::float_mul(centred.clone(), centred.clone()), 1);
+    let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(variance, Scalar::Float(eps))));
+    let normalised = B::float_mul(centred, rstd.clone());
+    let out = B::float_add(B::float_mul(normalised, as_row::<B>(gamma)), as_row::<B>(beta));
+    (B::float_reshape(out, shape), B::float_cat(vec![mean, rstd], 1))
+}
+
+/// Gradients of [`layer_norm_with_stats`] from its input, γ, statistics and the output's
+/// gradient: with `x̂ = (x − mean) · rstd` and `g = grad · γ`,
+/// `dx = rstd · (g − mean(g) − x̂ · mean(g · x̂))`, `dγ = Σ_rows grad · x̂`, `dβ = Σ_rows grad`.
+pub fn layer_norm_backward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    stats: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    [want_x, want_gamma, want_beta]: [bool; 3],
+) -> super::LayerNormGrads<FloatTensor<B>> {
+    let shape = x.shape();
+    let width = gamma.shape().num_elements();
+    let (rows, grad_rows) = (as_rows::<B>(x), as_rows::<B>(grad));
+    let mean = stats_column::<B>(stats.clone(), 0);
+    let rstd = stats_column::<B>(stats, 1);
+    let normalised = B::float_mul(B::float_sub(rows, mean), rstd.clone());
+    let column_sum =
+        |t: FloatTensor<B>| B::float_reshape(B::float_sum_dim(t, 0), Shape::new([width]));
+    let gamma_grad =
+        want_gamma.then(|| column_sum(B::float_mul(grad_rows.clone(), normalised.clone())));
+    let beta_grad = want_beta.then(|| column_sum(grad_rows.clone()));
+    let x_grad = want_x.then(|| {
+        let scaled = B::float_mul(grad_rows, as_row::<B>(gamma));
+        let mean_scaled = B::float_mean_dim(scaled.clone(), 1);
+        let projection = B::float_mean_dim(B::float_mul(scaled.clone(), normalised.clone()), 1);
+        let centred =
+            B::float_sub(B::float_sub(scaled, mean_scaled), B::float_mul(normalised, projection));
+        B::float_reshape(B::float_mul(centred, rstd), shape)
+    });
+    super::LayerNormGrads { x: x_grad, gamma: gamma_grad, beta: beta_grad }
 }

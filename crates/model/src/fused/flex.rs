@@ -78,6 +78,8 @@ fn accumulate(
 }
 
 impl FusedOps for Flex {
+    const DEVICE_MEMORY: bool = false;
+
     fn gelu_new(x: FlexTensor) -> FlexTensor {
         if x.dtype() != DType::F32 {
             return composed::gelu_new::<Flex>(x);

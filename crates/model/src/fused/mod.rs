@@ -10,11 +10,15 @@
 //! strides, and a shared layer's weight gradients summed in place across its applications.
 //!
 //! The model asks for [`FusedOps`]; [`FusedKernels`] is what an inner backend provides so that
-//! `Autodiff<B>` can record the fused forward and run the fused backward. Flex implements both
-//! (f32 kernels, with the composed ops as the path for other float types and shapes).
+//! `Autodiff<B>` can record the fused forward and run the fused backward. Every method has a
+//! default written as ordinary burn ops ([`composed`]), so any backend runs the model; Flex
+//! overrides them with its CPU kernels (f32, with the composed ops as the path for other float
+//! types and shapes), and the GPU backends ([`cube`]) take the defaults, which their own fusion
+//! compiles.
 
 mod autodiff;
 pub mod composed;
+mod cube;
 mod flex;
 pub mod gemm;
 pub mod kernels;
@@ -26,8 +30,16 @@ use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
 
 /// Operations the model runs fused where the backend has a kernel for them.
 pub trait FusedOps: Backend {
+    /// Whether this backend's tensors live in device memory, apart from the host's: moving
+    /// many parameters then costs one transfer each, so [`crate::GradLayout`] gathers them into
+    /// one buffer on the device and moves that once. `false` on the CPU backend, whose
+    /// tensors already are host memory and are copied one by one.
+    const DEVICE_MEMORY: bool = true;
+
     /// `gelu_new` element-wise (see [`gelu_new`] for the formula).
-    fn gelu_new(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn gelu_new(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::gelu_new::<Self>(x)
+    }
 
     /// `softmax(scale · scores + mask_bias)` over the last dimension.
     ///
@@ -40,16 +52,22 @@ pub trait FusedOps: Backend {
         scores: FloatTensor<Self>,
         mask_bias: FloatTensor<Self>,
         scale: f32,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        composed::attention_probs::<Self>(scores, mask_bias, scale)
+    }
 
     /// `[B·S, heads·d]` token rows as `[B, heads, S, d]` per-head rows: a view where the
     /// backend allows it. Its backward is [`FusedOps::merge_heads`], a strided gather,
     /// rather than burn's reshape of a transposed gradient, an element-by-element walk.
-    fn split_heads(x: FloatTensor<Self>, batch: usize, heads: usize) -> FloatTensor<Self>;
+    fn split_heads(x: FloatTensor<Self>, batch: usize, heads: usize) -> FloatTensor<Self> {
+        composed::split_heads::<Self>(x, batch, heads)
+    }
 
     /// `[B, heads, S, d]` (any strides) gathered into contiguous `[B·S, heads·d]` token rows;
     /// the inverse of [`FusedOps::split_heads`], which is its backward.
-    fn merge_heads(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn merge_heads(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::merge_heads::<Self>(x)
+    }
 
     /// `x · weight + bias`, the bias broadcast over rows. `prepared` is what
     /// [`FusedOps::prepare_linear_weight`] made of this `weight`, if anything.
@@ -62,14 +80,21 @@ pub trait FusedOps: Backend {
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
         prepared: Option<FloatTensor<Self>>,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        // Nothing is prepared by the default `prepare_linear_weight`.
+        let _ = prepared;
+        composed::linear::<Self>(x, weight, bias)
+    }
 
     /// Work on a linear map's `weight` done once for the several applications one forward
     /// pass makes of it (the shared layer's maps, applied once per layer): where a backward
     /// is recorded, the contiguous `weightᵀ` (`[out, in]`) that every application's input
     /// gradient reads, instead of each GEMM re-packing the strided transpose of `weight`
     /// (5–13 % of that GEMM on albert-base shapes). `None` where nothing is gained (no backward).
-    fn prepare_linear_weight(weight: FloatTensor<Self>) -> Option<FloatTensor<Self>>;
+    fn prepare_linear_weight(weight: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        let _ = weight;
+        None
+    }
 
     /// `lhs · rhs` over the last two dimensions, batched over the first two (which must be
     /// equal): the attention's score and context products. The arithmetic is the backend's
@@ -91,7 +116,23 @@ pub trait FusedOps: Backend {
         gamma: FloatTensor<Self>,
         beta: Option<FloatTensor<Self>>,
         eps: f64,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        Self::layer_norm(x, gamma, beta, eps)
+    }
+}
+
+/// A backend the model trains on: autodiff over an inner backend with the fused kernels
+/// (`Autodiff<Flex>` on the CPU, `Autodiff<Wgpu>` and `Autodiff<Cuda>` on GPUs).
+pub trait TrainingBackend:
+    burn::tensor::backend::AutodiffBackend<InnerBackend: FusedKernels> + FusedOps
+{
+}
+
+impl<B> TrainingBackend for B
+where
+    B: burn::tensor::backend::AutodiffBackend + FusedOps,
+    B::InnerBackend: FusedKernels,
+{
 }
 
 /// The gradients of a layer norm's inputs, each computed only if asked for.
@@ -119,7 +160,9 @@ pub struct LinearGrads<T> {
 /// Backward kernels an inner backend provides for the autodiff wrapper of [`FusedOps`].
 pub trait FusedKernels: FusedOps {
     /// `grad · gelu_new'(x)`.
-    fn gelu_new_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn gelu_new_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_mul(grad, composed::gelu_new_derivative::<Self>(x))
+    }
 
     /// Gradient of [`FusedOps::attention_probs`] with respect to the scores, from its output
     /// `probs` and the gradient of the output.
@@ -127,7 +170,9 @@ pub trait FusedKernels: FusedOps {
         probs: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         scale: f32,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        composed::attention_probs_backward::<Self>(probs, grad, scale)
+    }
 
     /// Gradients of [`FusedOps::fused_linear`] from its inputs and the output's gradient `grad`;
     /// `wants` says which of `[x, weight, bias]` to compute. `running` holds the weight's and
@@ -143,7 +188,11 @@ pub trait FusedKernels: FusedOps {
         grad: FloatTensor<Self>,
         wants: [bool; 3],
         running: LinearGrads<FloatTensor<Self>>,
-    ) -> LinearGrads<FloatTensor<Self>>;
+    ) -> LinearGrads<FloatTensor<Self>> {
+        // The default `transposed_weight` makes none.
+        let _ = weight_t;
+        composed::linear_backward::<Self>(x, weight, grad, wants, running)
+    }
 
     /// Zeros of `shape`, on `like`'s device and of its type: what a cancelled computation's
     /// fused ops return instead of their results. Cheap where the backend allows (fresh zeroed
@@ -155,7 +204,10 @@ pub trait FusedKernels: FusedOps {
     /// `weight` (`[in, out]`) transposed into a contiguous `[out, in]` tensor, the layout in
     /// which [`FusedKernels::fused_linear_backward`] reads it fastest; `None` where the
     /// backend has no use for one.
-    fn transposed_weight(weight: FloatTensor<Self>) -> Option<FloatTensor<Self>>;
+    fn transposed_weight(weight: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        let _ = weight;
+        None
+    }
 
     /// [`FusedOps::fused_layer_norm`] with a β, plus the per-row `[mean, 1/√(var + eps)]`
     /// (`[rows, 2]`) its backward needs; `None` where the backend has no kernel for these
@@ -165,7 +217,9 @@ pub trait FusedKernels: FusedOps {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         eps: f64,
-    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)>;
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        Some(composed::layer_norm_with_stats::<Self>(x, gamma, beta, eps))
+    }
 
     /// Gradients of [`FusedKernels::layer_norm_with_stats`] from its input, γ, statistics and
     /// the output's gradient; `wants` says which of `[x, gamma, beta]` to return.
@@ -175,7 +229,9 @@ pub trait FusedKernels: FusedOps {
         stats: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         wants: [bool; 3],
-    ) -> LayerNormGrads<FloatTensor<Self>>;
+    ) -> LayerNormGrads<FloatTensor<Self>> {
+        composed::layer_norm_backward::<Self>(x, gamma, stats, grad, wants)
+    }
 }
 
 fn float<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {

@@ -12,8 +12,8 @@ mod validate;
 
 pub use error::{FieldError, JobSpecError};
 pub use spec::{
-    BatchSpec, CheckpointSpec, DataSpec, FaultToleranceSpec, HiddenAct, JobSpec, ModelPreset,
-    ModelSpec, OptimizerSpec,
+    BatchSpec, CheckpointSpec, ComputeSpec, DataSpec, DeviceKind, FaultToleranceSpec, HiddenAct,
+    JobSpec, ModelPreset, ModelSpec, OptimizerSpec,
 };
 
 /// A commented example job file; `albatross config example` prints it.

@@ -24,6 +24,10 @@ pub struct JobSpec {
     pub fault_tolerance: FaultToleranceSpec,
     #[serde(default)]
     pub checkpoint: CheckpointSpec,
+    /// Left out of the canonical text when unset, so jobs written before it existed keep
+    /// their fingerprints.
+    #[serde(default, skip_serializing_if = "ComputeSpec::is_unset")]
+    pub compute: ComputeSpec,
 }
 
 fn default_name() -> String {
@@ -176,6 +180,34 @@ impl Default for FaultToleranceSpec {
             join_grace: Duration::from_secs(2),
         }
     }
+}
+
+/// Where the model runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeSpec {
+    /// The device kind every worker must use; a worker started with a `--device` of another
+    /// kind is refused. Unset: each worker runs on its own `--device` (the CPU by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceKind>,
+}
+
+impl ComputeSpec {
+    fn is_unset(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// A backend family (the worker's `--device` picks the device within it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// burn's CPU backend.
+    Cpu,
+    /// burn-wgpu: Vulkan, Metal or DX12.
+    Wgpu,
+    /// burn-cuda: NVIDIA GPUs.
+    Cuda,
 }
 
 /// Periodic checkpoints, written by one member after a committed step.

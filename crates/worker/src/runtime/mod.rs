@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use albatross_collective::{Collective, CollectiveConfig};
 use albatross_data::Dataset;
-use albatross_model::DefaultAutodiffBackend;
+use albatross_model::{Device, DeviceKind, OnDevice, TrainingBackend, run_on};
 use albatross_proto::domain::{
     BuildInfo, JoinAccepted, JoinRequest, LeaveRequest, StepTag, WorkerId, WorkerPhase, WorkerRef,
 };
@@ -36,9 +36,6 @@ pub use transfer::{PublishedState, Snapshot};
 
 use crate::error::{Result, WorkerError};
 use crate::trainer::Trainer;
-
-/// The training backend of the worker process.
-pub type Backend = DefaultAutodiffBackend;
 
 /// How to run one worker (`albatross worker …`).
 #[derive(Debug, Clone)]
@@ -65,6 +62,9 @@ pub struct WorkerOptions {
     /// Also serve `grpc.health.v1` alone in cleartext here (probes cannot present a client
     /// certificate).
     pub health_listen: Option<SocketAddr>,
+    /// Where the model runs; `None`: the device kind the job pins (its first device), else
+    /// the CPU.
+    pub device: Option<Device>,
 }
 
 /// Why the worker stopped.
@@ -102,7 +102,7 @@ impl WorkerExit {
 }
 
 /// A worker that has joined: job, data, trainer, collective, and its published state.
-pub(crate) struct Session {
+pub(crate) struct Session<B: TrainingBackend> {
     pub options: WorkerOptions,
     pub me: WorkerRef,
     pub advertise: String,
@@ -112,7 +112,7 @@ pub(crate) struct Session {
     pub dataset_len: u64,
     pub checkpoint_root: PathBuf,
     /// `None` only while a blocking call holds it.
-    pub trainer: Option<Trainer<Backend>>,
+    pub trainer: Option<Trainer<B>>,
     pub collective: Collective,
     pub published: Arc<PublishedState>,
     pub beacon: Arc<Beacon>,
@@ -243,8 +243,69 @@ async fn session_loop(
     let Some(accepted) = join(&client, &me, &advertise, &options, None, &stop).await? else {
         return Ok(unjoined(WorkerExit::Stopped));
     };
-    let mut session =
-        Session::open(options, me, advertise, client, collective, stop, &accepted).await?;
+    let job = job_of(&accepted)?;
+    let device = choose_device(options.device, job.compute.device.map(device_kind))?;
+    tracing::info!(%device, "model device");
+    let sessions = Sessions { options, me, advertise, client, collective, stop, accepted, job };
+    run_on(device, sessions)?.await
+}
+
+/// The worker's sessions after its first join, on the backend of its device.
+struct Sessions {
+    options: WorkerOptions,
+    me: WorkerRef,
+    advertise: String,
+    client: CoordinatorClient,
+    collective: Collective,
+    stop: CancellationToken,
+    accepted: JoinAccepted,
+    job: JobSpec,
+}
+
+impl OnDevice for Sessions {
+    type Output = std::pin::Pin<Box<dyn Future<Output = Result<WorkerSummary>> + Send>>;
+
+    fn run<B: TrainingBackend>(self, device: B::Device) -> Self::Output {
+        Box::pin(run_sessions::<B>(self, device))
+    }
+}
+
+/// The model's name for the job spec's device kind.
+fn device_kind(kind: albatross_proto::job::DeviceKind) -> DeviceKind {
+    use albatross_proto::job::DeviceKind as Job;
+    match kind {
+        Job::Cpu => DeviceKind::Cpu,
+        Job::Wgpu => DeviceKind::Wgpu,
+        Job::Cuda => DeviceKind::Cuda,
+    }
+}
+
+/// The device the worker runs on: `--device`, else the job's pinned kind, else the CPU. A
+/// `--device` of another kind than the job pins is refused, naming both.
+fn choose_device(asked: Option<Device>, pinned: Option<DeviceKind>) -> Result<Device> {
+    match (asked, pinned) {
+        (Some(device), Some(kind)) if device.kind() != kind => Err(WorkerError::Setup(format!(
+            "--device {device} is a {} device, but the job pins the device kind {kind} \
+             ([compute] device in the job spec)",
+            device.kind()
+        ))),
+        (Some(device), _) => Ok(device),
+        (None, Some(DeviceKind::Cpu) | None) => Ok(Device::Cpu),
+        (None, Some(DeviceKind::Wgpu)) => Ok(Device::Wgpu(albatross_model::WgpuAdapter::Best)),
+        (None, Some(DeviceKind::Cuda)) => Ok(Device::Cuda(0)),
+    }
+}
+
+/// Join, run until told to rejoin, repeat (the first join is done).
+async fn run_sessions<B: TrainingBackend>(
+    sessions: Sessions,
+    device: B::Device,
+) -> Result<WorkerSummary> {
+    let Sessions { options, me, advertise, client, collective, stop, accepted, job } = sessions;
+    let mut session = Session::<B>::open(
+        options, me, advertise, client, collective, stop, &accepted, job, device,
+    )
+    .await?;
     let mut accepted = Some(accepted);
     loop {
         let exit = match session.run(accepted.take()).await {
@@ -345,7 +406,24 @@ pub(crate) fn retryable(code: Code) -> bool {
     )
 }
 
-impl Session {
+/// The job the coordinator sent at join, checked against its fingerprint.
+fn job_of(accepted: &JoinAccepted) -> Result<JobSpec> {
+    let job =
+        JobSpec::from_toml_str(&accepted.job_spec_toml, "the coordinator's job").map_err(|e| {
+            WorkerError::Setup(format!("the coordinator sent a job this build refuses: {e}"))
+        })?;
+    let job_fingerprint = job.fingerprint();
+    if job_fingerprint != accepted.job_fingerprint {
+        return Err(WorkerError::Setup(format!(
+            "the coordinator's job fingerprint {} does not match its job text ({job_fingerprint})",
+            accepted.job_fingerprint
+        )));
+    }
+    Ok(job)
+}
+
+impl<B: TrainingBackend> Session<B> {
+    #[allow(clippy::too_many_arguments, reason = "the pieces of a joined worker, moved in once")]
     async fn open(
         options: WorkerOptions,
         me: WorkerRef,
@@ -354,18 +432,10 @@ impl Session {
         collective: Collective,
         shutdown: CancellationToken,
         accepted: &JoinAccepted,
+        job: JobSpec,
+        device: B::Device,
     ) -> Result<Self> {
-        let job = JobSpec::from_toml_str(&accepted.job_spec_toml, "the coordinator's job")
-            .map_err(|e| {
-                WorkerError::Setup(format!("the coordinator sent a job this build refuses: {e}"))
-            })?;
-        let job_fingerprint = job.fingerprint();
-        if job_fingerprint != accepted.job_fingerprint {
-            return Err(WorkerError::Setup(format!(
-                "the coordinator's job fingerprint {} does not match its job text ({job_fingerprint})",
-                accepted.job_fingerprint
-            )));
-        }
+        let job_fingerprint = accepted.job_fingerprint;
         let data_dir = options.data_dir.clone().unwrap_or_else(|| job.data.dir.clone());
         let checkpoint_root =
             options.checkpoint_dir.clone().unwrap_or_else(|| job.checkpoint.dir.clone());
@@ -383,7 +453,7 @@ impl Session {
         let dataset_len = dataset.len();
         let job_for_trainer = job.clone();
         let trainer = tokio::task::spawn_blocking(move || {
-            Trainer::<Backend>::new(&job_for_trainer, dataset, Default::default())
+            Trainer::<B>::new(&job_for_trainer, dataset, device)
         })
         .await
         .map_err(|e| WorkerError::Setup(format!("building the model panicked: {e}")))??;

@@ -17,7 +17,9 @@ use tonic::Code;
 use super::heartbeat::{self, Directive};
 use super::hooks::PausePoint;
 use super::transfer::{FetchTarget, Snapshot, fetch_state, transfer_deadline};
-use super::{Backend, Session, WorkerExit, retryable};
+use albatross_model::TrainingBackend;
+
+use super::{Session, WorkerExit, retryable};
 use crate::checkpoint::{self, CheckpointContents};
 use crate::error::{Result, WorkerError};
 use crate::trainer::Trainer;
@@ -49,8 +51,8 @@ enum VoteEnd {
     Stopped,
 }
 
-impl Session {
-    fn trainer(&self) -> Result<&Trainer<Backend>> {
+impl<B: TrainingBackend> Session<B> {
+    fn trainer(&self) -> Result<&Trainer<B>> {
         self.trainer.as_ref().ok_or(WorkerError::Poisoned)
     }
 
@@ -58,7 +60,7 @@ impl Session {
     /// that serves peers and heartbeats).
     async fn blocking<R: Send + 'static>(
         &mut self,
-        f: impl FnOnce(&mut Trainer<Backend>) -> R + Send + 'static,
+        f: impl FnOnce(&mut Trainer<B>) -> R + Send + 'static,
     ) -> Result<R> {
         let mut trainer = self.trainer.take().ok_or(WorkerError::Poisoned)?;
         let (trainer, result) = tokio::task::spawn_blocking(move || {
