@@ -177,6 +177,45 @@ fn fused_layer_norm_matches_burn_layer_norm_forward_and_every_gradient() {
     assert!(max_diff(beta.grad(&g1).expect("β"), beta.grad(&g2).expect("β")) < 1e-4);
 }
 
+/// The composed layer norm with statistics and its backward (what the GPU backends run) against
+/// Flex's kernels.
+#[test]
+fn composed_layer_norm_with_statistics_matches_the_kernels_forward_and_backward() {
+    let device = Default::default();
+    let eps = 1e-12;
+    let random = |shape: [usize; 3], mean: f64, sd: f64| {
+        Tensor::<F, 3>::random(shape, Distribution::Normal(mean, sd), &device)
+    };
+    let (x, grad) = (random([2, 5, 24], 3.0, 2.0), random([2, 5, 24], 0.0, 1.0));
+    let gamma = Tensor::<F, 1>::random([24], Distribution::Normal(1.0, 0.3), &device);
+    let beta = Tensor::<F, 1>::random([24], Distribution::Normal(0.0, 0.3), &device);
+    let inputs = || (float(x.clone()), float(gamma.clone()), float(beta.clone()));
+
+    let (x1, g1, b1) = inputs();
+    let (kernel_out, kernel_stats) =
+        <F as FusedKernels>::layer_norm_with_stats(x1, g1, b1, eps).expect("Flex has the kernel");
+    let (x2, g2, b2) = inputs();
+    let (composed_out, composed_stats) = composed::layer_norm_with_stats::<F>(x2, g2, b2, eps);
+    assert!(max_diff::<3, F>(tensor(kernel_out), tensor(composed_out)) < 1e-5);
+    let stats = |t| tensor::<F, 2>(t);
+    assert!(max_diff(stats(kernel_stats.clone()), stats(composed_stats.clone())) < 1e-5);
+
+    let backward = |stats, composed: bool| {
+        let (x, gamma, grad) = (float(x.clone()), float(gamma.clone()), float(grad.clone()));
+        if composed {
+            composed::layer_norm_backward::<F>(x, gamma, stats, grad, [true; 3])
+        } else {
+            <F as FusedKernels>::layer_norm_backward(x, gamma, stats, grad, [true; 3])
+        }
+    };
+    let (kernel, composed) = (backward(kernel_stats, false), backward(composed_stats, true));
+    let x_grads = (kernel.x.expect("x"), composed.x.expect("x"));
+    assert!(max_diff::<3, F>(tensor(x_grads.0), tensor(x_grads.1)) < 1e-4);
+    for (k, c) in [(kernel.gamma, composed.gamma), (kernel.beta, composed.beta)] {
+        assert!(max_diff::<1, F>(tensor(k.expect("γ/β")), tensor(c.expect("γ/β"))) < 1e-4);
+    }
+}
+
 #[test]
 fn a_linear_layer_applied_several_times_sums_its_gradients_like_burn() {
     let device = Default::default();

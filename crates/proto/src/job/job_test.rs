@@ -1,4 +1,4 @@
-use super::{EXAMPLE_TOML, JobSpec, JobSpecError, ModelPreset};
+use super::{DeviceKind, EXAMPLE_TOML, JobSpec, JobSpecError, ModelPreset};
 
 const MINIMAL: &str = r#"
 name = "albert-base-wikipedia"
@@ -199,4 +199,18 @@ fn reading_a_missing_file_names_the_path() {
     let err =
         JobSpec::from_path(std::path::Path::new("/nonexistent/job.toml")).expect_err("missing");
     assert!(err.to_string().contains("/nonexistent/job.toml"), "{err}");
+}
+
+#[test]
+fn compute_device_pins_a_kind_and_is_left_out_of_the_fingerprint_when_unset() {
+    let base = parse(MINIMAL).expect("minimal");
+    assert_eq!(base.compute.device, None);
+    assert!(!base.to_canonical_toml().contains("[compute]"), "jobs without it keep their text");
+    let pinned = parse(&format!("{MINIMAL}[compute]\ndevice = \"cuda\"\n")).expect("cuda");
+    assert_eq!(pinned.compute.device, Some(DeviceKind::Cuda));
+    assert_ne!(pinned.fingerprint(), base.fingerprint());
+    let reparsed = parse(&pinned.to_canonical_toml()).expect("canonical text parses");
+    assert_eq!(reparsed.fingerprint(), pinned.fingerprint());
+    let err = parse(&format!("{MINIMAL}[compute]\ndevice = \"tpu\"\n")).expect_err("tpu");
+    assert!(err.to_string().contains("tpu"), "{err}");
 }

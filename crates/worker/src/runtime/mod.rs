@@ -526,3 +526,29 @@ impl<B: TrainingBackend> Session<B> {
         while self.checkpoints.join_next().await.is_some() {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use albatross_model::WgpuAdapter;
+
+    use super::*;
+
+    #[test]
+    fn the_device_is_the_flag_else_the_jobs_kind_else_the_cpu_and_a_clash_is_refused() {
+        let cuda1 = Device::Cuda(1);
+        assert_eq!(choose_device(Some(cuda1), None).expect("flag"), cuda1);
+        assert_eq!(choose_device(Some(cuda1), Some(DeviceKind::Cuda)).expect("same kind"), cuda1);
+        assert_eq!(choose_device(None, None).expect("default"), Device::Cpu);
+        assert_eq!(choose_device(None, Some(DeviceKind::Cuda)).expect("pinned"), Device::Cuda(0));
+        assert_eq!(
+            choose_device(None, Some(DeviceKind::Wgpu)).expect("pinned"),
+            Device::Wgpu(WgpuAdapter::Best)
+        );
+        let clash = choose_device(Some(Device::Cpu), Some(DeviceKind::Cuda)).expect_err("clash");
+        let text = clash.to_string();
+        assert!(
+            text.contains("--device cpu") && text.contains("pins the device kind cuda"),
+            "{text}"
+        );
+    }
+}
