@@ -129,7 +129,8 @@ LAUNCH_DEVICE=${GPU_CHECK_LAUNCH_DEVICE:-cuda:0}
 with_memory_peak bounded 120 "$A" launch --devices "$LAUNCH_DEVICE,$LAUNCH_DEVICE" --preset "${GPU_CHECK_LAUNCH_PRESET:-base}" --steps 30 \
     --global-batch 64 --out "$OUT/launch" > "$log" 2>&1
 status=$?
-summary=$(cat "$OUT/launch/summary.json" 2>/dev/null || echo null)
+summary=$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' \
+    "$OUT/launch/summary.json" 2>/dev/null || echo null)
 emit "{\"check\":\"launch_shared_gpu\",\"exit\":$status,\"peak_device_mib\":$PEAK_MIB,\"summary\":$summary}"
 
 # 5. PyTorch eager on the same card, where it is installed.

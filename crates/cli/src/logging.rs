@@ -6,8 +6,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::args::LogFormat;
 
+/// Without RUST_LOG: our `info`, and only warnings from the GPU runtime, whose autotuner logs
+/// a line per kernel it times at `info`.
+const DEFAULT_FILTER: &str = "info,cubecl_runtime=warn";
+
 pub fn init(format: LogFormat) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info"))?;
+    let filter =
+        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(DEFAULT_FILTER))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -187,28 +187,38 @@ pub fn run_on<W: OnDevice>(device: Device, work: W) -> Result<W::Output> {
 }
 
 /// Opens `device` with one small computation and a read back. The GPU runtimes report a
-/// missing device or driver by panicking, so the panic is caught here and its message becomes
-/// the error (the default panic hook is silenced meanwhile: this is an expected failure).
+/// missing device or driver by panicking, on the caller's thread or on the runtime's own
+/// device thread (the caller then sees only a closed channel), so the panic hook is replaced
+/// meanwhile by one that keeps the messages, and the first becomes the error.
 #[allow(dead_code, reason = "used only by the GPU backends' features")]
 fn probe<B: burn::prelude::Backend>(device: &B::Device) -> std::result::Result<(), String> {
+    use std::sync::{Arc, Mutex};
+
     use burn::tensor::{ElementConversion, Tensor};
+
+    let messages = Arc::new(Mutex::new(Vec::<String>::new()));
     let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    let kept = Arc::clone(&messages);
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("the backend panicked without a message");
+        if let Ok(mut kept) = kept.lock() {
+            kept.push(message.to_owned());
+        }
+    }));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         Tensor::<B, 1>::from_floats([1.0, 2.0, 3.0], device).sum().into_scalar().elem::<f32>()
     }));
     std::panic::set_hook(hook);
+    let first = messages.lock().ok().and_then(|kept| kept.first().cloned());
     match outcome {
         Ok(6.0) => Ok(()),
         Ok(sum) => Err(format!("a test sum of 1 + 2 + 3 gave {sum}")),
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("the backend panicked without a message");
-            Err(message.to_owned())
-        }
+        Err(_) => Err(first.unwrap_or_else(|| "the backend panicked without a message".into())),
     }
 }
 

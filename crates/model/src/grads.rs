@@ -182,6 +182,21 @@ impl GradLayout {
     /// [`Self::flatten_into`] for device memory: every gradient, flattened, is concatenated
     /// into one device buffer (zeros for a parameter without one), which is read once.
     fn gather_into<B: FusedOps>(&self, grads: &mut GradientsParams, out: &mut [f32]) -> Result<()> {
+        match self.gather::<B>(grads)? {
+            Some(flat) => self.read_flat(flat, out),
+            None => {
+                tracing::debug!("no parameter has a gradient, sending zeros");
+                out.fill(0.0);
+                Ok(())
+            }
+        }
+    }
+
+    /// Moves every gradient out of `grads` into one flat tensor in this layout, on the device
+    /// the gradients live on (zeros for a parameter without one): what a device-memory
+    /// backend sums over micro-batches before [`Self::read_flat`] reads it once. `None` when
+    /// no parameter has a gradient.
+    pub fn gather<B: Backend>(&self, grads: &mut GradientsParams) -> Result<Option<Tensor<B, 1>>> {
         let mut parts = Vec::with_capacity(self.entries.len());
         for entry in &self.entries {
             let shape_error = |dims: &[usize]| ModelError::ParamMismatch {
@@ -216,9 +231,7 @@ impl GradLayout {
             parts.push(part);
         }
         let Some(device) = parts.iter().flatten().next().map(Tensor::device) else {
-            tracing::debug!("no parameter has a gradient, sending zeros");
-            out.fill(0.0);
-            return Ok(());
+            return Ok(None);
         };
         let parts = parts
             .into_iter()
@@ -230,7 +243,13 @@ impl GradLayout {
                 })
             })
             .collect();
-        copy_f32s("gathered gradients", Tensor::<B, 1>::cat(parts, 0).into_data(), out)
+        Ok(Some(Tensor::cat(parts, 0)))
+    }
+
+    /// Reads a flat tensor in this layout (from [`Self::gather`]) into `out`: one transfer.
+    pub fn read_flat<B: Backend>(&self, flat: Tensor<B, 1>, out: &mut [f32]) -> Result<()> {
+        self.check_len("gradient buffer", out.len())?;
+        copy_f32s("gathered gradients", flat.into_data(), out)
     }
 
     /// [`Self::flatten_into`] a new buffer.

@@ -269,6 +269,7 @@ impl<B: TrainingBackend> Trainer<B> {
         let model = self.model.as_ref().ok_or(WorkerError::Poisoned)?;
         let micro_batches = samples.len().div_ceil(self.micro_batch_size).max(1);
         let delay_each = self.compute_delay / u32::try_from(micro_batches).unwrap_or(u32::MAX);
+        let mut on_device: Option<burn::tensor::Tensor<B::InnerBackend, 1>> = None;
         for (index, chunk) in samples.chunks(self.micro_batch_size).enumerate() {
             delay_cancellably(delay_each);
             if cancel::requested() {
@@ -278,15 +279,27 @@ impl<B: TrainingBackend> Trainer<B> {
             let mb = micro_batch(chunk, pad)?;
             let out = micro_loss(model, &self.config, &mb, &self.device)?;
             let mut grads = GradientsParams::from_grads(out.loss.backward(), model);
-            // The first micro-batch lands directly in the buffer, so a slice that fits one
-            // micro-batch gives exactly the unaccumulated gradient.
-            if index == 0 {
+            if B::DEVICE_MEMORY {
+                // Summed on the device and read once after the last micro-batch: one transfer
+                // per step, whatever the number of micro-batches.
+                if let Some(flat) = self.layout.gather::<B::InnerBackend>(&mut grads)? {
+                    on_device = Some(match on_device.take() {
+                        Some(sum) => sum.add(flat),
+                        None => flat,
+                    });
+                }
+            } else if index == 0 {
+                // The first micro-batch lands directly in the buffer, so a slice that fits one
+                // micro-batch gives exactly the unaccumulated gradient.
                 self.layout.flatten_into::<B::InnerBackend>(&mut grads, &mut buffer)?;
             } else {
                 self.layout.flatten_into::<B::InnerBackend>(&mut grads, &mut self.scratch)?;
                 add_assign(&mut buffer, &self.scratch);
             }
             stats.merge(&out.stats);
+        }
+        if let Some(sum) = on_device {
+            self.layout.read_flat(sum, &mut buffer)?;
         }
         if std::mem::take(&mut self.inject_non_finite) {
             tracing::warn!("test hook: injecting a NaN into the gradient buffer");

@@ -340,3 +340,43 @@ fn a_cancelled_computation_stops_promptly_and_changes_nothing() {
     t.reset_to_initial().expect("reset");
     assert_eq!(t.state_hash(), initial, "back at the seed's initial state");
 }
+
+#[cfg(feature = "wgpu")]
+#[path = "../../../tests/src/software_vulkan.rs"]
+mod software_vulkan;
+
+/// A trainer on burn-wgpu (Mesa's software adapter) beside one on the CPU: the same initial
+/// bits, gradients summed over micro-batches on the device that match the CPU's, and, given the
+/// same reduced bytes, the same update to the bit (LAMB runs on the host), over three steps.
+#[cfg(feature = "wgpu")]
+#[test]
+fn a_wgpu_trainer_matches_the_cpu_and_applies_the_same_update_bit_for_bit() {
+    type G = burn::backend::Autodiff<burn::backend::Wgpu>;
+    software_vulkan::ensure();
+    let (_dir, data) = dataset();
+    let mut cpu = trainer(&data, 3);
+    let mut gpu =
+        Trainer::<G>::new(&job(&data, 3), Arc::clone(&data), burn::backend::wgpu::WgpuDevice::Cpu)
+            .expect("wgpu trainer");
+    assert_eq!(cpu.state_hash(), gpu.state_hash(), "initialisation is the same on every backend");
+    let mut cursor = SampleCursor::default();
+    for step in 0..3 {
+        let (batch, next) = global_batch(&data, cursor, 8);
+        cursor = next;
+        // 3 + 3 + 2 samples: three micro-batches summed on the device, read once.
+        let (on_cpu, on_gpu) = (
+            cpu.compute(&domain(&batch)).expect("cpu"),
+            gpu.compute(&domain(&batch)).expect("gpu"),
+        );
+        let scale = max_abs(&on_cpu.buffer);
+        let diff = max_abs_diff(&on_cpu.buffer, &on_gpu.buffer);
+        assert!(diff <= 1e-4 * scale, "step {step}: max diff {diff} vs max |g| {scale}");
+        assert_eq!(on_cpu.stats.masked_tokens, on_gpu.stats.masked_tokens);
+        let reduced = on_cpu.buffer;
+        let a = cpu.apply(&mut reduced.clone(), 8, step).expect("cpu apply");
+        let b = gpu.apply(&mut reduced.clone(), 8, step).expect("gpu apply");
+        assert_eq!(a, b);
+        assert_eq!(cpu.state_hash(), gpu.state_hash(), "step {step}: the replicas diverged");
+        assert_eq!(cpu.parameter_hash().expect("cpu"), gpu.parameter_hash().expect("gpu"));
+    }
+}
