@@ -7,8 +7,9 @@ use tracing_subscriber::EnvFilter;
 use crate::args::LogFormat;
 
 /// Without RUST_LOG: our `info`, and only warnings from the GPU runtime, whose autotuner logs
-/// a line per kernel it times at `info`.
-const DEFAULT_FILTER: &str = "info,cubecl_runtime=warn";
+/// a line per kernel it times at `info` (and errors from its device threads, whose failures
+/// reach us as the device probe's error, with their reason).
+const DEFAULT_FILTER: &str = "info,cubecl_runtime=warn,cubecl_common=error";
 
 pub fn init(format: LogFormat) -> anyhow::Result<()> {
     let filter =
