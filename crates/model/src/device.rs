@@ -84,6 +84,25 @@ pub enum Device {
 }
 
 impl Device {
+    /// An error naming the Cargo feature to build with when this binary lacks the backend.
+    ///
+    /// # Errors
+    /// [`ModelError::DeviceUnavailable`] when the backend is not built in.
+    pub fn check_built(self) -> Result<()> {
+        let kind = self.kind();
+        if kind.is_built() {
+            return Ok(());
+        }
+        Err(ModelError::DeviceUnavailable {
+            device: self,
+            reason: format!(
+                "this binary was built without the `{kind}` feature (it has: {built}); build it \
+                 with `cargo build --release --features {kind}`",
+                built = DeviceKind::built()
+            ),
+        })
+    }
+
     /// The backend family.
     pub fn kind(self) -> DeviceKind {
         match self {
@@ -151,15 +170,8 @@ pub trait OnDevice {
 /// [`ModelError::DeviceUnavailable`] when the binary lacks the backend or the device does not
 /// exist or cannot be opened.
 pub fn run_on<W: OnDevice>(device: Device, work: W) -> Result<W::Output> {
+    device.check_built()?;
     let unavailable = |reason: String| ModelError::DeviceUnavailable { device, reason };
-    if !device.kind().is_built() {
-        return Err(unavailable(format!(
-            "this binary was built without the `{kind}` feature (it has: {built}); build it with \
-             `cargo build --release --features {kind}`",
-            kind = device.kind(),
-            built = DeviceKind::built()
-        )));
-    }
     match device {
         Device::Cpu => Ok(work.run::<crate::DefaultAutodiffBackend>(Default::default())),
         #[cfg(feature = "wgpu")]

@@ -288,13 +288,8 @@ impl Fleet {
             "--devices names {} devices for {workers} workers: give one per worker",
             devices.len()
         );
-        if let Some(missing) = devices.iter().find(|d| !d.kind().is_built()) {
-            bail!(
-                "--device {missing}: this binary was built without the `{kind}` feature (it has: \
-                 {built}); build it with `cargo build --release --features {kind}`",
-                kind = missing.kind(),
-                built = albatross_model::DeviceKind::built()
-            );
+        for device in &devices {
+            device.check_built()?;
         }
         Ok(Self { workers, threads: threads_for(workers, threads), devices })
     }
