@@ -37,7 +37,7 @@ pub enum Command {
     /// Train on this machine: a coordinator and N worker processes on loopback, with a progress
     /// bar; writes summary.json, metrics.jsonl, loss.png and checkpoints to --out. With no
     /// arguments: the tiny preset on the bundled sample corpus.
-    Launch(LaunchArgs),
+    Launch(albatross_launch::LaunchOptions),
     /// Run a worker: join the coordinator, train, serve state to peers, write checkpoints.
     Worker(WorkerArgs),
     /// Run the coordinator of a job (the control plane; one per job).
@@ -197,54 +197,6 @@ pub struct WorkerArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct LaunchArgs {
-    /// Worker processes.
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
-    /// Job spec; default: the built-in demo job (tiny preset, bundled corpus).
-    #[arg(long)]
-    pub job: Option<PathBuf>,
-    /// Prepared data; default: the job's data.dir, or for the demo job the bundled sample
-    /// corpus, prepared on first use into a cache directory.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Output directory (summary.json, metrics.jsonl, loss.png, checkpoints, logs).
-    #[arg(long, default_value = "albatross-run")]
-    pub out: PathBuf,
-    /// Compute threads per worker (default: cores / workers, at least 1).
-    #[arg(long)]
-    pub threads_per_worker: Option<usize>,
-    /// Every worker's device (see `albatross worker --device`); default: the job's pinned
-    /// kind, else cpu.
-    #[arg(long, conflicts_with = "devices")]
-    pub device: Option<albatross_model::Device>,
-    /// One device per worker, in worker order, e.g. `cuda:0,cuda:1` (as many as --workers).
-    #[arg(long, value_delimiter = ',')]
-    pub devices: Vec<albatross_model::Device>,
-    /// Model preset of the demo job (ignored with --job).
-    #[arg(long)]
-    pub preset: Option<String>,
-    /// Steps to train (overrides the job's optimizer.total_steps).
-    #[arg(long)]
-    pub steps: Option<u64>,
-    /// Samples per step over all workers (overrides the job's batch.global_batch_size).
-    #[arg(long)]
-    pub global_batch: Option<u32>,
-    /// Start over: remove the previous run's coordinator state and checkpoints in --out.
-    #[arg(long)]
-    pub fresh: bool,
-    /// Inject faults on a schedule and write chaos-report.json: e.g.
-    /// `kill:worker-1@step=30,pause:worker-0@step=50+5s,term:worker-1@step=60,kill:coordinator@step=80`
-    /// or `random:rate=5,seed=1` (faults per 100 steps, reproducible from the seed).
-    #[arg(long)]
-    pub chaos: Option<String>,
-    /// Stop and fail if training has not finished within this time (e.g. `20m`): a soak run
-    /// or CI job that hangs fails instead of running forever.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub time_limit: Option<std::time::Duration>,
-}
-
-#[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -384,10 +336,10 @@ pub enum ModelCommand {
 pub enum BenchCommand {
     /// A training cluster on loopback (coordinator + N worker processes) on the bundled corpus:
     /// prints cluster tokens/s, step time and the all-reduce share. Build with `--release`.
-    Train(BenchTrainArgs),
+    Train(albatross_bench::train::TrainBenchOptions),
     /// Ring all-reduce over gRPC on loopback: one process per rank; verifies the sum and prints
     /// median time, algbw and busbw (nccl-tests definitions) per size.
-    Allreduce(AllreduceBenchArgs),
+    Allreduce(albatross_bench::allreduce::AllreduceBenchOptions),
     /// Coordinator scale: N simulated workers join, form quorums, vote and commit over real
     /// gRPC on loopback; prints quorum and commit latency percentiles.
     Coordinator {
@@ -408,7 +360,7 @@ pub enum BenchCommand {
     /// shards) on the bundled Wikipedia XML sample or your inputs: MB/s (per thread and per
     /// CPU-second), tokens/s, peak RSS; then the cost of reading one training batch against an
     /// albert-base step on the same batch. Build with `--release`.
-    Data(DataBenchArgs),
+    Data(albatross_bench::data::DataBenchOptions),
     /// Time full training steps (forward, backward, gradient flatten, clip, LAMB) on synthetic
     /// data. Build with `--release` for meaningful figures.
     Step {
@@ -441,113 +393,4 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(Debug, clap::Args)]
-pub struct BenchTrainArgs {
-    /// Worker processes.
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
-    /// Compute threads per worker (default: cores / workers, at least 1).
-    #[arg(long)]
-    pub threads_per_worker: Option<usize>,
-    /// Every worker's device (see `albatross worker --device`).
-    #[arg(long, conflicts_with = "devices")]
-    pub device: Option<albatross_model::Device>,
-    /// One device per worker, in worker order, e.g. `cuda:0,cuda:0` (two workers sharing a GPU).
-    #[arg(long, value_delimiter = ',')]
-    pub devices: Vec<albatross_model::Device>,
-    /// Model preset (its vocabulary, at least the bundled tokenizer's 8000 ids).
-    #[arg(long, default_value = "base")]
-    pub preset: String,
-    /// Samples per step over all workers.
-    #[arg(long, default_value_t = 8)]
-    pub batch: u32,
-    /// Tokens per sample.
-    #[arg(long, default_value_t = 128)]
-    pub seq: usize,
-    /// Timed steps.
-    #[arg(long, default_value_t = 5)]
-    pub steps: u64,
-    /// Untimed steps first.
-    #[arg(long, default_value_t = 2)]
-    pub warmup: u64,
-    /// Keep the run (logs, metrics) in this directory instead of a temporary one.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct DataBenchArgs {
-    /// Inputs to prepare (files, directories, globs); default: the bundled Wikipedia XML sample
-    /// (6.1 MB uncompressed), written out as plain XML.
-    #[arg(long, num_args = 1..)]
-    pub input: Vec<PathBuf>,
-    /// auto, text, book, jsonl, wikiextractor-json, wikiextractor, wiki-xml or parquet.
-    #[arg(long, default_value = "auto")]
-    pub format: String,
-    /// JSON Lines field or parquet column holding the text.
-    #[arg(long, default_value = "text")]
-    pub text_field: String,
-    /// Repeat the bundled sample's pages this many times into one dump (e.g. 170 for ~1 GB).
-    #[arg(long, default_value_t = 1, conflicts_with = "input")]
-    pub repeat: u32,
-    /// A Hugging Face `tokenizer.json`; default: the bundled 8k ALBERT tokenizer.
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
-    /// Tokens per example.
-    #[arg(long = "max-seq-len", default_value_t = 512)]
-    pub max_seq_length: usize,
-    /// Preparation threads (the MB/s per thread is the per-core figure).
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// Samples per training batch read.
-    #[arg(long, default_value_t = 8)]
-    pub batch: u32,
-    /// Tokens per sample of the batch read and of the reference step.
-    #[arg(long, default_value_t = 128)]
-    pub seq: usize,
-    /// Skip the albert-base reference step (it takes a few seconds).
-    #[arg(long)]
-    pub no_step: bool,
-    /// Keep the prepared shards in this directory instead of a temporary one.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct AllreduceBenchArgs {
-    /// Ranks (processes).
-    #[arg(long, default_value_t = 2)]
-    pub ranks: usize,
-    /// Buffer sizes in MiB, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "16,48")]
-    pub size_mib: Vec<f64>,
-    /// Timed iterations per size (the median is reported).
-    #[arg(long, default_value_t = 10)]
-    pub iters: usize,
-    /// Untimed iterations first.
-    #[arg(long, default_value_t = 2)]
-    pub warmup: usize,
-    /// Pipelined piece size in KiB (HTTP/2 windows grow to hold two pieces, never shrink).
-    #[arg(long, default_value_t = 1024)]
-    pub piece_kib: usize,
-    /// Send bf16 on the wire (f32 accumulation): half the bytes.
-    #[arg(long)]
-    pub bf16: bool,
-    /// Run every rank in this process instead of one process per rank.
-    #[arg(long)]
-    pub in_process: bool,
-    /// Print one JSON object per size.
-    #[arg(long)]
-    pub json: bool,
-    /// Internal: run as this rank of a launched benchmark.
-    #[arg(long, hide = true)]
-    pub rank: Option<usize>,
 }

@@ -2,13 +2,9 @@
 //! library crates. The entry point is a library function so the workspace tests can build the
 //! same program as their own binary target.
 
-mod allocator;
 mod args;
 mod commands;
-mod launch;
 mod logging;
-pub mod netfault;
-pub mod plot;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,6 @@
 //! - [`compress`]: payload encodings (raw little-endian f32, bf16 with f32 accumulation, f64).
 //! - [`Collective`]: a worker's handle: `all_reduce_sum`, `broadcast`, `scalar_sum`, and the
 //!   [`PeerServer`] that receives pieces from the ring predecessor.
-//! - [`bench`]: the loopback benchmark behind `albatross bench allreduce`.
 //!
 //! One operation on one rank: it registers with the worker's registry (tag, members, the
 //! pieces it expects), opens one client stream `Reduce` to its ring successor and, in a single
@@ -40,7 +39,6 @@
 //! - every operation ends within its deadline or on cancellation: no partial result is ever
 //!   returned as success.
 
-pub mod bench;
 mod channel;
 mod chunk;
 mod collective;

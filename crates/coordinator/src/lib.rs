@@ -40,7 +40,6 @@
 
 mod actor;
 mod auth;
-mod bench;
 mod checkpoint;
 mod commit;
 mod config;
@@ -65,7 +64,6 @@ mod status_report;
 mod telemetry;
 
 pub use auth::{TokenCheck, read_token_file};
-pub use bench::{BenchOptions, BenchReport, bench_coordinator};
 pub use commit::VoteStatus;
 pub use config::{CoreConfig, MAX_REGISTERED};
 pub use core::Core;

@@ -4,8 +4,8 @@
 //! Masking is not done here; it happens when a sample is read ([`crate::masking`]).
 
 use crate::error::{DataError, Result};
-use crate::rng::SplitMix64;
 use crate::tokenizer::SpecialTokens;
+use albatross_rng::SplitMix64;
 
 /// How examples are built.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -29,7 +29,6 @@ pub mod manifest;
 pub mod masking;
 pub mod prepare;
 pub mod reader;
-pub mod rng;
 pub mod sampler;
 pub mod segment;
 pub mod shard;

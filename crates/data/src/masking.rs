@@ -4,8 +4,8 @@
 //! at most `max_predictions_per_seq` predictions.
 
 use crate::example::Example;
-use crate::rng::SplitMix64;
 use crate::tokenizer::SpecialTokens;
+use albatross_rng::SplitMix64;
 
 /// Tag mixed into the masking seed so it never collides with other uses of the same seed.
 const MASKING_STREAM: u64 = 0x6D61_736B;

@@ -8,7 +8,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
-use crate::rng::{derive_seed, mix64};
+use albatross_rng::{derive_seed, mix64};
 
 /// Feistel rounds; 6 is plenty for statistical shuffling (not cryptography).
 const ROUNDS: u64 = 6;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::rng::SplitMix64;
+use albatross_rng::SplitMix64;
 
 fn epoch_order(sampler: &EpochSampler, epoch: u64) -> Vec<u64> {
     sampler.ids(SampleRange { epoch, start: 0, end: sampler.num_samples() }).expect("whole epoch")

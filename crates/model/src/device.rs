@@ -171,6 +171,7 @@ pub trait OnDevice {
 /// exist or cannot be opened.
 pub fn run_on<W: OnDevice>(device: Device, work: W) -> Result<W::Output> {
     device.check_built()?;
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
     let unavailable = |reason: String| ModelError::DeviceUnavailable { device, reason };
     match device {
         Device::Cpu => Ok(work.run::<crate::DefaultAutodiffBackend>(Default::default())),

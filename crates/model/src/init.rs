@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use albatross_rng::SplitMix64;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::Backend;
@@ -14,29 +15,6 @@ use burn::tensor::{Tensor, TensorData};
 use sha2::{Digest, Sha256};
 
 use crate::params::{InitRule, hf_name, param_id};
-
-/// SplitMix64: tiny, fast, and identical everywhere.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
 
 /// The stream seed of one parameter.
 pub(crate) fn stream_seed(seed: u64, name: &str) -> u64 {

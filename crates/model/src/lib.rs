@@ -10,7 +10,6 @@
 //! Code is generic over the burn backend; [`DefaultBackend`] is the Flex CPU backend.
 
 pub mod albert;
-pub mod bench;
 pub mod cancel;
 pub mod config;
 pub mod device;

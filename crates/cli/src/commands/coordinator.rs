@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use albatross_coordinator::{
-    BenchOptions, CoordinatorOptions, bench_coordinator, fetch_status_tls, read_token_file,
-    run_coordinator, status_json, status_table,
+    CoordinatorOptions, fetch_status_tls, read_token_file, run_coordinator, status_json,
+    status_table,
 };
 use albatross_proto::job::JobSpec;
 use anyhow::Context;
 
-use super::write_stdout;
+use super::{runtime, shutdown_signal, write_stdout};
 use crate::args::{CoordinatorArgs, StatusArgs};
 
 pub fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
@@ -63,19 +63,6 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     }
 }
 
-pub fn bench(workers: u32, rounds: u32, channels: usize, json: bool) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        workers > 0 && rounds > 0 && channels > 0,
-        "--workers, --rounds and --channels must be > 0"
-    );
-    let report =
-        runtime()?.block_on(bench_coordinator(BenchOptions { workers, rounds, channels }))?;
-    if json {
-        return write_stdout(&format!("{}\n", serde_json::to_string(&report)?));
-    }
-    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))
-}
-
 /// The TLS material the flags name, if any. A server (`serve`: coordinator, worker) needs its own
 /// certificate and key; a client (`status`) needs them only for servers that require client
 /// certificates (the handshake fails otherwise). `--tls-client-auth` is the servers' setting.
@@ -107,36 +94,4 @@ pub(crate) fn load_tls(
         );
     }
     Ok(Some(Tls::load(&TlsFiles { ca: ca.clone(), identity, client_auth })?))
-}
-
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")
-}
-
-/// Completes on SIGINT or SIGTERM (Kubernetes stops pods with SIGTERM).
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("interrupted, shutting down"),
-        () = terminate => tracing::info!("terminated, shutting down"),
-    }
 }

@@ -1,10 +1,9 @@
 //! One module per subcommand.
 
-mod allreduce;
+mod bench;
 mod config;
 mod coordinator;
 mod data;
-mod data_bench;
 mod model;
 mod worker;
 
@@ -18,8 +17,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Config(cmd) => config::run(cmd),
         Command::Model(cmd) => model::run(cmd),
-        Command::Bench(cmd) => model::bench(cmd),
-        Command::Launch(args) => crate::launch::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+        Command::Launch(args) => albatross_launch::launch(&args, &mut std::io::stdout().lock()),
         Command::Worker(args) => worker::run(args),
         Command::Coordinator(args) => coordinator::run(args),
         Command::Status(args) => coordinator::status(args),
@@ -29,7 +28,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-pub(crate) use coordinator::{load_tls, runtime, shutdown_signal};
+pub(crate) use albatross_launch::{runtime, shutdown_signal};
+pub(crate) use coordinator::load_tls;
 
 /// Command output goes to stdout (logs go to stderr).
 pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {

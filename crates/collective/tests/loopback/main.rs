@@ -1,6 +1,5 @@
 //! Multi-rank tests over real tonic servers on 127.0.0.1:0, in one process.
 
 mod faults;
-mod processes;
 mod ring;
 mod support;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use albatross_coordinator::{CoordinatorError, CoordinatorOptions, Listeners};
 use albatross_proto::domain::{
     BuildInfo, Generation, Heartbeat, JoinRequest, QuorumRequest, StepStats, StepTag, Vote,
     VoteOutcome, WorkerId, WorkerPhase, WorkerRef,
@@ -16,7 +17,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
-use crate::{CoordinatorError, CoordinatorOptions, Listeners};
+use crate::measure::peak_rss_bytes;
 
 /// The largest quorum a job may have (job spec validation).
 const MAX_QUORUM: u32 = 1024;
@@ -104,10 +105,13 @@ pub async fn bench_coordinator(opts: BenchOptions) -> Result<BenchReport, Coordi
         health_listen: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        tokio::spawn(crate::serve(options, Listeners { grpc, http: None, health: None }, async {
+    let server = tokio::spawn(albatross_coordinator::serve(
+        options,
+        Listeners { grpc, http: None, health: None },
+        async {
             let _ = stopped.await;
-        }));
+        },
+    ));
     let result = drive(addr, workers, quorum, &opts).await;
     let _ = stop.send(());
     let served = server.await.map_err(bench_err)?;
@@ -198,7 +202,7 @@ async fn drive(
         commit_p50_ms: percentile(&mut commit_ms, 0.50),
         commit_p99_ms: percentile(&mut commit_ms, 0.99),
         rounds_per_second: f64::from(opts.rounds.max(1)) / elapsed.max(1e-9),
-        peak_rss_bytes: peak_rss(),
+        peak_rss_bytes: peak_rss_bytes(),
     })
 }
 
@@ -300,12 +304,21 @@ fn percentile(values: &mut [f64], q: f64) -> f64 {
     values[i.min(values.len() - 1)]
 }
 
-/// `VmHWM` of /proc/self/status (Linux).
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+/// `albatross bench coordinator`: the figures as text (pretty JSON, or one JSON line).
+///
+/// # Errors
+/// Bad options, or a coordinator or call that fails.
+pub fn run(options: BenchOptions, json: bool) -> anyhow::Result<String> {
+    let BenchOptions { workers, rounds, channels } = options;
+    anyhow::ensure!(
+        workers > 0 && rounds > 0 && channels > 0,
+        "--workers, --rounds and --channels must be > 0"
+    );
+    let report = albatross_launch::runtime()?.block_on(bench_coordinator(options))?;
+    if json {
+        return Ok(format!("{}\n", serde_json::to_string(&report)?));
+    }
+    Ok(format!("{}\n", serde_json::to_string_pretty(&report)?))
 }
 
 #[cfg(test)]

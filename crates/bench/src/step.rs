@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 use burn::optim::GradientsParams;
 use serde::Serialize;
 
-use crate::albert::AlbertForPreTraining;
-use crate::cancel::{CancelFlag, run_cancellable};
-use crate::config::AlbertConfig;
-use crate::error::Result;
-use crate::grads::GradLayout;
-use crate::init::SplitMix64;
-use crate::lamb::{FlatState, FlatStateMut, Lamb, LambConfig, clip_by_global_norm};
-use crate::loss::{HostBatch, IGNORE_INDEX};
+use albatross_model::lamb::{FlatState, FlatStateMut, Lamb, LambConfig, clip_by_global_norm};
+use albatross_model::loss::{HostBatch, IGNORE_INDEX, PretrainingBatch};
+use albatross_model::{
+    AlbertConfig, AlbertForPreTraining, CancelFlag, Device, GradLayout, OnDevice, Result,
+    TrainingBackend, run_cancellable, run_on,
+};
+use albatross_rng::SplitMix64;
+
+use crate::measure::{median, peak_rss_bytes, process_cpu_seconds};
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +33,7 @@ pub struct StepBenchOptions {
     /// Seed of the weights and of the synthetic data.
     pub seed: u64,
     /// After the timed steps, one cancelled forward + backward pass per entry, cancelled this
-    /// fraction (0..1) of the median forward + backward time into it (see [`crate::cancel`]).
+    /// fraction (0..1) of the median forward + backward time into it (see [`albatross_model::cancel`]).
     pub cancel_at: Vec<f64>,
 }
 
@@ -100,33 +101,8 @@ pub fn synthetic_batch(config: &AlbertConfig, batch: usize, seq: usize, seed: u6
     }
 }
 
-/// User + system CPU seconds of this process so far, from `/proc/self/stat` (Linux).
-pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
-}
-
-/// Peak resident set size of this process (`VmHWM` of `/proc/self/status`, Linux).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// The median (upper middle for an even count; 0 for none).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Runs the benchmark on backend `B` (an autodiff backend).
-pub fn run_step_bench<B: crate::fused::TrainingBackend>(
+pub fn run_step_bench<B: TrainingBackend>(
     options: &StepBenchOptions,
     device: &B::Device,
 ) -> Result<StepBenchReport> {
@@ -203,9 +179,9 @@ pub fn run_step_bench<B: crate::fused::TrainingBackend>(
 }
 
 /// One forward + backward pass whose cancel flag is set `after_seconds` into it.
-fn cancelled_pass<B: crate::fused::TrainingBackend>(
+fn cancelled_pass<B: TrainingBackend>(
     model: &AlbertForPreTraining<B>,
-    batch: &crate::loss::PretrainingBatch<B>,
+    batch: &PretrainingBatch<B>,
     after_seconds: f64,
     at_fraction: f64,
 ) -> CancelProbe {
@@ -232,10 +208,66 @@ fn cancelled_pass<B: crate::fused::TrainingBackend>(
     }
 }
 
+/// `albatross bench step` on `device`: the figures as text (a table, or one JSON line).
+///
+/// # Errors
+/// Bad options, a device this binary cannot open, or a failed step.
+pub fn run(options: &StepBenchOptions, device: Device, json: bool) -> anyhow::Result<String> {
+    let StepBenchOptions { batch, seq, steps, .. } = *options;
+    anyhow::ensure!(batch > 0 && seq > 0 && steps > 0, "--batch, --seq and --steps must be > 0");
+    if let Some(bad) = options.cancel_at.iter().find(|f| !(0.0..1.0).contains(*f)) {
+        anyhow::bail!("--cancel-at {bad} is not a fraction of a pass in [0, 1)");
+    }
+    tracing::info!(batch, seq, steps, %device, "benchmarking training steps");
+    let report = run_on(device, StepBench(options))??;
+    if json {
+        return Ok(format!("{}\n", serde_json::to_string(&report)?));
+    }
+    let rss = report
+        .peak_rss_bytes
+        .map_or("n/a".to_owned(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
+    let cpu = report.cpu_seconds_per_step.map_or("n/a".to_owned(), |s| format!("{s:.3}"));
+    let mut text = format!(
+        "{device}: batch {batch} x seq {seq}, median of {steps} steps\n\
+         s/step            {:.4}\ntokens/s          {:.1}\nCPU-s/step        {cpu}\n\
+         forward+backward  {:.4} s\nflatten+writeback {:.4} s\noptimizer         {:.4} s\n\
+         peak RSS          {rss}\nlast loss         {:.4}\n",
+        report.seconds_per_step,
+        report.tokens_per_second,
+        report.forward_backward_seconds,
+        report.flatten_seconds,
+        report.optimizer_seconds,
+        report.last_loss,
+    );
+    for probe in &report.cancel {
+        let stopped = if probe.cancelled {
+            format!("stopped {:.4} s after the cancel", probe.stop_seconds)
+        } else {
+            "finished before the cancel".to_owned()
+        };
+        text.push_str(&format!(
+            "cancelled at {:>3.0} % of forward+backward: {stopped}\n",
+            probe.at_fraction * 100.0
+        ));
+    }
+    Ok(text)
+}
+
+/// The benchmark on whichever backend `--device` selects.
+struct StepBench<'a>(&'a StepBenchOptions);
+
+impl OnDevice for StepBench<'_> {
+    type Output = Result<StepBenchReport>;
+
+    fn run<B: TrainingBackend>(self, device: B::Device) -> Self::Output {
+        run_step_bench::<B>(self.0, &device)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::DefaultAutodiffBackend;
+    use albatross_model::DefaultAutodiffBackend;
 
     #[test]
     fn synthetic_batch_is_valid_and_deterministic() {

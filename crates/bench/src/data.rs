@@ -2,26 +2,23 @@
 //! batch, against an albert-base step measured in the same run.
 
 use std::io::{BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use albatross_data::{AlbertTokenizer, Dataset, PrepareConfig, ReaderOptions, expand_inputs};
-use albatross_model::bench::{
-    StepBenchOptions, median, peak_rss_bytes, process_cpu_seconds, run_step_bench,
-};
 use albatross_model::{AlbertConfig, DefaultAutodiffBackend, DefaultBackend};
 use albatross_proto::domain::SampleRange;
 use albatross_worker::{SampleReader, micro_batch};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::write_stdout;
-use crate::args::DataBenchArgs;
+use crate::measure::{median, peak_rss_bytes, process_cpu_seconds};
+use crate::step::{StepBenchOptions, run_step_bench};
 
 /// The real English Wikipedia dump sample (provenance and licence in
 /// `crates/data/tests/fixtures/README.md`).
-const ENWIKI_XML_BZ2: &[u8] = include_bytes!("../../../data/tests/fixtures/enwiki-sample.xml.bz2");
+const ENWIKI_XML_BZ2: &[u8] = include_bytes!("../../data/tests/fixtures/enwiki-sample.xml.bz2");
 
 /// Batches read for the median.
 const BATCH_READS: u64 = 25;
@@ -52,7 +49,49 @@ struct DataBenchReport {
     batch_read_share: Option<f64>,
 }
 
-pub fn run(args: &DataBenchArgs) -> anyhow::Result<()> {
+#[derive(Debug, clap::Args)]
+pub struct DataBenchOptions {
+    /// Inputs to prepare (files, directories, globs); default: the bundled Wikipedia XML sample
+    /// (6.1 MB uncompressed), written out as plain XML.
+    #[arg(long, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// auto, text, book, jsonl, wikiextractor-json, wikiextractor, wiki-xml or parquet.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// JSON Lines field or parquet column holding the text.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+    /// Repeat the bundled sample's pages this many times into one dump (e.g. 170 for ~1 GB).
+    #[arg(long, default_value_t = 1, conflicts_with = "input")]
+    pub repeat: u32,
+    /// A Hugging Face `tokenizer.json`; default: the bundled 8k ALBERT tokenizer.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Tokens per example.
+    #[arg(long = "max-seq-len", default_value_t = 512)]
+    pub max_seq_length: usize,
+    /// Preparation threads (the MB/s per thread is the per-core figure).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Samples per training batch read.
+    #[arg(long, default_value_t = 8)]
+    pub batch: u32,
+    /// Tokens per sample of the batch read and of the reference step.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Skip the albert-base reference step (it takes a few seconds).
+    #[arg(long)]
+    pub no_step: bool,
+    /// Keep the prepared shards in this directory instead of a temporary one.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `albatross bench data`: the figures as text (a table, or one JSON line with `--json`).
+pub fn run(args: &DataBenchOptions) -> anyhow::Result<String> {
     anyhow::ensure!(args.threads > 0, "--threads must be at least 1");
     anyhow::ensure!(args.batch > 0 && args.seq > 1, "--batch and --seq must be positive");
     anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
@@ -68,7 +107,7 @@ pub fn run(args: &DataBenchArgs) -> anyhow::Result<()> {
         Some(path) => AlbertTokenizer::from_file(path)?,
         None => {
             let path = scratch.path().join("tokenizer.json");
-            std::fs::write(&path, crate::launch::BUNDLED_TOKENIZER)
+            std::fs::write(&path, albatross_launch::demo::TOKENIZER)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             AlbertTokenizer::from_file(&path)?
         }
@@ -118,9 +157,9 @@ pub fn run(args: &DataBenchArgs) -> anyhow::Result<()> {
         batch_read_share: base_step_s.map(|step| batch_read_s / step),
     };
     if args.json {
-        return write_stdout(&format!("{}\n", serde_json::to_string(&report)?));
+        return Ok(format!("{}\n", serde_json::to_string(&report)?));
     }
-    write_stdout(&render(&report))
+    Ok(render(&report))
 }
 
 fn render(r: &DataBenchReport) -> String {

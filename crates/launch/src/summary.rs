@@ -175,6 +175,13 @@ pub fn summarize(
     }
 }
 
+/// Milliseconds since the Unix epoch: the clock of the metrics and events logs.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
-//! A small, versioned pseudo-random generator (SplitMix64). Sample order and masks must be
-//! identical on every worker and across releases, so they do not depend on an external crate's
-//! algorithm choices.
+//! The one pseudo-random generator of Albatross (SplitMix64) and its seed mixing. Everything
+//! that must replay bit for bit draws from it: initial parameters, sample order, masks and
+//! example pairs, chaos schedules, simulated packet loss, synthetic benchmark data. Those must
+//! be identical on every worker and across releases, so this is versioned here and does not
+//! depend on an external crate's algorithm choices: changing any output is a breaking change.
 
 /// Multiplies a seed into a well-mixed 64-bit value (the SplitMix64 finaliser).
 pub fn mix64(mut z: u64) -> u64 {
@@ -23,6 +25,12 @@ pub struct SplitMix64 {
 }
 
 impl SplitMix64 {
+    /// A generator whose state starts at `state` (for a seed that is already well mixed, such
+    /// as a hash; otherwise prefer [`SplitMix64::from_parts`]).
+    pub fn new(state: u64) -> Self {
+        Self { state }
+    }
+
     /// A generator seeded from several integers.
     pub fn from_parts(parts: &[u64]) -> Self {
         Self { state: derive_seed(parts) }

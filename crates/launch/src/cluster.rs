@@ -14,9 +14,24 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::chaos::{Fault, FaultKind, Target};
-use super::{MAX_RESTARTS, MetricsLine, Outcome, RunDir, read_metrics, worker_name};
+use crate::allocator;
+use crate::chaos::{Fault, FaultKind, Injection, Target};
+use crate::fleet::{Fleet, worker_name};
 use crate::netfault::{BackgroundProxy, NetFault};
+use crate::run_dir::RunDir;
+use crate::summary::{MetricsLine, read_metrics, unix_ms};
+
+/// Restarts of crashed workers before the launcher gives up.
+const MAX_RESTARTS: u32 = 3;
+
+/// How a cluster run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    Interrupted,
+    /// `--time-limit` ran out first.
+    TimedOut,
+}
 
 /// A worker's network links when the schedule has network faults: peers reach the worker
 /// through `inbound` (the address it advertises) and it reaches the coordinator through
@@ -66,20 +81,9 @@ struct WorkerProcess {
     chaos_exit: bool,
 }
 
-/// A fault as it was injected.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Injection {
-    pub kind: &'static str,
-    pub target: String,
-    pub scheduled_step: u64,
-    /// The newest decided step when the fault hit.
-    pub injected_after_step: u64,
-    pub unix_ms: u64,
-}
-
 /// The coordinator and workers of one launch.
 #[derive(Debug)]
-pub(super) struct Cluster {
+pub(crate) struct Cluster {
     run: RunDir,
     exe: PathBuf,
     job_path: PathBuf,
@@ -88,7 +92,7 @@ pub(super) struct Cluster {
     /// The coordinator's bound gRPC address (a restart binds it again).
     grpc_addr: String,
     threads: usize,
-    /// Per worker, or empty (see [`super::Fleet`]).
+    /// Per worker, or empty (see [`Fleet`]).
     devices: Vec<albatross_model::Device>,
     workers: Vec<WorkerProcess>,
     faults: Vec<Fault>,
@@ -112,12 +116,6 @@ fn log_file(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
     Ok((Stdio::from(file), Stdio::from(copy)))
 }
 
-pub(super) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn signal(child: &Child, signal: Signal) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = kill(Pid::from_raw(pid), signal);
@@ -125,11 +123,11 @@ fn signal(child: &Child, signal: Signal) {
 }
 
 impl Cluster {
-    pub(super) fn start(
+    pub(crate) fn start(
         run: &RunDir,
         job_path: &Path,
         epoch_size: u64,
-        fleet: &super::Fleet,
+        fleet: &Fleet,
         faults: Vec<Fault>,
     ) -> anyhow::Result<Self> {
         let workers = fleet.workers;
@@ -177,7 +175,7 @@ impl Cluster {
     }
 
     /// The faults injected so far.
-    pub(super) fn injections(&self) -> &[Injection] {
+    pub(crate) fn injections(&self) -> &[Injection] {
         &self.injections
     }
 
@@ -187,7 +185,7 @@ impl Cluster {
         let report = self.run.report(&name);
         let _ = std::fs::remove_file(&report);
         let mut command = Command::new(&self.exe);
-        crate::allocator::tune(&mut command);
+        allocator::tune(&mut command);
         command.arg("worker").args(["--id", &name]);
         match self.links.get(i) {
             Some(links) => command
@@ -222,7 +220,7 @@ impl Cluster {
     }
 
     /// Follows the metrics log until every worker exited or `interrupt` fires.
-    pub(super) async fn watch(
+    pub(crate) async fn watch(
         &mut self,
         job: &JobSpec,
         progress: bool,
@@ -440,7 +438,7 @@ impl Cluster {
 
     /// SIGTERM everyone (workers first, so they leave while the coordinator still listens),
     /// then SIGKILL whatever is still running after a grace period.
-    pub(super) fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         // Heal the network first, so the workers can tell the coordinator they leave.
         self.heal_networks(true);
         for w in &self.workers {
@@ -466,7 +464,7 @@ fn spawn_coordinator(
     let ready = run.path("coordinator.ready.json");
     let _ = std::fs::remove_file(&ready);
     let (out, err) = log_file(&run.log("coordinator"))?;
-    let mut coordinator = crate::allocator::tune(&mut Command::new(exe))
+    let mut coordinator = allocator::tune(&mut Command::new(exe))
         .arg("coordinator")
         .arg("--job")
         .arg(job_path)

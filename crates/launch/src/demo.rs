@@ -9,11 +9,9 @@ use albatross_data::{AlbertTokenizer, Format, Manifest, PrepareConfig, prepare};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-const PERSUASION: &[u8] = include_bytes!("../../../data/tests/fixtures/persuasion.txt");
-const ENWIKI: &[u8] =
-    include_bytes!("../../../data/tests/fixtures/enwiki-sample.wikiextractor.jsonl");
-pub(crate) const TOKENIZER: &[u8] =
-    include_bytes!("../../../data/tests/fixtures/albert-8k-tokenizer.json");
+const PERSUASION: &[u8] = include_bytes!("../../data/tests/fixtures/persuasion.txt");
+const ENWIKI: &[u8] = include_bytes!("../../data/tests/fixtures/enwiki-sample.wikiextractor.jsonl");
+pub const TOKENIZER: &[u8] = include_bytes!("../../data/tests/fixtures/albert-8k-tokenizer.json");
 
 /// Tokens per example of the demo.
 pub const DEMO_SEQ_LEN: usize = 128;

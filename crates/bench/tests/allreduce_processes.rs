@@ -3,8 +3,8 @@
 use std::io::BufReader;
 use std::process::Command;
 
+use albatross_bench::allreduce::{self, BenchOptions};
 use albatross_collective::CollectiveConfig;
-use albatross_collective::bench::{self, BenchOptions};
 
 const RANK_VAR: &str = "ALBATROSS_COLLECTIVE_TEST_RANK";
 
@@ -26,7 +26,9 @@ fn bench_rank_child() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let input = BufReader::new(std::io::stdin());
     let mut output = std::io::stdout();
-    runtime.block_on(bench::rank_process(&options(), rank, input, &mut output)).expect("rank runs");
+    runtime
+        .block_on(allreduce::rank_process(&options(), rank, input, &mut output))
+        .expect("rank runs");
 }
 
 #[test]
@@ -35,10 +37,10 @@ fn bench_launches_rank_processes_and_reports_rank_0() {
         return;
     }
     let exe = std::env::current_exe().expect("test binary");
-    let results = bench::launch(&options(), |rank| {
+    let results = allreduce::launch(&options(), |rank| {
         let mut command = Command::new(&exe);
         command
-            .args(["--exact", "processes::bench_rank_child", "--nocapture", "--test-threads", "1"])
+            .args(["--exact", "bench_rank_child", "--nocapture", "--test-threads", "1"])
             .env(RANK_VAR, rank.to_string());
         command
     })

@@ -28,9 +28,22 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::cluster::Injection;
-use super::{MetricsLine, Summary};
+use albatross_rng::SplitMix64;
+
+use crate::fleet::worker_name;
 use crate::netfault::NetFault;
+use crate::summary::{MetricsLine, Summary, unix_ms};
+
+/// A fault as it was injected.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Injection {
+    pub kind: &'static str,
+    pub target: String,
+    pub scheduled_step: u64,
+    /// The newest decided step when the fault hit.
+    pub injected_after_step: u64,
+    pub unix_ms: u64,
+}
 
 /// How long a `delay` or `loss` lasts when the schedule does not say.
 const DEFAULT_NET_FAULT_DURATION: Duration = Duration::from_secs(10);
@@ -98,7 +111,7 @@ impl Fault {
 
     pub fn target_name(&self) -> String {
         match self.target {
-            Target::Worker(i) => super::worker_name(i),
+            Target::Worker(i) => worker_name(i),
             Target::Coordinator => "coordinator".to_owned(),
             Target::LatestCheckpoint => "latest-checkpoint".to_owned(),
         }
@@ -230,27 +243,25 @@ fn random(options: &str, workers: usize, total_steps: u64) -> anyhow::Result<Vec
             bail!("unknown kind {kind:?} (kill, pause, term, coordinator, partition, delay)");
         }
     }
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut faults = Vec::new();
     let mut next_allowed = 5;
     for step in 5..total_steps.saturating_sub(2) {
-        if step < next_allowed || rng.unit() >= rate / 100.0 {
+        if step < next_allowed || rng.next_f64() >= rate / 100.0 {
             continue;
         }
-        let kind = kinds[rng.below(kinds.len())];
-        let worker = Target::Worker(rng.below(workers));
+        let kind = kinds[below(&mut rng, kinds.len())];
+        let worker = Target::Worker(below(&mut rng, workers));
         let (kind, target) = match kind {
             "kill" => (FaultKind::Kill, worker),
             "term" => (FaultKind::Term, worker),
-            "pause" => {
-                (FaultKind::Pause(Duration::from_millis(500 + 500 * rng.below(8) as u64)), worker)
-            }
+            "pause" => (FaultKind::Pause(Duration::from_millis(500 + 500 * rng.below(8))), worker),
             "partition" => {
-                let duration = Duration::from_millis(1000 + 500 * rng.below(8) as u64);
+                let duration = Duration::from_millis(1000 + 500 * rng.below(8));
                 (FaultKind::Net { fault: NetFault::Partition, duration }, worker)
             }
             "delay" => {
-                let latency = Duration::from_millis(50 + 50 * rng.below(6) as u64);
+                let latency = Duration::from_millis(50 + 50 * rng.below(6));
                 let fault = NetFault::Delay { latency, jitter: latency / 4 };
                 (FaultKind::Net { fault, duration: Duration::from_secs(5) }, worker)
             }
@@ -262,27 +273,9 @@ fn random(options: &str, workers: usize, total_steps: u64) -> anyhow::Result<Vec
     Ok(faults)
 }
 
-/// A tiny deterministic generator (SplitMix64): the schedule must replay from its seed on any
-/// build, so it does not depend on a crate's algorithm choices.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// Uniform in `[0, n)` for a count of things (0 for none).
+fn below(rng: &mut SplitMix64, n: usize) -> usize {
+    usize::try_from(rng.below(n as u64)).unwrap_or(0)
 }
 
 /// What `corrupt-checkpoint:latest@end` damaged, how it was caught, and where a restart
@@ -317,7 +310,7 @@ pub fn corrupt_newest_checkpoint(root: &Path) -> anyhow::Result<CheckpointDamage
     }
     std::fs::write(&weights, &bytes)
         .with_context(|| format!("cannot write {}", weights.display()))?;
-    let unix_ms = super::cluster::unix_ms();
+    let unix_ms = unix_ms();
     let detected = verify(newest).err().map(|e| e.to_string());
     let resumes_from = checkpoints
         .iter()
@@ -482,7 +475,7 @@ pub struct ChargedLedger {
 /// decided, however far back the step lies. A step decided short loses the rest, charged where
 /// it was decided; a step never decided loses its batch, charged where a later step was first
 /// decided past it. Together with `before_faults`, the charges sum to the totals of
-/// [`super::summary::ledger`].
+/// [`crate::summary::ledger`].
 pub fn ledger_by_fault(
     lines: &[MetricsLine],
     final_step: u64,
@@ -728,7 +721,7 @@ mod tests {
             EventLine { unix_ms: 7_000, event: "aborted".to_owned() },
         ];
         let injections = vec![injected("kill", 2, 2_050), injected("pause", 4, 6_500)];
-        let summary = super::super::summarize(&lines, &[], 2, 4, 10.0);
+        let summary = crate::summary::summarize(&lines, &[], 2, 4, 10.0);
         let r = report(&injections, Vec::new(), &lines, &events, &summary, 4);
         let (kill, pause) = (&r.faults[0], &r.faults[1]);
         assert_eq!((kill.detected_by.as_deref(), kill.detected_ms), (Some("evicted"), Some(950)));
@@ -761,7 +754,7 @@ mod tests {
         lines.last_mut().expect("step 7").samples = 5;
         lines.push(metrics(8, 31_000, 8, 1));
         let injections = vec![injected("kill", 4, 4_500), injected("pause", 7, 30_000)];
-        let summary = super::super::summarize(&lines, &[], 2, 8, 10.0);
+        let summary = crate::summary::summarize(&lines, &[], 2, 8, 10.0);
         let r = report(&injections, Vec::new(), &lines, &[], &summary, 8);
         let (kill, pause) = (&r.faults[0], &r.faults[1]);
         assert_eq!((kill.samples_duplicated, kill.samples_lost), (32, 8 + 3));
@@ -773,7 +766,7 @@ mod tests {
         );
         // A loss before the first fault is reported on its own row.
         let early = vec![metrics(1, 1_000, 6, 0), metrics(2, 2_000, 8, 0)];
-        let summary = super::super::summarize(&early, &[], 2, 8, 10.0);
+        let summary = crate::summary::summarize(&early, &[], 2, 8, 10.0);
         let r = report(&[injected("kill", 2, 5_000)], Vec::new(), &early, &[], &summary, 8);
         assert_eq!((r.samples_lost_before_any_fault, r.faults[0].samples_lost), (2, 0));
         assert!(table(&r).contains("(before any fault)"), "{}", table(&r));
