@@ -43,6 +43,7 @@ mod channel;
 mod chunk;
 mod collective;
 pub mod compress;
+mod config;
 mod error;
 mod framing;
 mod op;
@@ -53,6 +54,7 @@ mod registry;
 mod scalar;
 pub mod schedule;
 mod server;
+mod shared;
 #[doc(hidden)]
 pub mod testing;
 
@@ -60,8 +62,9 @@ pub use channel::{
     ChannelOptions, DEFAULT_CONNECTION_WINDOW_BYTES, DEFAULT_STREAM_WINDOW_BYTES, connect,
     endpoint, jitter,
 };
-pub use collective::{Collective, CollectiveConfig, OpProgress};
+pub use collective::Collective;
 pub use compress::WireFormat;
+pub use config::CollectiveConfig;
 pub use error::{CollectiveError, op_name};
 pub use op::{OpContext, default_deadline};
 pub use payload::Payload;
@@ -70,3 +73,4 @@ pub use scalar::MAX_SCALARS;
 pub use server::{
     PeerServer, SenderAuth, ServerOptions, StateSource, StateStream, TrustClaimedSender,
 };
+pub use shared::OpProgress;

@@ -18,13 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
 use crate::chunk::{ChunkHeader, wire_dtype};
-use crate::collective::{OpProgress, Shared};
 use crate::compress::{self, WireFormat};
 use crate::error::{CollectiveError, op_name};
 use crate::payload::Payload;
 use crate::reduce_call::{self, OutPiece};
 use crate::registry::{ActiveOp, Expect, Incoming};
 use crate::schedule::{RecvAction, RecvStep, RingPlan, SendStep};
+use crate::shared::{OpProgress, Shared};
 
 /// Everything one rank needs to take part in one collective operation.
 #[derive(Debug, Clone)]

@@ -12,11 +12,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::chunk::ChunkHeader;
-use crate::collective::Shared;
 use crate::compress;
 use crate::error::CollectiveError;
 use crate::op::OpContext;
 use crate::registry::{ActiveOp, Expect, Incoming};
+use crate::shared::Shared;
 
 /// Largest number of scalars in one scalar sum (the bulk path is for anything bigger).
 pub const MAX_SCALARS: usize = 4096;

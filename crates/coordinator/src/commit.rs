@@ -13,42 +13,13 @@ use albatross_proto::domain::{
 };
 use tracing::info;
 
-use crate::core::{Core, PendingCheckpoint, RankIndex, clip};
+use crate::core::{Core, PendingCheckpoint, clip};
 use crate::cursor::advance;
+use crate::step_records::DecisionRecord;
 use crate::{CoordinatorError, Effect};
 
 /// Decisions kept so that members polling late still learn theirs.
 const DECISIONS_KEPT: usize = 16;
-
-/// A decided step.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct DecisionRecord {
-    pub tag: StepTag,
-    pub decision: Decision,
-    pub reason: String,
-    pub divergent: Vec<WorkerRef>,
-    pub members: Vec<WorkerRef>,
-    /// `members` by worker id: every member polls for its decision.
-    pub ranks: RankIndex,
-    pub checkpoint: Option<(WorkerRef, CheckpointDirective)>,
-    /// The quorum's summed figures of the votes received (all of them unless aborted early).
-    pub stats: StepStats,
-    /// The quickest member's all-reduce time: the exchange itself, since the member that
-    /// reaches the all-reduce last waits for nobody (`stats.reduce_ms`, the slowest, also
-    /// holds the others' wait for stragglers).
-    pub reduce_fastest_ms: u64,
-}
-
-impl DecisionRecord {
-    fn view_for(&self, worker: &WorkerRef) -> VoteDecision {
-        VoteDecision {
-            decision: self.decision,
-            reason: self.reason.clone(),
-            divergent: self.divergent.clone(),
-            checkpoint: self.checkpoint.as_ref().filter(|c| &c.0 == worker).map(|c| c.1.clone()),
-        }
-    }
-}
 
 /// Where a vote stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! detection, checkpoints); `quorum.rs` forms quorums, `resume.rs` decides where the job goes on
 //! from when no ready worker holds the committed step, and `commit.rs` tallies votes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use albatross_proto::domain::{
@@ -17,8 +17,8 @@ use albatross_proto::domain::{
 use albatross_proto::job::JobSpec;
 use tracing::info;
 
-use crate::commit::DecisionRecord;
 use crate::membership::{Admission, Membership};
+use crate::step_records::{DecisionRecord, RankIndex};
 use crate::{CoordinatorError, CoreConfig, Durable, Effect};
 
 /// The step a quorum is running.
@@ -40,33 +40,6 @@ pub(crate) struct ActiveStep {
 impl ActiveStep {
     pub fn rank_of(&self, worker: &WorkerRef) -> Option<usize> {
         self.ranks.rank_of(worker)
-    }
-}
-
-/// A quorum's ranks by worker id. Every member asks "am I in it, at which rank" once or more per
-/// round, so a scan of the member list would make a round of N members cost N² comparisons
-/// (a million at 1,000 workers, on the coordinator's one thread).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct RankIndex(HashMap<WorkerId, (u64, usize)>);
-
-impl RankIndex {
-    /// Index `workers`, given in rank order.
-    pub fn new<'a>(workers: impl IntoIterator<Item = &'a WorkerRef>) -> Self {
-        Self(
-            workers
-                .into_iter()
-                .enumerate()
-                .map(|(rank, w)| (w.id.clone(), (w.incarnation, rank)))
-                .collect(),
-        )
-    }
-
-    /// The rank of `worker`, if this very incarnation of it is a member.
-    pub fn rank_of(&self, worker: &WorkerRef) -> Option<usize> {
-        self.0
-            .get(&worker.id)
-            .filter(|(incarnation, _)| *incarnation == worker.incarnation)
-            .map(|&(_, rank)| rank)
     }
 }
 

@@ -1012,7 +1012,7 @@ fn rollback_to_the_initial_parameters_restarts_the_stream() {
 
 #[test]
 fn a_rank_index_knows_only_the_indexed_incarnations() {
-    let ranks = crate::core::RankIndex::new(&[w("a", 1), w("b", 3), w("c", 2)]);
+    let ranks = crate::step_records::RankIndex::new(&[w("a", 1), w("b", 3), w("c", 2)]);
     assert_eq!(ranks.rank_of(&w("a", 1)), Some(0));
     assert_eq!(ranks.rank_of(&w("c", 2)), Some(2));
     assert_eq!(ranks.rank_of(&w("b", 4)), None, "a later incarnation is not the member");

@@ -61,6 +61,7 @@ mod service;
 mod state_file;
 mod status;
 mod status_report;
+mod step_records;
 mod telemetry;
 
 pub use auth::{TokenCheck, read_token_file};

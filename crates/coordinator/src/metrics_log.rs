@@ -12,8 +12,8 @@ use albatross_proto::domain::{DataCursor, Decision, StepStats};
 use serde::Serialize;
 use tracing::warn;
 
-use crate::commit::DecisionRecord;
 use crate::json_lines::JsonLines;
+use crate::step_records::DecisionRecord;
 use crate::{CoordinatorError, Durable};
 
 /// The open metrics log.
@@ -149,7 +149,7 @@ mod tests {
             decision,
             reason: String::new(),
             divergent: Vec::new(),
-            ranks: crate::core::RankIndex::new(&[w("a", 1), w("b", 1)]),
+            ranks: crate::step_records::RankIndex::new(&[w("a", 1), w("b", 1)]),
             members: vec![w("a", 1), w("b", 1)],
             checkpoint: None,
             stats,

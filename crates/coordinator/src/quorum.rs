@@ -9,9 +9,10 @@ use albatross_proto::domain::{
 };
 use tracing::info;
 
-use crate::core::{ActiveStep, Core, RankIndex};
+use crate::core::{ActiveStep, Core};
 use crate::cursor::split;
 use crate::membership::{MemberState, Waiting};
+use crate::step_records::RankIndex;
 use crate::{CoordinatorError, Effect};
 
 impl Core {

@@ -94,7 +94,7 @@ impl Device {
             return Ok(());
         }
         Err(ModelError::DeviceUnavailable {
-            device: self,
+            device: self.to_string(),
             reason: format!(
                 "this binary was built without the `{kind}` feature (it has: {built}); build it \
                  with `cargo build --release --features {kind}`",
@@ -172,7 +172,8 @@ pub trait OnDevice {
 pub fn run_on<W: OnDevice>(device: Device, work: W) -> Result<W::Output> {
     device.check_built()?;
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    let unavailable = |reason: String| ModelError::DeviceUnavailable { device, reason };
+    let unavailable =
+        |reason: String| ModelError::DeviceUnavailable { device: device.to_string(), reason };
     match device {
         Device::Cpu => Ok(work.run::<crate::DefaultAutodiffBackend>(Default::default())),
         #[cfg(feature = "wgpu")]

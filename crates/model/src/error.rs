@@ -26,8 +26,8 @@ pub enum ModelError {
     /// A device this binary cannot use: its backend is not built in, or it does not open.
     #[error("device {device} is not available: {reason}")]
     DeviceUnavailable {
-        /// The device asked for.
-        device: crate::device::Device,
+        /// The device asked for, as it is written (`cuda:1`).
+        device: String,
         /// Why it cannot be used.
         reason: String,
     },
