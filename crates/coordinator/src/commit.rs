@@ -14,7 +14,6 @@ use albatross_proto::domain::{
 use tracing::info;
 
 use crate::core::{Core, PendingCheckpoint, clip};
-use crate::cursor::advance;
 use crate::step_records::DecisionRecord;
 use crate::{CoordinatorError, Effect};
 
@@ -142,7 +141,7 @@ impl Core {
         self.durable.committed_step = step;
         self.durable.committed_generation = active.tag.generation;
         self.durable.cursor =
-            advance(self.durable.cursor, self.cfg.global_batch, self.cfg.epoch_size);
+            self.durable.cursor.advance(self.cfg.global_batch, self.cfg.epoch_size);
         self.last_stats = sum_stats(active.votes.values().map(|v| &v.stats));
         let members: Vec<WorkerRef> = active.members.iter().map(|m| m.worker.clone()).collect();
         for w in &members {

@@ -10,7 +10,6 @@ use albatross_proto::domain::{
 use tracing::info;
 
 use crate::core::{ActiveStep, Core};
-use crate::cursor::split;
 use crate::membership::{MemberState, Waiting};
 use crate::step_records::RankIndex;
 use crate::{CoordinatorError, Effect};
@@ -288,7 +287,7 @@ impl Core {
             *slot = Some(HealInstruction { source, target_step: self.durable.committed_step });
         }
         let slices =
-            split(self.durable.cursor, self.cfg.global_batch, members.len(), self.cfg.epoch_size);
+            self.durable.cursor.split(self.cfg.global_batch, members.len(), self.cfg.epoch_size);
         for m in self.members.iter_mut() {
             m.in_last_quorum = false;
         }

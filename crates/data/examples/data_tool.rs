@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use albatross_data::{
     AlbertTokenizer, Dataset, EpochSampler, Format, MaskingConfig, MaskingVocab, PrepareConfig,
-    ReaderOptions, SampleCursor, collate, expand_inputs, prepare, read_documents,
+    ReaderOptions, collate, expand_inputs, prepare, read_documents,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -82,17 +82,16 @@ fn batches(tokenizer: &str, dir: &str, batch_size: u64) -> Result<(), Box<dyn st
     let masking = MaskingConfig::for_seq_len(seq_len, 1);
     let vocab = MaskingVocab { special: tok.special(), word_starts: tok.word_starts() };
     let sampler = EpochSampler::new(data.len(), 1)?;
-    let mut cursor = SampleCursor::default();
     let started = Instant::now();
     let rounds = 20;
-    for _ in 0..rounds {
-        let (ranges, next) = sampler.next_batch(cursor, batch_size)?;
-        cursor = next;
+    for round in 0..rounds {
+        // Consecutive batches of positions, wrapping into the next epoch.
         let mut samples = Vec::new();
-        for range in ranges {
-            for id in sampler.ids(range)? {
-                samples.push(data.sample(id, range.epoch, &masking, &vocab)?);
-            }
+        for i in 0..batch_size {
+            let at = u64::from(round) * batch_size + i;
+            let (epoch, position) = (at / data.len(), at % data.len());
+            let id = sampler.sample_at(epoch, position)?;
+            samples.push(data.sample(id, epoch, &masking, &vocab)?);
         }
         collate(&samples, seq_len, masking.max_predictions_per_seq, tok.special().pad)?;
     }

@@ -16,8 +16,9 @@
 //! 3. [`prepare()`] tokenises, builds SOP examples ([`create_examples`]) and writes shards, the
 //!    manifest and a copy of the tokenizer into one directory;
 //! 4. at training time [`Dataset::open`] verifies it, [`EpochSampler`] orders sample ids per
-//!    epoch, [`rank_ranges`] splits a global batch across ranks, [`Dataset::sample`] masks on
-//!    read ([`mask_example`]) and [`collate`] pads a batch into arrays.
+//!    epoch (which positions a rank reads is the protocol's `DataCursor::split`),
+//!    [`Dataset::sample`] masks on read ([`mask_example`]) and [`collate`] pads a batch into
+//!    arrays.
 
 pub mod batch;
 pub mod dataset;
@@ -48,7 +49,7 @@ pub use manifest::Manifest;
 pub use masking::{MaskedExample, MaskingConfig, MaskingVocab, mask_example};
 pub use prepare::{PrepareConfig, PrepareSummary, Progress, prepare};
 pub use reader::{Documents, Format, ReaderOptions, read_all, read_documents, sniff_format};
-pub use sampler::{EpochSampler, SampleCursor, SampleRange, rank_ranges, split_batch};
+pub use sampler::EpochSampler;
 pub use segment::Document;
 pub use tokenizer::AlbertTokenizer;
 pub use tokenizer_train::{TrainTokenizerConfig, train_tokenizer};

@@ -2,7 +2,7 @@ use super::*;
 use albatross_rng::SplitMix64;
 
 fn epoch_order(sampler: &EpochSampler, epoch: u64) -> Vec<u64> {
-    sampler.ids(SampleRange { epoch, start: 0, end: sampler.num_samples() }).expect("whole epoch")
+    sampler.ids(epoch, 0..sampler.num_samples()).expect("whole epoch")
 }
 
 #[test]
@@ -37,8 +37,7 @@ fn any_partition_of_an_epoch_covers_every_sample_once() {
         cuts.sort_unstable();
         let mut seen = vec![0u8; n as usize];
         for pair in cuts.windows(2) {
-            let range = SampleRange { epoch: trial, start: pair[0], end: pair[1] };
-            for id in sampler.ids(range).expect("in range") {
+            for id in sampler.ids(trial, pair[0]..pair[1]).expect("in range") {
                 seen[id as usize] += 1;
             }
         }
@@ -47,42 +46,9 @@ fn any_partition_of_an_epoch_covers_every_sample_once() {
 }
 
 #[test]
-fn batches_cross_epochs_and_rank_slices_partition_each_batch() {
-    let sampler = EpochSampler::new(10, 1).expect("sampler");
-    let (batch, cursor) =
-        sampler.next_batch(SampleCursor { epoch: 0, position: 7 }, 5).expect("batch");
-    assert_eq!(
-        batch,
-        vec![
-            SampleRange { epoch: 0, start: 7, end: 10 },
-            SampleRange { epoch: 1, start: 0, end: 2 },
-        ]
-    );
-    assert_eq!(cursor, SampleCursor { epoch: 1, position: 2 });
-    let batch_ids: Vec<(u64, u64)> =
-        batch.iter().flat_map(|r| (r.start..r.end).map(move |p| (r.epoch, p))).collect();
-    for world in 1..=7 {
-        let mut union = Vec::new();
-        for rank in 0..world {
-            for r in rank_ranges(&batch, world, rank).expect("rank") {
-                union.extend((r.start..r.end).map(|p| (r.epoch, p)));
-            }
-        }
-        // Concatenated in rank order, the slices are exactly the batch: no gap, no overlap.
-        assert_eq!(union, batch_ids, "world {world}");
-    }
-    assert!(split_batch(4, 2, 2).is_err());
-    assert_eq!(split_batch(10, 4, 0).expect("rank 0"), 0..3);
-    assert_eq!(split_batch(10, 4, 3).expect("rank 3"), 8..10);
-}
-
-#[test]
 fn out_of_range_requests_are_errors() {
     assert!(EpochSampler::new(0, 1).is_err());
     let sampler = EpochSampler::new(5, 1).expect("sampler");
     assert!(sampler.sample_at(0, 5).is_err());
-    assert!(sampler.ids(SampleRange { epoch: 0, start: 2, end: 6 }).is_err());
-    let cursor: SampleCursor =
-        serde_json::from_str(r#"{"epoch":3,"position":4}"#).expect("cursor json");
-    assert_eq!(cursor, SampleCursor { epoch: 3, position: 4 });
+    assert!(sampler.ids(0, 2..6).is_err());
 }

@@ -59,12 +59,7 @@ impl SampleReader {
         let vocab = MaskingVocab { special: self.special, word_starts: &self.word_starts };
         let mut samples = Vec::with_capacity(ranges.iter().map(|r| r.len() as usize).sum());
         for range in ranges {
-            let range = albatross_data::SampleRange {
-                epoch: range.epoch,
-                start: range.start,
-                end: range.end,
-            };
-            for id in self.sampler.ids(range)? {
+            for id in self.sampler.ids(range.epoch, range.start..range.end)? {
                 samples.push(self.dataset.sample(id, range.epoch, &self.masking, &vocab)?);
             }
         }

@@ -1,12 +1,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use albatross_data::{
-    AlbertTokenizer, Dataset, EpochSampler, Format, PrepareConfig, SampleCursor, prepare,
-    rank_ranges,
-};
+use albatross_data::{AlbertTokenizer, Dataset, Format, PrepareConfig, prepare};
 use albatross_model::DefaultAutodiffBackend;
-use albatross_proto::domain::SampleRange;
+use albatross_proto::domain::{DataCursor, SampleRange};
 use albatross_proto::job::JobSpec;
 use tempfile::TempDir;
 
@@ -66,15 +63,10 @@ fn trainer(dataset: &Arc<Dataset>, micro_batch_size: u32) -> Trainer<B> {
 /// The global batch of `size` samples starting at `cursor`, and the cursor after it.
 fn global_batch(
     dataset: &Dataset,
-    cursor: SampleCursor,
+    cursor: DataCursor,
     size: u64,
-) -> (Vec<albatross_data::SampleRange>, SampleCursor) {
-    let sampler = EpochSampler::new(dataset.len(), SEED).expect("sampler");
-    sampler.next_batch(cursor, size).expect("batch")
-}
-
-fn domain(ranges: &[albatross_data::SampleRange]) -> Vec<SampleRange> {
-    ranges.iter().map(|r| SampleRange { epoch: r.epoch, start: r.start, end: r.end }).collect()
+) -> (Vec<SampleRange>, DataCursor) {
+    (cursor.ranges(size, dataset.len()), cursor.advance(size, dataset.len()))
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -93,8 +85,8 @@ fn parameters(trainer: &Trainer<B>) -> Vec<f32> {
 #[test]
 fn micro_batch_accumulation_matches_one_big_micro_batch() {
     let (_dir, data) = dataset();
-    let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
-    let ranges = domain(&batch);
+    let (batch, _) = global_batch(&data, DataCursor::default(), 8);
+    let ranges = batch;
     let whole = trainer(&data, 8).compute(&ranges).expect("one micro-batch");
     assert!(!whole.non_finite);
     assert_eq!(whole.stats.samples, 8);
@@ -118,15 +110,15 @@ fn two_ranks_agree_bit_for_bit_and_match_one_process_on_the_whole_batch() {
     let (_dir, data) = dataset();
     let mut ranks = [trainer(&data, 3), trainer(&data, 3)];
     let mut single = trainer(&data, 8);
-    let mut cursor = SampleCursor::default();
+    let mut cursor = DataCursor::default();
     for step in 0..3 {
+        let slices = cursor.split(8, 2, data.len());
         let (batch, next) = global_batch(&data, cursor, 8);
         cursor = next;
         let mut sum = vec![0.0f32; single.layout().len()];
         let mut stats = StepStats::default();
-        for (rank, trainer) in ranks.iter_mut().enumerate() {
-            let slice = rank_ranges(&batch, 2, rank as u64).expect("slice");
-            let g = trainer.compute(&domain(&slice)).expect("compute");
+        for (slice, trainer) in slices.iter().zip(ranks.iter_mut()) {
+            let g = trainer.compute(slice).expect("compute");
             assert!(!g.non_finite);
             sum.iter_mut().zip(&g.buffer).for_each(|(s, x)| *s += *x);
             stats.merge(&g.stats);
@@ -138,7 +130,7 @@ fn two_ranks_agree_bit_for_bit_and_match_one_process_on_the_whole_batch() {
         let hashes: Vec<_> = ranks.iter().map(|t| t.state_hash()).collect();
         assert_eq!(hashes[0], hashes[1], "step {step}: replicas diverged");
 
-        let mut whole = single.compute(&domain(&batch)).expect("compute whole");
+        let mut whole = single.compute(&batch).expect("compute whole");
         let report = single.apply(&mut whole.buffer, 8, step).expect("apply whole");
         assert_eq!(stats.samples, whole.stats.samples);
         assert_eq!(stats.masked_tokens, whole.stats.masked_tokens);
@@ -158,8 +150,8 @@ fn same_job_same_bytes_run_to_run_and_on_retry() {
     let mut b = trainer(&data, 3);
     assert_eq!(a.parameter_hash().expect("hash"), b.parameter_hash().expect("hash"));
     assert_eq!(a.state_hash(), b.state_hash());
-    let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
-    let ranges = domain(&batch);
+    let (batch, _) = global_batch(&data, DataCursor::default(), 8);
+    let ranges = batch;
     let first = a.compute(&ranges).expect("compute");
     // An aborted step retried: identical inputs, identical bytes, nothing applied meanwhile.
     let before = a.state_hash();
@@ -180,12 +172,12 @@ fn same_job_same_bytes_run_to_run_and_on_retry() {
 fn loss_falls_over_twenty_steps() {
     let (_dir, data) = dataset();
     let mut t = trainer(&data, 4);
-    let mut cursor = SampleCursor::default();
+    let mut cursor = DataCursor::default();
     let mut losses = Vec::new();
     for step in 0..20 {
         let (batch, next) = global_batch(&data, cursor, 8);
         cursor = next;
-        let mut g = t.compute(&domain(&batch)).expect("compute");
+        let mut g = t.compute(&batch).expect("compute");
         losses.push(g.stats.mean_loss().expect("loss"));
         t.apply(&mut g.buffer, g.stats.samples, step).expect("apply");
     }
@@ -198,8 +190,8 @@ fn loss_falls_over_twenty_steps() {
 fn non_finite_gradients_are_flagged_and_never_applied() {
     let (_dir, data) = dataset();
     let mut t = trainer(&data, 4);
-    let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
-    let ranges = domain(&batch);
+    let (batch, _) = global_batch(&data, DataCursor::default(), 8);
+    let ranges = batch;
     let before = t.state_hash();
     t.inject_non_finite_once();
     let mut bad = t.compute(&ranges).expect("compute");
@@ -240,7 +232,7 @@ fn for_one_sample_the_objective_is_the_model_crates_pretraining_loss() {
     // loss, so the model crate's `pretraining_loss` is a reference for loss and gradient.
     let (_dir, data) = dataset();
     let mut t = trainer(&data, 4);
-    let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
+    let (batch, _) = global_batch(&data, DataCursor::default(), 8);
     let one = SampleRange { epoch: batch[0].epoch, start: 5, end: 6 };
     let ours = t.compute(&[one]).expect("compute");
 
@@ -265,13 +257,13 @@ fn for_one_sample_the_objective_is_the_model_crates_pretraining_loss() {
 fn exported_state_loads_into_a_fresh_trainer_and_trains_on_identically() {
     let (_dir, data) = dataset();
     let mut source = trainer(&data, 4);
-    let mut cursor = SampleCursor::default();
+    let mut cursor = DataCursor::default();
     let fresh = trainer(&data, 4);
     assert!(fresh.export_state().optimizer.is_empty(), "no moments before a step");
     for step in 0..2 {
         let (batch, next) = global_batch(&data, cursor, 8);
         cursor = next;
-        let mut g = source.compute(&domain(&batch)).expect("compute");
+        let mut g = source.compute(&batch).expect("compute");
         source.apply(&mut g.buffer, 8, step).expect("apply");
     }
     let state = source.export_state();
@@ -289,7 +281,7 @@ fn exported_state_loads_into_a_fresh_trainer_and_trains_on_identically() {
     // The next step is bit-identical on both: the moments came across, not just the weights.
     let (batch, _) = global_batch(&data, cursor, 8);
     for t in [&mut source, &mut healed] {
-        let mut g = t.compute(&domain(&batch)).expect("compute");
+        let mut g = t.compute(&batch).expect("compute");
         t.apply(&mut g.buffer, 8, 2).expect("apply");
     }
     assert_eq!(healed.state_hash(), source.state_hash());
@@ -309,8 +301,8 @@ fn a_cancelled_computation_stops_promptly_and_changes_nothing() {
     let (_dir, data) = dataset();
     let mut t = trainer(&data, 2);
     let initial = t.state_hash();
-    let (batch, _) = global_batch(&data, SampleCursor::default(), 8);
-    let ranges = domain(&batch);
+    let (batch, _) = global_batch(&data, DataCursor::default(), 8);
+    let ranges = batch;
     let reference = t.compute(&ranges).expect("compute");
     t.discard();
     // A 10 s computation (test hook) cancelled from another thread after 100 ms.
@@ -359,15 +351,13 @@ fn a_wgpu_trainer_matches_the_cpu_and_applies_the_same_update_bit_for_bit() {
         Trainer::<G>::new(&job(&data, 3), Arc::clone(&data), burn::backend::wgpu::WgpuDevice::Cpu)
             .expect("wgpu trainer");
     assert_eq!(cpu.state_hash(), gpu.state_hash(), "initialisation is the same on every backend");
-    let mut cursor = SampleCursor::default();
+    let mut cursor = DataCursor::default();
     for step in 0..3 {
         let (batch, next) = global_batch(&data, cursor, 8);
         cursor = next;
         // 3 + 3 + 2 samples: three micro-batches summed on the device, read once.
-        let (on_cpu, on_gpu) = (
-            cpu.compute(&domain(&batch)).expect("cpu"),
-            gpu.compute(&domain(&batch)).expect("gpu"),
-        );
+        let (on_cpu, on_gpu) =
+            (cpu.compute(&batch).expect("cpu"), gpu.compute(&batch).expect("gpu"));
         let scale = max_abs(&on_cpu.buffer);
         let diff = max_abs_diff(&on_cpu.buffer, &on_gpu.buffer);
         assert!(diff <= 1e-4 * scale, "step {step}: max diff {diff} vs max |g| {scale}");
