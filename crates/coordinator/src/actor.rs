@@ -33,12 +33,12 @@ pub(crate) enum Event {
     Checkpoint(CheckpointReport, Reply<()>),
     Status(Reply<StatusView>),
     /// Status plus recent history, for the HTTP status page.
-    Snapshot(Reply<Snapshot>),
+    StatusPage(Reply<StatusPage>),
 }
 
 /// What the HTTP status page shows.
 #[derive(Debug, Clone)]
-pub(crate) struct Snapshot {
+pub(crate) struct StatusPage {
     pub view: StatusView,
     /// Seconds since the coordinator started, and what happened.
     pub recent: Vec<(f64, String)>,
@@ -141,8 +141,8 @@ impl Actor {
                 let r = core.status(now);
                 Box::new(move || drop(tx.send(Ok(r))))
             }
-            Event::Snapshot(tx) => {
-                let r = Snapshot {
+            Event::StatusPage(tx) => {
+                let r = StatusPage {
                     view: core.status(now),
                     recent: self.telemetry.recent.iter().cloned().collect(),
                     losses: self.telemetry.losses.iter().copied().collect(),

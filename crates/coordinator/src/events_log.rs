@@ -14,12 +14,30 @@
 use std::path::Path;
 
 use albatross_proto::domain::{Generation, StepTag, WorkerRef};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::json_lines::JsonLines;
 use crate::metrics_log::CursorLine;
 use crate::{CoordinatorError, Effect};
+
+/// A line of the log as a reader sees it: when, and which kind of event (the fields a recovery
+/// report joins with its own records).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LoggedEvent {
+    pub unix_ms: u64,
+    pub event: String,
+}
+
+/// Reads an events log back (missing: none; torn or foreign lines are skipped: the log is a
+/// record for people and reports, never state).
+pub fn read_events(path: &Path) -> Vec<LoggedEvent> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
 
 /// The open events log.
 #[derive(Debug)]

@@ -217,6 +217,27 @@ fn lines_are_appended_across_reopens() {
 }
 
 #[test]
+fn a_reader_gets_every_line_back_and_skips_a_torn_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("events.jsonl");
+    assert_eq!(read_events(&path), vec![], "no log yet: no events");
+    let effects: Vec<Effect> = every_effect().into_iter().map(|(effect, _)| effect).collect();
+    let mut log = EventsLog::open(&path).expect("open");
+    log.append(&EventLine::started("1-a", Generation(1), 0, 10));
+    log.record(&effects[..2], Generation(1), 11);
+    drop(log);
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("append");
+    std::io::Write::write_all(&mut file, b"{\"unix_ms\": 12, \"ev").expect("torn line");
+    let read = read_events(&path);
+    let expected = [(10, "started"), (11, "joined"), (11, "left")];
+    let expected: Vec<LoggedEvent> = expected
+        .iter()
+        .map(|&(unix_ms, event)| LoggedEvent { unix_ms, event: event.to_owned() })
+        .collect();
+    assert_eq!(read, expected);
+}
+
+#[test]
 fn an_unopenable_path_is_an_error() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let err = EventsLog::open(&tmp.path().join("missing-dir").join("events.jsonl"))

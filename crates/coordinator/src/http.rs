@@ -9,7 +9,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 
-use crate::actor::{Event, Snapshot};
+use crate::actor::{Event, StatusPage};
 use crate::service::{CoordinatorGrpc, status_to_wire};
 use crate::status_report::status_json;
 
@@ -38,7 +38,7 @@ async fn prometheus(State(s): State<HttpState>) -> Response {
 }
 
 async fn status(State(s): State<HttpState>) -> Response {
-    match s.actor.call(Event::Snapshot).await {
+    match s.actor.call(Event::StatusPage).await {
         Ok(snapshot) => axum::Json(to_json(&snapshot)).into_response(),
         Err(status) => {
             (StatusCode::SERVICE_UNAVAILABLE, status.message().to_owned()).into_response()
@@ -46,7 +46,7 @@ async fn status(State(s): State<HttpState>) -> Response {
     }
 }
 
-fn to_json(s: &Snapshot) -> Value {
+fn to_json(s: &StatusPage) -> Value {
     let mut doc = status_json(&status_to_wire(s.view.clone()));
     if let Value::Object(map) = &mut doc {
         let loss: Vec<Value> = s.losses.iter().map(|(step, loss)| json!([step, loss])).collect();

@@ -69,6 +69,7 @@ pub use config::{CoreConfig, MAX_REGISTERED};
 pub use core::Core;
 pub use effect::{Durable, Effect};
 pub use error::CoordinatorError;
+pub use events_log::{LoggedEvent, read_events};
 pub use ready_file::{ReadyInfo, write_ready_file};
 pub use server::{CoordinatorOptions, Listeners, MAX_REQUEST_BYTES, run_coordinator, serve};
 pub use service::{CoordinatorGrpc, MAX_POLL, parse_grpc_timeout, poll_deadline};

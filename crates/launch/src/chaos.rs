@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use albatross_coordinator::LoggedEvent;
 use albatross_rng::SplitMix64;
 
 use crate::fleet::worker_name;
@@ -375,22 +376,6 @@ pub struct ChaosReport {
     pub replica_hashes_agree: bool,
 }
 
-/// One line of the coordinator's `events.jsonl` (the fields the report uses).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct EventLine {
-    pub unix_ms: u64,
-    pub event: String,
-}
-
-/// Reads the coordinator's events log (missing: none; torn or foreign lines are skipped).
-pub fn read_events(path: &std::path::Path) -> Vec<EventLine> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 const REACTIONS: [&str; 5] = ["evicted", "left", "aborted", "generation_changed", "started"];
 
 /// Joins the injections with the metrics and events logs (and the run's summary for the
@@ -399,7 +384,7 @@ pub fn report(
     injections: &[Injection],
     checkpoints: Vec<CheckpointDamage>,
     lines: &[MetricsLine],
-    events: &[EventLine],
+    events: &[LoggedEvent],
     summary: &Summary,
     global_batch: u64,
 ) -> ChaosReport {
@@ -716,9 +701,9 @@ mod tests {
             metrics(6, 9_500, 4, 2),
         ];
         let events = vec![
-            EventLine { unix_ms: 2_100, event: "joined".to_owned() },
-            EventLine { unix_ms: 3_000, event: "evicted".to_owned() },
-            EventLine { unix_ms: 7_000, event: "aborted".to_owned() },
+            LoggedEvent { unix_ms: 2_100, event: "joined".to_owned() },
+            LoggedEvent { unix_ms: 3_000, event: "evicted".to_owned() },
+            LoggedEvent { unix_ms: 7_000, event: "aborted".to_owned() },
         ];
         let injections = vec![injected("kill", 2, 2_050), injected("pause", 4, 6_500)];
         let summary = crate::summary::summarize(&lines, &[], 2, 4, 10.0);

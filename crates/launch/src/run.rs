@@ -115,7 +115,7 @@ pub fn launch(args: &LaunchOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             vec![chaos::corrupt_newest_checkpoint(&job.checkpoint.dir)?]
         };
         let lines = read_metrics(&run.path("metrics.jsonl"))?;
-        let events = chaos::read_events(&run.path("events.jsonl"));
+        let events = albatross_coordinator::read_events(&run.path("events.jsonl"));
         let global_batch = u64::from(job.batch.global_batch_size);
         let report = chaos::report(&injections, damaged, &lines, &events, &summary, global_batch);
         let path = run.path("chaos-report.json");

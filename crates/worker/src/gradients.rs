@@ -4,7 +4,7 @@
 
 /// Loss and accuracy sums over the samples a rank computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct StepStats {
+pub struct ComputeStats {
     /// Samples (sequences).
     pub samples: u64,
     /// Real tokens, padding excluded.
@@ -24,7 +24,7 @@ pub struct StepStats {
     pub sop_correct: u64,
 }
 
-impl StepStats {
+impl ComputeStats {
     /// Adds `other` (another micro-batch, or another rank's sums).
     pub fn merge(&mut self, other: &Self) {
         self.samples += other.samples;
@@ -61,7 +61,7 @@ pub struct StepGradients {
     /// All-reduce it (sum), then pass it to `Trainer::apply`.
     pub buffer: Vec<f32>,
     /// Loss sums of this rank's samples.
-    pub stats: StepStats,
+    pub stats: ComputeStats,
     /// Whether `buffer` or a loss holds NaN or ±Inf; such a step must be voted down.
     pub non_finite: bool,
 }
@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn stats_merge_by_summing_and_derive_means() {
-        let a = StepStats {
+        let a = ComputeStats {
             samples: 2,
             tokens: 100,
             masked_tokens: 10,
@@ -103,7 +103,7 @@ mod tests {
             mlm_correct: 1,
             sop_correct: 1,
         };
-        let mut total = StepStats::default();
+        let mut total = ComputeStats::default();
         assert_eq!(total.mean_loss(), None);
         total.merge(&a);
         total.merge(&a);

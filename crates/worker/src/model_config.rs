@@ -26,9 +26,9 @@ pub fn albert_config(spec: &ModelSpec) -> Result<AlbertConfig, ModelError> {
     set(&mut config.max_position_embeddings, spec.max_position_embeddings);
     if let Some(act) = spec.hidden_act {
         config.hidden_act = match act {
-            job::HiddenAct::GeluNew => HiddenAct::GeluNew,
-            job::HiddenAct::Gelu => HiddenAct::Gelu,
-            job::HiddenAct::Relu => HiddenAct::Relu,
+            job::Activation::GeluNew => HiddenAct::GeluNew,
+            job::Activation::Gelu => HiddenAct::Gelu,
+            job::Activation::Relu => HiddenAct::Relu,
         };
     }
     if let Some(p) = spec.hidden_dropout_prob {
@@ -82,7 +82,7 @@ mod tests {
         let mut spec = spec(ModelPreset::Tiny);
         spec.vocab_size = Some(8000);
         spec.num_hidden_layers = Some(4);
-        spec.hidden_act = Some(job::HiddenAct::Relu);
+        spec.hidden_act = Some(job::Activation::Relu);
         spec.hidden_dropout_prob = Some(0.1);
         let config = albert_config(&spec).expect("maps");
         assert_eq!(config.vocab_size, 8000);

@@ -14,7 +14,7 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
 use crate::batches::MicroBatch;
 use crate::error::{Result, WorkerError};
-use crate::gradients::StepStats;
+use crate::gradients::ComputeStats;
 
 /// The summed loss of a micro-batch (what `backward` runs on) and its statistics.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub(crate) struct MicroLoss<B: Backend> {
     /// `[1]` `L_mb` above.
     pub loss: Tensor<B, 1>,
     /// Sums for statistics, already read back to the host.
-    pub stats: StepStats,
+    pub stats: ComputeStats,
 }
 
 /// Per-row cross-entropy of `logits` against `labels`.
@@ -75,13 +75,13 @@ pub(crate) fn micro_loss<B: TrainingBackend>(
     };
     let sop_ce = row_cross_entropy(sop_logits.clone(), batch.sop_labels.clone());
     let sop_sum = sop_ce.sum();
-    let mut stats = StepStats {
+    let mut stats = ComputeStats {
         samples: mb.host.batch as u64,
         tokens: mb.tokens,
         masked_tokens: masked as u64,
         sop_loss_sum: scalar(&sop_sum),
         sop_correct: correct(sop_logits.inner(), batch.sop_labels.inner()),
-        ..StepStats::default()
+        ..ComputeStats::default()
     };
     let loss = match mlm_logits {
         Some(logits) => {

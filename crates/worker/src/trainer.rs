@@ -18,7 +18,7 @@
 //! This differs slightly from transformers' MLM loss, a mean over all masked tokens of the
 //! batch, which weights samples by their masked-token count; that scheme would need the global
 //! masked-token count all-reduced before any backward pass. The stats carry both sums
-//! ([`StepStats::mlm_loss_sum`], [`StepStats::mlm_token_loss_sum`]) for reporting.
+//! ([`ComputeStats::mlm_loss_sum`], [`ComputeStats::mlm_token_loss_sum`]) for reporting.
 //!
 //! # Determinism
 //! The model is built from the job seed with path-derived parameter ids (same parameter hash in
@@ -46,7 +46,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::batches::{SampleReader, micro_batch};
 use crate::error::{Result, WorkerError};
-use crate::gradients::{StepGradients, StepStats, non_finite};
+use crate::gradients::{ComputeStats, StepGradients, non_finite};
 use crate::model_config::albert_config;
 use crate::objective::micro_loss;
 use crate::state::TrainerState;
@@ -264,7 +264,7 @@ impl<B: TrainingBackend> Trainer<B> {
     pub fn compute(&mut self, ranges: &[SampleRange]) -> Result<StepGradients> {
         let samples = self.reader.read(ranges)?;
         let mut buffer = vec![0.0f32; self.layout.len()];
-        let mut stats = StepStats::default();
+        let mut stats = ComputeStats::default();
         let pad = self.reader.pad_id();
         let model = self.model.as_ref().ok_or(WorkerError::Poisoned)?;
         let micro_batches = samples.len().div_ceil(self.micro_batch_size).max(1);

@@ -116,7 +116,7 @@ fn two_ranks_agree_bit_for_bit_and_match_one_process_on_the_whole_batch() {
         let (batch, next) = global_batch(&data, cursor, 8);
         cursor = next;
         let mut sum = vec![0.0f32; single.layout().len()];
-        let mut stats = StepStats::default();
+        let mut stats = ComputeStats::default();
         for (slice, trainer) in slices.iter().zip(ranks.iter_mut()) {
             let g = trainer.compute(slice).expect("compute");
             assert!(!g.non_finite);

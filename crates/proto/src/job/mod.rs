@@ -12,7 +12,7 @@ mod validate;
 
 pub use error::{FieldError, JobSpecError};
 pub use spec::{
-    BatchSpec, CheckpointSpec, ComputeSpec, DataSpec, DeviceKind, FaultToleranceSpec, HiddenAct,
+    Activation, BatchSpec, CheckpointSpec, ComputeSpec, DataSpec, DeviceKind, FaultToleranceSpec,
     JobSpec, ModelPreset, ModelSpec, OptimizerSpec,
 };
 

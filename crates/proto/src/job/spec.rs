@@ -53,7 +53,7 @@ pub enum ModelPreset {
 /// Activation of the feed-forward block and the MLM head (Hugging Face `hidden_act`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum HiddenAct {
+pub enum Activation {
     GeluNew,
     Gelu,
     Relu,
@@ -77,7 +77,7 @@ pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intermediate_size: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hidden_act: Option<HiddenAct>,
+    pub hidden_act: Option<Activation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden_dropout_prob: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
