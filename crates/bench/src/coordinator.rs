@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use albatross_coordinator::{CoordinatorError, CoordinatorOptions, Listeners};
+use albatross_proto::channel::{ChannelOptions, endpoint};
 use albatross_proto::domain::{
     BuildInfo, Generation, Heartbeat, JoinRequest, QuorumRequest, StepStats, StepTag, Vote,
     VoteOutcome, WorkerId, WorkerPhase, WorkerRef,
@@ -132,9 +133,10 @@ async fn drive(
 ) -> Result<BenchReport, CoordinatorError> {
     let mut clients = Vec::new();
     for _ in 0..opts.channels.max(1) {
-        let channel = Channel::from_shared(format!("http://{addr}"))
+        let options =
+            ChannelOptions { connect_timeout: Duration::from_secs(5), ..Default::default() };
+        let channel = endpoint(&addr.to_string(), &options)
             .map_err(bench_err)?
-            .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
             .map_err(bench_err)?;

@@ -1,94 +1,17 @@
-//! Channels to peers: the one helper that connects (per-attempt timeout, HTTP/2 keep-alive,
-//! large flow-control windows for bulk streams, retry with jittered backoff until the
-//! operation's deadline) and a pool that reuses one connection per peer address.
+//! Channels to peers: connecting with retries (jittered backoff until the operation's
+//! deadline, a refused peer given up on early) and a pool that reuses one connection per peer
+//! address. The endpoint itself (timeouts, keep-alive, windows, TLS) comes from
+//! `albatross_proto::channel`, the one place every process builds its channels.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
+use albatross_proto::channel::{ChannelOptions, endpoint};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::CollectiveError;
-
-/// HTTP/2 stream flow-control window of peers, both ways: two pieces of the default 1 MiB in
-/// flight, one being consumed while the next arrives. HTTP/2's default of 64 KiB would cap a
-/// stream at a fraction of loopback bandwidth; a much larger one only lets a sender run ahead
-/// into receive buffers that have left the cache by the time they are read: 16 MiB windows
-/// measured 5–10 % lower busbw than 2 MiB at 2 ranks and 2–11 % at 4 ranks with 48 MiB
-/// (`bench allreduce`, alternating runs on a 2-core machine). A link whose bandwidth × round trip exceeds the
-/// window (25 Gb/s at 0.7 ms) needs larger pieces and windows (see
-/// [`crate::CollectiveConfig::with_piece_bytes`]).
-pub const DEFAULT_STREAM_WINDOW_BYTES: u32 = 2 << 20;
-/// HTTP/2 connection window: a reduce stream and a state transfer can share a connection.
-pub const DEFAULT_CONNECTION_WINDOW_BYTES: u32 = 2 * DEFAULT_STREAM_WINDOW_BYTES;
-
-/// How peers are dialled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelOptions {
-    /// Limit of one connection attempt.
-    pub connect_timeout: Duration,
-    /// HTTP/2 PING interval; a peer that does not answer within `keep_alive_timeout` is dead.
-    pub keep_alive_interval: Duration,
-    pub keep_alive_timeout: Duration,
-    /// HTTP/2 flow-control windows (see [`DEFAULT_STREAM_WINDOW_BYTES`]).
-    pub stream_window_bytes: u32,
-    pub connection_window_bytes: u32,
-    /// First and largest pause between connection attempts (each pause is jittered).
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    /// Consecutive refused connections after which the peer counts as unreachable at once,
-    /// deadline or not: a quorum member listens before it joins, so a refusal means its
-    /// process is gone, and waiting out a step-long deadline would only delay recovery.
-    pub refused_limit: u32,
-    /// Mutual TLS towards peers (their certificates must name their advertised host).
-    pub tls: Option<albatross_proto::tls::Tls>,
-}
-
-impl Default for ChannelOptions {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(2),
-            keep_alive_interval: Duration::from_secs(5),
-            keep_alive_timeout: Duration::from_secs(10),
-            stream_window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
-            connection_window_bytes: DEFAULT_CONNECTION_WINDOW_BYTES,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(500),
-            refused_limit: 5,
-            tls: None,
-        }
-    }
-}
-
-/// The endpoint for a peer's `host:port` (or a full `http://` URI).
-///
-/// # Errors
-/// When `address` is not a valid URI authority.
-pub fn endpoint(address: &str, options: &ChannelOptions) -> Result<Endpoint, CollectiveError> {
-    let scheme = if options.tls.is_some() { "https" } else { "http" };
-    let uri = match address.split_once("://") {
-        Some((_, rest)) => format!("{scheme}://{rest}"),
-        None => format!("{scheme}://{address}"),
-    };
-    let mut endpoint = Endpoint::from_shared(uri).map_err(|err| {
-        CollectiveError::InvalidArgument(format!("peer address {address:?} is invalid: {err}"))
-    })?;
-    if let Some(tls) = &options.tls {
-        endpoint = endpoint
-            .tls_config(tls.client(albatross_proto::tls::host_of(address)))
-            .map_err(|e| CollectiveError::InvalidArgument(format!("TLS configuration: {e}")))?;
-    }
-    Ok(endpoint
-        .connect_timeout(options.connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(options.keep_alive_interval)
-        .keep_alive_timeout(options.keep_alive_timeout)
-        .keep_alive_while_idle(true)
-        .initial_stream_window_size(options.stream_window_bytes)
-        .initial_connection_window_size(options.connection_window_bytes))
-}
 
 /// A pseudo-random factor in [0.5, 1.5) for backoff jitter.
 pub fn jitter() -> f64 {
@@ -110,7 +33,8 @@ pub async fn connect(
     cancel: &CancellationToken,
     op: &str,
 ) -> Result<Channel, CollectiveError> {
-    let endpoint = endpoint(address, options)?;
+    let endpoint = endpoint(address, options)
+        .map_err(|err| CollectiveError::InvalidArgument(err.to_string()))?;
     let mut backoff = options.initial_backoff;
     let mut attempts = 0u32;
     let mut refused = 0u32;
@@ -209,6 +133,8 @@ impl ChannelPool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]

@@ -1,9 +1,9 @@
 //! The settings of a worker's collective layer, and their checks.
 
-use crate::channel::ChannelOptions;
 use crate::compress::WireFormat;
 use crate::error::CollectiveError;
 use crate::server::ServerOptions;
+use albatross_proto::channel::ChannelOptions;
 
 /// Room for a piece's header fields and gRPC prefix (they take well under 1 KiB).
 const PIECE_HEADER_BYTES: usize = 1024;

@@ -58,10 +58,8 @@ mod shared;
 #[doc(hidden)]
 pub mod testing;
 
-pub use channel::{
-    ChannelOptions, DEFAULT_CONNECTION_WINDOW_BYTES, DEFAULT_STREAM_WINDOW_BYTES, connect,
-    endpoint, jitter,
-};
+pub use albatross_proto::channel::ChannelOptions;
+pub use channel::{connect, jitter};
 pub use collective::Collective;
 pub use compress::WireFormat;
 pub use config::CollectiveConfig;

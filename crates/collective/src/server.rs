@@ -21,11 +21,11 @@ use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::channel::{DEFAULT_CONNECTION_WINDOW_BYTES, DEFAULT_STREAM_WINDOW_BYTES};
 use crate::chunk;
 use crate::error::op_name;
 use crate::framing::RawChunk;
 use crate::registry::{Expect, Incoming, Link, Registry, Reject};
+use albatross_proto::channel::{DEFAULT_CONNECTION_WINDOW_BYTES, DEFAULT_STREAM_WINDOW_BYTES};
 
 /// Authentication hook: decides whether a stream may speak for the worker it names. Until the
 /// coordinator issues credentials, [`TrustClaimedSender`] accepts the claim and membership of
@@ -77,7 +77,7 @@ pub struct ServerOptions {
     /// How long a stream that arrives before the local operation started waits for it.
     pub early_stream_wait: Duration,
     /// HTTP/2 flow-control windows of streams to this server (see
-    /// [`crate::DEFAULT_STREAM_WINDOW_BYTES`]).
+    /// [`DEFAULT_STREAM_WINDOW_BYTES`]).
     pub stream_window_bytes: u32,
     pub connection_window_bytes: u32,
     pub max_frame_bytes: u32,

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use albatross_proto::channel::{ChannelOptions, endpoint};
 use albatross_proto::wire::v1 as wire;
 use albatross_proto::wire::v1::coordinator_service_client::CoordinatorServiceClient;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use crate::CoordinatorError;
 
@@ -37,22 +37,10 @@ pub async fn fetch_status_tls(
     let unreachable = |e: &dyn std::fmt::Display| {
         CoordinatorError::Transport(format!("coordinator {url} is unreachable: {e}"))
     };
-    // With TLS the scheme is https whatever the user wrote.
-    let url = match (tls, url.strip_prefix("http://")) {
-        (Some(_), Some(rest)) => format!("https://{rest}"),
-        _ => url.to_owned(),
-    };
-    let url = url.as_str();
-    let mut endpoint = Channel::from_shared(url.to_owned()).map_err(|e| {
-        CoordinatorError::InvalidArgument(format!("invalid coordinator URL {url:?}: {e}"))
-    })?;
-    if let Some(tls) = tls {
-        endpoint = endpoint
-            .tls_config(tls.client(albatross_proto::tls::host_of(url)))
-            .map_err(|e| CoordinatorError::InvalidArgument(format!("TLS configuration: {e}")))?;
-    }
-    let channel = endpoint
-        .connect_timeout(timeout)
+    let options =
+        ChannelOptions { connect_timeout: timeout, tls: tls.cloned(), ..Default::default() };
+    let channel = endpoint(url, &options)
+        .map_err(|e| CoordinatorError::InvalidArgument(format!("coordinator URL: {e}")))?
         .timeout(timeout)
         .connect()
         .await

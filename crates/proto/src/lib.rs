@@ -7,8 +7,10 @@
 //! - [`convert`]: the one place where wire and domain types meet, and the mapping of conversion
 //!   errors to `tonic::Status`.
 //! - [`job`]: the job spec (one TOML file), its validation and its fingerprint.
-//! - [`services`]: gRPC health and reflection shared by every server.
+//! - [`services`]: gRPC health and reflection shared by every server; [`channel`]: the
+//!   endpoint every client builds; [`tls`]: certificates for both.
 
+pub mod channel;
 pub mod convert;
 pub mod domain;
 pub mod job;
