@@ -1,5 +1,6 @@
 use super::*;
 use crate::reader::plain::BookReader;
+use crate::reader::source::DocumentSource;
 use crate::test_support::fixture;
 use crate::tokenizer::AlbertTokenizer;
 
@@ -80,8 +81,10 @@ fn real_book_gives_well_formed_pairs() {
     let tok = AlbertTokenizer::from_file(&fixture("albert-8k-tokenizer.json")).expect("tokenizer");
     let path = fixture("persuasion.txt");
     let reader = crate::input::open(&path).expect("open");
-    let docs: Vec<_> =
-        BookReader::new(reader, &path, 2000).collect::<crate::Result<_>>().expect("book");
+    let docs: Vec<_> = BookReader::new(reader, &path, 2000)
+        .documents()
+        .collect::<crate::Result<_>>()
+        .expect("book");
     let cfg = config(128);
     let mut examples = Vec::new();
     for (i, doc) in docs.iter().enumerate() {

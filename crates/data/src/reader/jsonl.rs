@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::error::{DataError, Result};
 use crate::input::Lines;
 use crate::reader::entities::decode_entities;
+use crate::reader::source::DocumentSource;
 use crate::segment::{Document, push_sentences};
 
 /// Field names of a JSON Lines record.
@@ -41,15 +42,16 @@ impl Default for JsonFields {
 pub struct JsonlReader<R> {
     lines: Lines<R>,
     fields: JsonFields,
-    done: bool,
 }
 
 impl<R: BufRead> JsonlReader<R> {
     /// Reads `reader` (which reads `path`) with the given field names.
     pub fn new(reader: R, path: &Path, fields: JsonFields) -> Self {
-        Self { lines: Lines::new(reader, path), fields, done: false }
+        Self { lines: Lines::new(reader, path), fields }
     }
+}
 
+impl<R: BufRead> DocumentSource for JsonlReader<R> {
     fn next_document(&mut self) -> Result<Option<Document>> {
         loop {
             let Some(line) = self.lines.next_line()? else {
@@ -94,27 +96,13 @@ impl<R: BufRead> JsonlReader<R> {
     }
 }
 
-impl<R: BufRead> Iterator for JsonlReader<R> {
-    type Item = Result<Document>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let next = self.next_document();
-        // A reader ends for good after its last document or its first error.
-        self.done = !matches!(next, Ok(Some(_)));
-        next.transpose()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Cursor;
 
     fn read(text: &str, fields: JsonFields) -> Result<Vec<Document>> {
-        JsonlReader::new(Cursor::new(text), Path::new("x.jsonl"), fields).collect()
+        JsonlReader::new(Cursor::new(text), Path::new("x.jsonl"), fields).documents().collect()
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod format;
 pub mod jsonl;
 pub mod parquet;
 pub mod plain;
+pub mod source;
 pub mod wikiextractor;
 pub mod wikitext;
 pub mod wikixml;
@@ -13,6 +14,7 @@ use std::path::Path;
 
 pub use format::{Format, sniff_format};
 pub use jsonl::JsonFields;
+pub use source::{DocumentIter, DocumentSource};
 
 use crate::error::{DataError, Result};
 use crate::input;
@@ -45,19 +47,23 @@ pub fn read_documents(path: &Path, format: Format, options: &ReaderOptions) -> R
     tracing::debug!(path = %path.display(), format = format.name(), "opening input");
     let max = options.max_document_sentences;
     if format == Format::Parquet {
-        return Ok(Box::new(parquet::ParquetReader::open(path, &options.json, max)?));
+        return Ok(Box::new(parquet::ParquetReader::open(path, &options.json, max)?.documents()));
     }
     let reader = input::open(path)?;
     Ok(match format {
-        Format::Text => Box::new(plain::BertTextReader::new(reader, path, max)),
-        Format::Book => Box::new(plain::BookReader::new(reader, path, max)),
-        Format::Jsonl => Box::new(jsonl::JsonlReader::new(reader, path, options.json.clone())),
+        Format::Text => Box::new(plain::BertTextReader::new(reader, path, max).documents()),
+        Format::Book => Box::new(plain::BookReader::new(reader, path, max).documents()),
+        Format::Jsonl => {
+            Box::new(jsonl::JsonlReader::new(reader, path, options.json.clone()).documents())
+        }
         Format::WikiExtractorJson => {
             let fields = JsonFields { decode_entities: true, ..JsonFields::default() };
-            Box::new(jsonl::JsonlReader::new(reader, path, fields))
+            Box::new(jsonl::JsonlReader::new(reader, path, fields).documents())
         }
-        Format::WikiExtractor => Box::new(wikiextractor::WikiExtractorReader::new(reader, path)),
-        Format::WikiXml => Box::new(wikixml::WikiXmlReader::new(reader, path)?),
+        Format::WikiExtractor => {
+            Box::new(wikiextractor::WikiExtractorReader::new(reader, path).documents())
+        }
+        Format::WikiXml => Box::new(wikixml::WikiXmlReader::new(reader, path)?.documents()),
         Format::Parquet => {
             return Err(DataError::InvalidArgument(
                 "invariant: parquet is opened above".to_owned(),

@@ -17,7 +17,8 @@ use parquet::record::{Field, Row};
 use parquet::schema::types::Type;
 
 use crate::error::{DataError, Result};
-use crate::reader::JsonFields;
+use crate::reader::jsonl::JsonFields;
+use crate::reader::source::DocumentSource;
 use crate::segment::{Document, normalize_whitespace, push_sentences};
 
 /// One row's text, title and id; nulls are `None`.
@@ -38,7 +39,6 @@ pub struct ParquetReader {
     has_id: bool,
     max_sentences: usize,
     row: u64,
-    done: bool,
 }
 
 impl std::fmt::Debug for ParquetReader {
@@ -95,7 +95,6 @@ impl ParquetReader {
             has_id,
             max_sentences: max_sentences.max(1),
             row: 0,
-            done: false,
         })
     }
 
@@ -142,7 +141,9 @@ impl ParquetReader {
             }),
         }
     }
+}
 
+impl DocumentSource for ParquetReader {
     fn next_document(&mut self) -> Result<Option<Document>> {
         if self.row_is_document {
             while let Some(RowText { text, title, id }) = self.next_row()? {
@@ -172,20 +173,6 @@ impl ParquetReader {
             doc.sentences.push(sentence);
         }
         Ok((!doc.sentences.is_empty()).then_some(doc))
-    }
-}
-
-impl Iterator for ParquetReader {
-    type Item = Result<Document>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let next = self.next_document();
-        // A reader ends for good after its last document or its first error.
-        self.done = !matches!(next, Ok(Some(_)));
-        next.transpose()
     }
 }
 

@@ -31,7 +31,7 @@ fn write_parquet_compressed(path: &Path, columns: &[(&str, Vec<&str>)], codec: C
 }
 
 fn read(path: &Path, fields: &JsonFields, max: usize) -> Result<Vec<Document>> {
-    ParquetReader::open(path, fields, max)?.collect()
+    ParquetReader::open(path, fields, max)?.documents().collect()
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::input::Lines;
+use crate::reader::source::DocumentSource;
 use crate::segment::{Document, ends_with_abbreviation, normalize_whitespace, push_sentences};
 
 /// A paragraph longer than this is segmented at once (bounds memory on text without breaks).
@@ -31,15 +32,16 @@ fn ends_sentence(line: &str) -> bool {
 pub struct BertTextReader<R> {
     lines: Lines<R>,
     max_sentences: usize,
-    done: bool,
 }
 
 impl<R: BufRead> BertTextReader<R> {
     /// Reads `reader` (which reads `path`), cutting documents longer than `max_sentences`.
     pub fn new(reader: R, path: &Path, max_sentences: usize) -> Self {
-        Self { lines: Lines::new(reader, path), max_sentences: max_sentences.max(1), done: false }
+        Self { lines: Lines::new(reader, path), max_sentences: max_sentences.max(1) }
     }
+}
 
+impl<R: BufRead> DocumentSource for BertTextReader<R> {
     fn next_document(&mut self) -> Result<Option<Document>> {
         let mut doc = Document::default();
         while let Some(line) = self.lines.next_line()? {
@@ -58,23 +60,7 @@ impl<R: BufRead> BertTextReader<R> {
                 return Ok(Some(doc));
             }
         }
-        self.done = true;
         Ok((!doc.sentences.is_empty()).then_some(doc))
-    }
-}
-
-impl<R: BufRead> Iterator for BertTextReader<R> {
-    type Item = Result<Document>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let next = self.next_document();
-        if next.is_err() {
-            self.done = true;
-        }
-        next.transpose()
     }
 }
 
@@ -91,7 +77,6 @@ pub struct BookReader<R> {
     paragraph: String,
     /// Whether the last line of `paragraph` ended a sentence.
     sentence_ended: bool,
-    done: bool,
 }
 
 impl<R: BufRead> BookReader<R> {
@@ -106,7 +91,6 @@ impl<R: BufRead> BookReader<R> {
             carry: Vec::new(),
             paragraph: String::new(),
             sentence_ended: false,
-            done: false,
         }
     }
 
@@ -129,7 +113,9 @@ impl<R: BufRead> BookReader<R> {
             sentences,
         })
     }
+}
 
+impl<R: BufRead> DocumentSource for BookReader<R> {
     fn next_document(&mut self) -> Result<Option<Document>> {
         loop {
             if self.carry.len() >= self.max_sentences {
@@ -154,26 +140,7 @@ impl<R: BufRead> BookReader<R> {
             self.sentence_ended = ends_sentence(line);
         }
         self.flush_paragraph();
-        if self.carry.len() <= self.max_sentences {
-            self.done = true;
-        }
         Ok(self.take_document(true))
-    }
-}
-
-impl<R: BufRead> Iterator for BookReader<R> {
-    type Item = Result<Document>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return self.take_document(true).map(Ok);
-        }
-        let next = self.next_document();
-        if next.is_err() {
-            self.done = true;
-            self.carry.clear();
-        }
-        next.transpose()
     }
 }
 
@@ -184,6 +151,7 @@ mod tests {
 
     fn bert(text: &str, max: usize) -> Vec<Document> {
         BertTextReader::new(Cursor::new(text.as_bytes()), Path::new("t.txt"), max)
+            .documents()
             .collect::<Result<Vec<_>>>()
             .expect("valid text")
     }
@@ -205,6 +173,7 @@ mod tests {
     fn book_joins_wrapped_lines_and_cuts_long_books() {
         let text = "Chapter 1\n\nIt was a\nlong day. He slept.\n\nShe woke.\n";
         let docs: Vec<Document> = BookReader::new(Cursor::new(text), Path::new("b/emma.txt"), 2)
+            .documents()
             .collect::<Result<Vec<_>>>()
             .expect("valid text");
         let all: Vec<&str> = docs.iter().flat_map(|d| &d.sentences).map(String::as_str).collect();
@@ -218,6 +187,7 @@ mod tests {
     fn book_with_one_paragraph_per_line_and_no_blank_lines() {
         let text = "He met Mr.\nSmith there. They talked.\nShe said \"Go!\"\nAnd he went\naway. \"Why?\"\nasked she.\n";
         let docs: Vec<Document> = BookReader::new(Cursor::new(text), Path::new("b.txt"), 100)
+            .documents()
             .collect::<Result<Vec<_>>>()
             .expect("valid text");
         assert_eq!(
@@ -248,6 +218,7 @@ mod tests {
             }
         }
         let docs: Vec<Document> = BookReader::new(Cursor::new(text), &path, usize::MAX)
+            .documents()
             .collect::<Result<Vec<_>>>()
             .expect("valid text");
         assert_eq!(docs.len(), 1);

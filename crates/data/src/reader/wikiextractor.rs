@@ -7,19 +7,19 @@ use std::path::Path;
 use crate::error::{DataError, Result};
 use crate::input::Lines;
 use crate::reader::entities::decode_entities;
+use crate::reader::source::DocumentSource;
 use crate::segment::{Document, push_sentences};
 
 /// Reads WikiExtractor `<doc>` files into documents.
 #[derive(Debug)]
 pub struct WikiExtractorReader<R> {
     lines: Lines<R>,
-    done: bool,
 }
 
 impl<R: BufRead> WikiExtractorReader<R> {
     /// Reads `reader`, which reads `path`.
     pub fn new(reader: R, path: &Path) -> Self {
-        Self { lines: Lines::new(reader, path), done: false }
+        Self { lines: Lines::new(reader, path) }
     }
 
     fn malformed(&self, reason: String) -> DataError {
@@ -30,7 +30,9 @@ impl<R: BufRead> WikiExtractorReader<R> {
             reason,
         }
     }
+}
 
+impl<R: BufRead> DocumentSource for WikiExtractorReader<R> {
     fn next_document(&mut self) -> Result<Option<Document>> {
         loop {
             let (id, title) = loop {
@@ -86,27 +88,13 @@ fn attribute(line: &str, name: &str) -> Option<String> {
     Some(decode_entities(&line[start..end]))
 }
 
-impl<R: BufRead> Iterator for WikiExtractorReader<R> {
-    type Item = Result<Document>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let next = self.next_document();
-        // A reader ends for good after its last document or its first error.
-        self.done = !matches!(next, Ok(Some(_)));
-        next.transpose()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Cursor;
 
     fn read(text: &str) -> Result<Vec<Document>> {
-        WikiExtractorReader::new(Cursor::new(text), Path::new("wiki_00")).collect()
+        WikiExtractorReader::new(Cursor::new(text), Path::new("wiki_00")).documents().collect()
     }
 
     #[test]

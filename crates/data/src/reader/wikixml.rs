@@ -9,6 +9,7 @@ use quick_xml::events::Event;
 
 use crate::error::{DataError, Result};
 use crate::input::check_bom;
+use crate::reader::source::DocumentSource;
 use crate::reader::wikitext::wikitext_to_paragraphs;
 use crate::segment::{Document, push_sentences};
 
@@ -42,7 +43,6 @@ pub struct WikiXmlReader<R> {
     page: Option<Page>,
     field: Field,
     seen_root: bool,
-    done: bool,
 }
 
 impl<R: BufRead> WikiXmlReader<R> {
@@ -57,7 +57,6 @@ impl<R: BufRead> WikiXmlReader<R> {
             page: None,
             field: Field::None,
             seen_root: false,
-            done: false,
         })
     }
 
@@ -101,7 +100,9 @@ impl<R: BufRead> WikiXmlReader<R> {
             Field::None => {}
         }
     }
+}
 
+impl<R: BufRead> DocumentSource for WikiXmlReader<R> {
     fn next_document(&mut self) -> Result<Option<Document>> {
         loop {
             self.buf.clear();
@@ -217,20 +218,6 @@ fn article(page: Page) -> Option<Document> {
         title: Some(page.title),
         sentences,
     })
-}
-
-impl<R: BufRead> Iterator for WikiXmlReader<R> {
-    type Item = Result<Document>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let next = self.next_document();
-        // A reader ends for good after its last document or its first error.
-        self.done = !matches!(next, Ok(Some(_)));
-        next.transpose()
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@ use crate::test_support::fixture;
 use std::io::Cursor;
 
 fn read_str(xml: &str) -> Result<Vec<Document>> {
-    WikiXmlReader::new(Cursor::new(xml.as_bytes().to_vec()), Path::new("dump.xml"))?.collect()
+    WikiXmlReader::new(Cursor::new(xml.as_bytes().to_vec()), Path::new("dump.xml"))?
+        .documents()
+        .collect()
 }
 
 const PAGES: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -47,6 +49,7 @@ fn foreign_encodings_and_truncation_are_errors() {
     bad[at] = 0xFF;
     let err = WikiXmlReader::new(Cursor::new(bad), Path::new("d.xml"))
         .expect("header fine")
+        .documents()
         .collect::<Result<Vec<_>>>()
         .expect_err("invalid utf-8");
     assert!(matches!(err, DataError::Encoding { .. }), "{err}");
@@ -61,6 +64,7 @@ fn real_dump_sample_gives_clean_articles() {
     let path = fixture("enwiki-sample.xml.bz2");
     let docs = WikiXmlReader::new(input::open(&path).expect("open"), &path)
         .expect("header")
+        .documents()
         .collect::<Result<Vec<_>>>()
         .expect("the sample dump reads");
     // 206 pages: one outside namespace 0 and 100 redirects; WikiExtractor also keeps 106.
@@ -71,6 +75,7 @@ fn real_dump_sample_gives_clean_articles() {
         &jsonl,
         crate::reader::JsonFields::default(),
     )
+    .documents()
     .collect::<Result<Vec<_>>>()
     .expect("jsonl fixture");
     for (ours, theirs) in docs.iter().zip(&extracted) {
@@ -98,7 +103,7 @@ fn truncated_bz2_is_an_io_error_naming_the_file() {
     std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("write");
     let result: Result<Vec<Document>> =
         WikiXmlReader::new(input::open(&path).expect("open"), &path)
-            .and_then(|reader| reader.collect());
+            .and_then(|reader| reader.documents().collect());
     let err = result.expect_err("truncated bz2");
     assert!(err.to_string().contains("cut.xml.bz2"), "{err}");
 }
@@ -120,6 +125,7 @@ fn multistream_bz2_reads_every_stream() {
     std::fs::write(&path, bytes).expect("write");
     let docs = WikiXmlReader::new(input::open(&path).expect("open"), &path)
         .expect("header")
+        .documents()
         .collect::<Result<Vec<_>>>()
         .expect("both streams");
     assert_eq!(docs, read_str(PAGES).expect("plain"));
