@@ -27,6 +27,7 @@ pub mod init;
 pub mod lamb;
 pub mod layer;
 pub mod loss;
+pub mod objective;
 pub mod params;
 #[cfg(test)]
 mod reference_test;
@@ -52,7 +53,9 @@ pub use lamb::{
 };
 pub use loss::{
     HostBatch, IGNORE_INDEX, LossReport, PretrainingBatch, PretrainingOutput, cross_entropy,
+    row_cross_entropy,
 };
+pub use objective::{ObjectiveSums, SummedObjective};
 pub use params::{ParamSpec, param_id, param_specs, parameter_breakdown, parameter_count};
 
 /// The default CPU backend (Flex).

@@ -128,6 +128,18 @@ impl HostBatch {
     }
 }
 
+/// Cross-entropy of each row of `logits` against its class label.
+///
+/// # Shapes
+/// - `logits`: `[N, C]`, `labels`: `[N]`; output: `[N]`
+pub fn row_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: Tensor<B, 1, Int>,
+) -> Tensor<B, 1> {
+    let n = labels.dims()[0];
+    log_softmax(logits, 1).gather(1, labels.reshape([n, 1])).reshape([n]).neg()
+}
+
 /// Mean cross-entropy of `logits` against class `labels`.
 ///
 /// # Shapes
@@ -202,16 +214,25 @@ impl<B: Backend> PretrainingOutput<B> {
 }
 
 impl<B: crate::fused::FusedOps> AlbertForPreTraining<B> {
-    /// Pretraining loss as transformers computes it (`masked_lm_loss + sentence_order_loss`),
-    /// with MLM logits computed only at the masked positions.
-    pub fn pretraining_loss(&self, batch: &PretrainingBatch<B>) -> PretrainingOutput<B> {
-        let (mlm_logits, sop_logits) = if batch.masked_tokens > 0 {
+    /// The logits both heads score: `[M, V]` MLM logits at the masked positions (`None` when
+    /// the batch has none) and `[B, 2]` SOP logits.
+    pub fn pretraining_logits(
+        &self,
+        batch: &PretrainingBatch<B>,
+    ) -> (Option<Tensor<B, 2>>, Tensor<B, 2>) {
+        if batch.masked_tokens > 0 {
             let (mlm, sop) = self.forward_masked(&batch.input, batch.mlm_positions.clone());
             (Some(mlm), sop)
         } else {
             let (_, pooled) = self.albert.forward(&batch.input);
             (None, self.sop_classifier.forward(pooled))
-        };
+        }
+    }
+
+    /// Pretraining loss as transformers computes it (`masked_lm_loss + sentence_order_loss`),
+    /// with MLM logits computed only at the masked positions.
+    pub fn pretraining_loss(&self, batch: &PretrainingBatch<B>) -> PretrainingOutput<B> {
+        let (mlm_logits, sop_logits) = self.pretraining_logits(batch);
         let sop_loss = cross_entropy(sop_logits.clone(), batch.sop_labels.clone());
         let mlm_loss = match &mlm_logits {
             Some(logits) => cross_entropy(logits.clone(), batch.mlm_labels.clone()),
