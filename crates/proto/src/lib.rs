@@ -8,10 +8,12 @@
 //!   errors to `tonic::Status`.
 //! - [`job`]: the job spec (one TOML file), its validation and its fingerprint.
 //! - [`services`]: gRPC health and reflection shared by every server.
+//! - [`refusal`]: typed reasons a server attaches to a refused call's status.
 
 pub mod convert;
 pub mod domain;
 pub mod job;
+pub mod refusal;
 pub mod services;
 pub mod tls;
 pub mod wire;
