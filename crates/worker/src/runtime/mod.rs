@@ -5,7 +5,7 @@
 //! Every wait has a deadline or is a bounded long poll, and every step can be cancelled by the
 //! coordinator (through a heartbeat answer) or by the shutdown signal.
 //!
-//! The step protocol's decisions are made by a sans-IO core (`step_core.rs`: events in,
+//! The step protocol's decisions are made by a sans-IO core (`step_core/`: events in,
 //! commands out, time passed in); `step.rs` is the async driver that executes them, and
 //! `actions.rs` what it does to the trainer and the published state.
 
