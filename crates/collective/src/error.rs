@@ -20,9 +20,10 @@ pub enum CollectiveError {
     /// A peer could not be reached before the deadline.
     #[error("peer at {address} is unreachable: {reason}")]
     Unreachable { address: String, reason: String },
-    /// A peer disconnected, failed, or refused this rank's pieces mid-operation.
+    /// A peer disconnected, failed, or refused this rank's pieces mid-operation. `address` is
+    /// the peer's `host:port` when known (the caller reports that peer as a suspect).
     #[error("operation {op} failed at peer {peer}: {reason}")]
-    PeerFailed { op: String, peer: String, reason: String },
+    PeerFailed { op: String, peer: String, address: Option<String>, reason: String },
     /// Another collective operation is still running on this worker.
     #[error("operation {requested} cannot start while {active} is running")]
     Busy { active: String, requested: String },

@@ -195,6 +195,7 @@ impl Progress<'_> {
         CollectiveError::PeerFailed {
             op: self.ctx.op(),
             peer: format!("{} ({})", peer.worker, peer.address),
+            address: Some(peer.address.clone()),
             reason: format!("{}; {}", reason.into(), self.describe()),
         }
     }

@@ -81,7 +81,8 @@ pub(crate) async fn run_scalar(
                     pool.evict(&address);
                     Err(CollectiveError::PeerFailed {
                         op,
-                        peer: address,
+                        peer: address.clone(),
+                        address: Some(address),
                         reason: format!("{}: {}", status.code(), status.message()),
                     })
                 }
@@ -113,7 +114,12 @@ pub(crate) async fn run_scalar(
                 });
             }
             Some(reason) = failures.recv() => {
-                return Err(CollectiveError::PeerFailed { op, peer: "a peer".into(), reason });
+                return Err(CollectiveError::PeerFailed {
+                    op,
+                    peer: "a peer".into(),
+                    address: None,
+                    reason,
+                });
             }
             Some(done) = sends.join_next() => match done {
                 Ok(Ok(())) => {}
@@ -122,6 +128,7 @@ pub(crate) async fn run_scalar(
                     return Err(CollectiveError::PeerFailed {
                         op,
                         peer: "a peer".into(),
+                        address: None,
                         reason: format!("send task failed: {join}"),
                     });
                 }

@@ -1,8 +1,10 @@
-//! The crate's error type and its one mapping to gRPC status codes.
+//! The crate's error type and its one mapping to gRPC status codes (and, where a client steers
+//! by it, a typed [`Refusal`]).
 
 use std::path::PathBuf;
 
 use albatross_proto::domain::{Generation, StepTag, WorkerId, WorkerRef};
+use albatross_proto::refusal::Refusal;
 
 /// Why the coordinator refused a request or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +59,12 @@ impl From<CoordinatorError> for tonic::Status {
         let msg = err.to_string();
         match err {
             E::UnknownWorker(_) => tonic::Status::not_found(msg),
-            E::StaleIncarnation { .. }
-            | E::StaleGeneration { .. }
-            | E::WrongStep { .. }
-            | E::Mismatch { .. } => tonic::Status::failed_precondition(msg),
+            E::StaleIncarnation { .. } => {
+                Refusal::StaleIncarnation.attach(tonic::Status::failed_precondition(msg))
+            }
+            E::StaleGeneration { .. } | E::WrongStep { .. } | E::Mismatch { .. } => {
+                tonic::Status::failed_precondition(msg)
+            }
             E::NotAMember { .. } => tonic::Status::permission_denied(msg),
             E::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             E::TooManyWorkers { .. } => tonic::Status::resource_exhausted(msg),

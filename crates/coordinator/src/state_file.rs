@@ -115,10 +115,11 @@ impl StateStore {
         let (record, fell_back) = match read(&current)? {
             Some(Ok(record)) => (record, None),
             found => {
-                let why = match found {
-                    Some(Err(reason)) => format!("{} is corrupt: {reason}", current.display()),
-                    _ => format!("{} is missing", current.display()),
+                let unusable = match found {
+                    Some(Err(reason)) => Unusable::Corrupt(reason),
+                    _ => Unusable::Missing,
                 };
+                let why = unusable.describe(&current);
                 match read(&previous)? {
                     Some(Ok(record)) => (record, Some(why)),
                     Some(Err(reason)) => {
@@ -129,7 +130,7 @@ impl StateStore {
                             ),
                         });
                     }
-                    None if found_corrupt(&why) => {
+                    None if matches!(unusable, Unusable::Corrupt(_)) => {
                         return Err(CoordinatorError::Corrupt {
                             path: current,
                             reason: format!("{why}, and there is no previous copy"),
@@ -205,8 +206,22 @@ impl StateStore {
     }
 }
 
-fn found_corrupt(why: &str) -> bool {
-    why.contains("is corrupt")
+/// Why the current state file cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unusable {
+    Missing,
+    /// It exists but cannot be trusted: why.
+    Corrupt(String),
+}
+
+impl Unusable {
+    /// The sentence operators read (`<path> is corrupt: <reason>`).
+    fn describe(&self, path: &Path) -> String {
+        match self {
+            Self::Missing => format!("{} is missing", path.display()),
+            Self::Corrupt(reason) => format!("{} is corrupt: {reason}", path.display()),
+        }
+    }
 }
 
 fn io(path: &Path, source: std::io::Error) -> CoordinatorError {

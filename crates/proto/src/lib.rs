@@ -9,11 +9,13 @@
 //! - [`job`]: the job spec (one TOML file), its validation and its fingerprint.
 //! - [`services`]: gRPC health and reflection shared by every server; [`channel`]: the
 //!   endpoint every client builds; [`tls`]: certificates for both.
+//! - [`refusal`]: typed reasons a server attaches to a refused call's status.
 
 pub mod channel;
 pub mod convert;
 pub mod domain;
 pub mod job;
+pub mod refusal;
 pub mod services;
 pub mod tls;
 pub mod wire;

@@ -42,6 +42,9 @@ pub enum WorkerError {
         /// The RPC (`Join`, `Vote`, …).
         call: &'static str,
         code: tonic::Code,
+        /// What the coordinator named as the reason, where it names one (read from the status,
+        /// never from the message).
+        refusal: Option<albatross_proto::refusal::Refusal>,
         message: String,
     },
     /// A state transfer from a peer failed or was refused.

@@ -8,6 +8,7 @@ use albatross_proto::domain::{
     CheckpointReport, Generation, Heartbeat, HeartbeatReply, JoinAccepted, JoinRequest,
     LeaveRequest, PeerFailureReport, QuorumOutcome, QuorumRequest, Vote, VoteDecision,
 };
+use albatross_proto::refusal::Refusal;
 use albatross_proto::wire::v1 as wire;
 use albatross_proto::wire::v1::coordinator_service_client::CoordinatorServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -46,7 +47,12 @@ pub struct CoordinatorClient {
 pub const LONG_POLL: Duration = Duration::from_secs(10);
 
 fn rpc_error(call: &'static str) -> impl Fn(Status) -> WorkerError {
-    move |status| WorkerError::Rpc { call, code: status.code(), message: status.message().into() }
+    move |status| WorkerError::Rpc {
+        call,
+        code: status.code(),
+        refusal: Refusal::of(&status),
+        message: status.message().into(),
+    }
 }
 
 fn convert<W, D: TryFrom<W, Error = albatross_proto::convert::ConvertError>>(
@@ -56,6 +62,7 @@ fn convert<W, D: TryFrom<W, Error = albatross_proto::convert::ConvertError>>(
     D::try_from(msg).map_err(|e| WorkerError::Rpc {
         call,
         code: Code::Internal,
+        refusal: None,
         message: format!("malformed answer from the coordinator: {e}"),
     })
 }

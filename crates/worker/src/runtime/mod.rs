@@ -4,11 +4,17 @@
 //!
 //! Every wait has a deadline or is a bounded long poll, and every step can be cancelled by the
 //! coordinator (through a heartbeat answer) or by the shutdown signal.
+//!
+//! The step protocol's decisions are made by a sans-IO core (`step_core/`: events in,
+//! commands out, time passed in); `step.rs` is the async driver that executes them, and
+//! `actions.rs` what it does to the trainer and the published state.
 
+mod actions;
 mod client;
 mod heartbeat;
 mod hooks;
 mod step;
+mod step_core;
 mod transfer;
 
 use std::future::Future;
@@ -120,11 +126,16 @@ pub(crate) struct Session<B: TrainingBackend> {
     pub hooks: TestHooks,
     /// Checkpoint writes in flight (waited for before exiting).
     pub checkpoints: tokio::task::JoinSet<()>,
-    /// A step voted ok whose decision was not heard (see [`step::PendingUpdate`]).
-    pub pending: Option<step::PendingUpdate>,
-    /// The member list of the newest generation seen, so quorums of that generation can omit it.
-    pub members_cache:
-        Option<(albatross_proto::domain::Generation, Vec<albatross_proto::domain::Member>)>,
+    /// The step protocol's decisions; it keeps a step voted ok whose decision was not heard
+    /// across a rejoin, and the member list of the newest generation.
+    pub core: step_core::StepCore,
+    /// The running step's cancellation token (tripped by an abort or a signal).
+    pub step_token: CancellationToken,
+    /// The running computation's flag, and when it was asked to stop.
+    pub computing: Option<(albatross_model::CancelFlag, Option<std::time::Instant>)>,
+    /// The step's gradients: this rank's sum after the computation, the quorum's after the
+    /// all-reduce, kept until the core applies or discards them.
+    pub gradients: Option<Vec<f32>>,
 }
 
 fn incarnation_now() -> u64 {
@@ -306,9 +317,9 @@ async fn run_sessions<B: TrainingBackend>(
         options, me, advertise, client, collective, stop, &accepted, job, device,
     )
     .await?;
-    let mut accepted = Some(accepted);
+    let mut accepted = accepted;
     loop {
-        let exit = match session.run(accepted.take()).await {
+        let exit = match session.run(accepted).await {
             Ok(step::SessionEnd::Rejoin(reason)) => {
                 tracing::warn!(%reason, "joining the coordinator again");
                 let holds = session.published.current().map(|s| s.applied_step);
@@ -323,7 +334,7 @@ async fn run_sessions<B: TrainingBackend>(
                 .await?;
                 match again {
                     Some(again) => {
-                        accepted = Some(again);
+                        accepted = again;
                         continue;
                     }
                     None => WorkerExit::Stopped,
@@ -467,6 +478,11 @@ impl<B: TrainingBackend> Session<B> {
             phase: WorkerPhase::Idle,
         });
         let hooks = options.hooks.clone();
+        let core = step_core::StepCore::new(
+            me.clone(),
+            accepted.generation,
+            job.fault_tolerance.heartbeat_timeout,
+        );
         let mut session = Self {
             options,
             me,
@@ -483,8 +499,10 @@ impl<B: TrainingBackend> Session<B> {
             shutdown,
             hooks,
             checkpoints: tokio::task::JoinSet::new(),
-            pending: None,
-            members_cache: None,
+            core,
+            step_token: CancellationToken::new(),
+            computing: None,
+            gradients: None,
         };
         session.publish_current(0).await?;
         Ok(session)
