@@ -137,7 +137,7 @@ impl Collective {
     }
 
     /// Sum a few f64 scalars over all ranks in one round trip (at most
-    /// [`crate::MAX_SCALARS`]); bit-identical on every rank.
+    /// [`crate::scalar::MAX_SCALARS`]); bit-identical on every rank.
     ///
     /// # Errors
     /// As [`Self::all_reduce_sum`].

@@ -26,6 +26,14 @@ use crate::server::{ChunkSource, PeerServer};
 /// The HTTP/2 path of `PeerService.Reduce`.
 pub(crate) const REDUCE_PATH: &str = "/albatross.v1.PeerService/Reduce";
 
+impl PeerServer {
+    /// The service to mount: `Reduce` streams are read without copying payloads, every other
+    /// method goes to the generated service (with the message size limit applied).
+    pub fn into_service(self) -> PeerRouter {
+        PeerRouter::new(self)
+    }
+}
+
 /// A worker's `PeerService`: zero-copy `Reduce`, generated handlers for the rest.
 #[derive(Debug, Clone)]
 pub struct PeerRouter {

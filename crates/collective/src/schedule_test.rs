@@ -35,7 +35,7 @@ fn simulate(
                 let range = transfer.range.clone();
                 compress::apply(
                     &mut bufs[r][range],
-                    &crate::Payload::from(payload),
+                    &crate::payload::Payload::from(payload),
                     format,
                     expected.action,
                 );

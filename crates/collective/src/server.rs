@@ -2,7 +2,7 @@
 //! to the local operation through the [`Registry`]. `FetchState` is answered by an installed
 //! [`StateSource`] (the worker's training state) or `UNAVAILABLE` while none is installed.
 //!
-//! `Reduce` streams normally arrive through [`crate::PeerRouter`], which reads their frames
+//! `Reduce` streams normally arrive through [`crate::reduce_route::PeerRouter`], which reads their frames
 //! without copying payloads; the generated handler below serves the same logic over tonic's
 //! decoded stream for callers that mount the plain generated service.
 
@@ -126,12 +126,6 @@ impl PeerServer {
         options: ServerOptions,
     ) -> Self {
         Self { registry, auth, state, options }
-    }
-
-    /// The service to mount: `Reduce` streams are read without copying payloads, every other
-    /// method goes to the generated service (with the message size limit applied).
-    pub fn into_service(self) -> crate::PeerRouter {
-        crate::PeerRouter::new(self)
     }
 
     /// The generated tonic service alone, with the message size limit applied (its `Reduce`

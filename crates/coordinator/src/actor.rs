@@ -13,11 +13,16 @@ use albatross_proto::domain::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+use crate::commit::VoteStatus;
+use crate::core::Core;
+use crate::effect::Effect;
+use crate::error::CoordinatorError;
 use crate::events_log::EventsLog;
 use crate::json_lines::unix_ms_now;
 use crate::metrics_log::{MetricsLog, StepLine};
+use crate::state_file::StateStore;
+use crate::status::StatusView;
 use crate::telemetry::Telemetry;
-use crate::{CoordinatorError, Core, Effect, StateStore, StatusView, VoteStatus};
 
 type Reply<T> = oneshot::Sender<Result<T, CoordinatorError>>;
 
@@ -103,7 +108,7 @@ impl Actor {
     fn handle(
         &mut self,
         event: Event,
-        persisted: &mut crate::Durable,
+        persisted: &mut crate::effect::Durable,
     ) -> Result<(), CoordinatorError> {
         let now = Instant::now();
         let core = &mut self.core;
@@ -156,7 +161,7 @@ impl Actor {
     }
 
     /// Persist what changed, log the effects, wake long polls if anything was decided.
-    fn settle(&mut self, persisted: &mut crate::Durable) -> Result<(), CoordinatorError> {
+    fn settle(&mut self, persisted: &mut crate::effect::Durable) -> Result<(), CoordinatorError> {
         if self.core.durable() != persisted {
             self.store.save(self.core.durable())?;
             *persisted = self.core.durable().clone();

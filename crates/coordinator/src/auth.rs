@@ -6,7 +6,7 @@ use std::path::Path;
 use albatross_proto::domain::Sha256Digest;
 use tonic::{Request, Status};
 
-use crate::CoordinatorError;
+use crate::error::CoordinatorError;
 
 /// A tonic interceptor that checks the bearer token, or lets everything through without one.
 #[derive(Clone)]

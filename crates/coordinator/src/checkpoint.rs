@@ -6,7 +6,8 @@ use albatross_proto::domain::CheckpointReport;
 use tracing::info;
 
 use crate::core::Core;
-use crate::{CoordinatorError, Effect};
+use crate::effect::Effect;
+use crate::error::CoordinatorError;
 
 impl Core {
     /// A member wrote (or failed to write) the checkpoint it was asked for.

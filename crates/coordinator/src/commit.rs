@@ -14,8 +14,9 @@ use albatross_proto::domain::{
 use tracing::info;
 
 use crate::core::{Core, PendingCheckpoint, clip};
+use crate::effect::Effect;
+use crate::error::CoordinatorError;
 use crate::step_records::DecisionRecord;
-use crate::{CoordinatorError, Effect};
 
 /// Decisions kept so that members polling late still learn theirs.
 const DECISIONS_KEPT: usize = 16;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use albatross_proto::domain::{BuildInfo, Sha256Digest};
 use albatross_proto::job::JobSpec;
 
-use crate::CoordinatorError;
+use crate::error::CoordinatorError;
 
 /// Registered workers (members plus spares) are capped so that no client can make the
 /// coordinator allocate without bound.

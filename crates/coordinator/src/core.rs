@@ -17,9 +17,12 @@ use albatross_proto::domain::{
 use albatross_proto::job::JobSpec;
 use tracing::info;
 
+use crate::config::CoreConfig;
+use crate::effect::Durable;
+use crate::effect::Effect;
+use crate::error::CoordinatorError;
 use crate::membership::{Admission, Membership};
 use crate::step_records::{DecisionRecord, RankIndex};
-use crate::{CoordinatorError, CoreConfig, Durable, Effect};
 
 /// The step a quorum is running.
 #[derive(Debug, Clone)]

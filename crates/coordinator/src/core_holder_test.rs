@@ -10,7 +10,8 @@ use albatross_proto::domain::{
 };
 
 use crate::core_test::{Sim, commit_step, decided, not_yet, ready, round, tag, two_running, w};
-use crate::{Durable, Effect};
+use crate::effect::Durable;
+use crate::effect::Effect;
 
 /// Steps 1-4 committed by a and b, step 5 running under g1, min_workers 1 (as `launch`).
 fn at_step_5() -> Sim {

@@ -19,8 +19,10 @@ use albatross_proto::domain::{
 };
 use proptest::prelude::*;
 
+use crate::commit::VoteStatus;
 use crate::core_test::{EPOCH, Sim, w};
-use crate::{CoordinatorError, Effect, VoteStatus};
+use crate::effect::Effect;
+use crate::error::CoordinatorError;
 
 const WORKERS: usize = 3;
 const IDS: [&str; WORKERS] = ["a", "b", "c"];

@@ -11,7 +11,12 @@ use albatross_proto::domain::{
 };
 use albatross_proto::job::JobSpec;
 
-use crate::{CoordinatorError, Core, CoreConfig, Durable, Effect, VoteStatus};
+use crate::commit::VoteStatus;
+use crate::config::CoreConfig;
+use crate::core::Core;
+use crate::effect::Durable;
+use crate::effect::Effect;
+use crate::error::CoordinatorError;
 
 pub(crate) const JOB: &str = r#"
 name = "test-job"

@@ -17,9 +17,10 @@ use albatross_proto::domain::{Generation, StepTag, WorkerRef};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::effect::Effect;
+use crate::error::CoordinatorError;
 use crate::json_lines::JsonLines;
 use crate::metrics_log::CursorLine;
-use crate::{CoordinatorError, Effect};
 
 /// A line of the log as a reader sees it: when, and which kind of event (the fields a recovery
 /// report joins with its own records).

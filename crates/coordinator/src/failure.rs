@@ -5,7 +5,8 @@ use std::time::Instant;
 use albatross_proto::domain::{Generation, PeerFailureReport, WorkerRef};
 
 use crate::core::{Core, clip};
-use crate::{CoordinatorError, Effect};
+use crate::effect::Effect;
+use crate::error::CoordinatorError;
 
 impl Core {
     /// Time passes: evict silent workers, abort a step past its deadline, form a quorum whose

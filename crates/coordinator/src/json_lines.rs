@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::CoordinatorError;
+use crate::error::CoordinatorError;
 
 /// One open JSON Lines file.
 #[derive(Debug)]

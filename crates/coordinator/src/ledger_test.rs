@@ -11,8 +11,9 @@ use albatross_proto::domain::{
     StepTag, Vote, VoteOutcome, WorkerPhase, WorkerRef,
 };
 
+use crate::commit::VoteStatus;
 use crate::core_test::{EPOCH, Sim, w};
-use crate::{Effect, VoteStatus};
+use crate::effect::Effect;
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);

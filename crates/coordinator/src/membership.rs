@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use albatross_proto::domain::{StateHash, WorkerId, WorkerPhase, WorkerRef};
 
-use crate::CoordinatorError;
+use crate::error::CoordinatorError;
 
 /// An outstanding quorum request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

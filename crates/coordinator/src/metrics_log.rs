@@ -12,9 +12,10 @@ use albatross_proto::domain::{DataCursor, Decision, StepStats};
 use serde::Serialize;
 use tracing::warn;
 
+use crate::effect::Durable;
+use crate::error::CoordinatorError;
 use crate::json_lines::JsonLines;
 use crate::step_records::DecisionRecord;
-use crate::{CoordinatorError, Durable};
 
 /// The open metrics log.
 #[derive(Debug)]
@@ -87,7 +88,7 @@ impl StepLine {
             generation: record.tag.generation.0,
             decision,
             unix_ms,
-            loss: ratio(s.mlm_loss_sum + s.sop_loss_sum, s.samples),
+            loss: s.mean_loss(),
             mlm_loss: ratio(s.mlm_loss_sum, s.samples),
             sop_loss: ratio(s.sop_loss_sum, s.samples),
             mlm_accuracy: ratio(s.mlm_correct as f64, s.masked_tokens),

@@ -10,9 +10,10 @@ use albatross_proto::domain::{
 use tracing::info;
 
 use crate::core::{ActiveStep, Core};
+use crate::effect::Effect;
+use crate::error::CoordinatorError;
 use crate::membership::{MemberState, Waiting};
 use crate::step_records::RankIndex;
-use crate::{CoordinatorError, Effect};
 
 impl Core {
     /// A worker asks which quorum runs the next step. Answers `Ready` once a quorum including

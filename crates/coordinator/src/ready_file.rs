@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::CoordinatorError;
+use crate::error::CoordinatorError;
 
 /// The contents of the ready file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,8 @@ use albatross_proto::domain::{
 use tracing::info;
 
 use crate::core::Core;
-use crate::{CoordinatorError, Effect};
+use crate::effect::Effect;
+use crate::error::CoordinatorError;
 
 impl Core {
     /// The answer to a worker whose state is past the committed step: the steps after it were

@@ -17,13 +17,16 @@ use tracing::{info, warn};
 
 use crate::actor::{Actor, Wakeups};
 use crate::auth::TokenCheck;
+use crate::config::CoreConfig;
+use crate::core::Core;
+use crate::error::CoordinatorError;
 use crate::events_log::{EventLine, EventsLog};
 use crate::json_lines::unix_ms_now;
 use crate::metrics_log::MetricsLog;
 use crate::ready_file::{ReadyInfo, write_ready_file};
 use crate::service::CoordinatorGrpc;
+use crate::state_file::StateStore;
 use crate::telemetry::Telemetry;
-use crate::{CoordinatorError, Core, CoreConfig, StateStore};
 
 /// Largest request the coordinator decodes; control messages are tiny.
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
@@ -48,7 +51,7 @@ pub struct CoordinatorOptions {
     pub data_fingerprint: Option<albatross_proto::domain::Sha256Digest>,
     /// `--metrics-log`: append one JSON line per committed or skipped step to this file.
     pub metrics_log: Option<PathBuf>,
-    /// `--events-log`: append one JSON line per decision of the core (every [`crate::Effect`])
+    /// `--events-log`: append one JSON line per decision of the core (every [`crate::effect::Effect`])
     /// and one `started` line per start to this file.
     pub events_log: Option<PathBuf>,
     /// `--tls-ca/--tls-cert/--tls-key [--tls-client-auth none]`: serve gRPC over TLS, mutual
@@ -242,7 +245,7 @@ pub async fn serve(
             .map_err(|e| CoordinatorError::Transport(format!("TLS configuration: {e}")))?;
     }
     let served = builder
-        .timeout(crate::MAX_POLL * 3)
+        .timeout(crate::service::MAX_POLL * 3)
         .add_service(health)
         .add_service(reflection)
         .add_service(grpc)

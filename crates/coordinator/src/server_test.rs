@@ -16,8 +16,8 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 use super::*;
-use crate::ReadyInfo;
 use crate::core_test::{EPOCH, job, w};
+use crate::ready_file::ReadyInfo;
 
 type Client = CoordinatorServiceClient<Channel>;
 

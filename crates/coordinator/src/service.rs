@@ -13,7 +13,9 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use crate::actor::Event;
-use crate::{CoordinatorError, StatusView, VoteStatus};
+use crate::commit::VoteStatus;
+use crate::error::CoordinatorError;
+use crate::status::StatusView;
 
 /// A long poll answers at the latest after this long, even without a client deadline.
 pub const MAX_POLL: Duration = Duration::from_secs(10);

@@ -10,7 +10,8 @@ use albatross_proto::domain::{CheckpointRef, DataCursor, Generation, Sha256Diges
 use albatross_proto::job::JobSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::{CoordinatorError, Durable};
+use crate::effect::Durable;
+use crate::error::CoordinatorError;
 
 const CURRENT: &str = "state.toml";
 const PREVIOUS: &str = "state.prev.toml";

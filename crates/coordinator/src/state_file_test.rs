@@ -103,13 +103,13 @@ fn a_restarted_core_resumes_under_a_higher_generation() {
     let s = store(tmp.path());
     s.save(&durable(4)).expect("save");
     let restored = s.load().expect("load").expect("state");
-    let cfg = crate::CoreConfig::from_job(&job(), 20).expect("config");
-    let mut core = crate::Core::new(cfg, &job(), Some(restored.durable), "i2");
+    let cfg = crate::config::CoreConfig::from_job(&job(), 20).expect("config");
+    let mut core = crate::core::Core::new(cfg, &job(), Some(restored.durable), "i2");
     assert_eq!(core.generation(), Generation(8));
     assert_eq!(core.durable().committed_step, 4);
     assert_eq!(
         core.drain_effects(),
-        [crate::Effect::GenerationChanged {
+        [crate::effect::Effect::GenerationChanged {
             from: Generation(7),
             to: Generation(8),
             reason: "coordinator restarted".into()

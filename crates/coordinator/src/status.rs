@@ -6,7 +6,7 @@ use albatross_proto::domain::{
     CheckpointRef, DataCursor, Generation, Member, Sha256Digest, StepStats, WorkerPhase,
 };
 
-use crate::Core;
+use crate::core::Core;
 
 /// One registered worker as operators see it.
 #[derive(Debug, Clone, PartialEq)]

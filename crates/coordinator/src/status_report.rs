@@ -9,7 +9,7 @@ use albatross_proto::wire::v1 as wire;
 use albatross_proto::wire::v1::coordinator_service_client::CoordinatorServiceClient;
 use serde_json::{Value, json};
 
-use crate::CoordinatorError;
+use crate::error::CoordinatorError;
 
 /// Ask the coordinator at `url` (`http://host:port`) for its status, within `timeout`.
 ///

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::{Core, Effect};
+use crate::core::Core;
+use crate::effect::Effect;
 
 /// Events kept for the status page.
 const RECENT_EVENTS: usize = 64;

@@ -2,12 +2,15 @@ use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::prelude::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use crate::DefaultBackend;
+use crate::albert::AlbertForPreTraining;
+use crate::config::AlbertConfig;
+use crate::config::HiddenAct;
 use crate::hash::{collect_params, parameter_hash};
 use crate::init::{normal_values, with_path_ids};
 use crate::loss::{HostBatch, IGNORE_INDEX};
 use crate::params::{hf_name, param_id, param_specs, parameter_count};
 use crate::reference_test::Naive;
-use crate::{AlbertConfig, AlbertForPreTraining, DefaultBackend, HiddenAct};
 
 type B = DefaultBackend;
 

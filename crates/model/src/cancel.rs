@@ -138,8 +138,10 @@ mod model_tests {
     use burn::tensor::Tensor;
 
     use super::*;
+    use crate::DefaultAutodiffBackend;
+    use crate::albert::AlbertForPreTraining;
     use crate::albert::tests::{tiny, tiny_batch};
-    use crate::{AlbertForPreTraining, DefaultAutodiffBackend, GradLayout};
+    use crate::grads::GradLayout;
 
     type AB = DefaultAutodiffBackend;
 
@@ -147,7 +149,7 @@ mod model_tests {
     /// just before that pass (forward or backward), inside the cancellable run.
     fn gradient(flag: &CancelFlag, cancel_before: Option<&str>) -> Result<Vec<f32>, Cancelled> {
         // No dropout: the passes are then bit-reproducible.
-        let config = crate::AlbertConfig {
+        let config = crate::config::AlbertConfig {
             classifier_dropout_prob: 0.0,
             hidden_dropout_prob: 0.0,
             attention_probs_dropout_prob: 0.0,

@@ -163,7 +163,7 @@ pub fn eval_hf_dir(
     hf_dir: &Path,
     inputs: &Path,
     out: &Path,
-    device: crate::Device,
+    device: crate::device::Device,
 ) -> Result<EvalOutput> {
     let inputs = EvalInputs::from_json_file(inputs)?;
     let output = crate::run_on(device, EvalTask { hf_dir, inputs: &inputs })??;
@@ -178,10 +178,10 @@ struct EvalTask<'a> {
     inputs: &'a EvalInputs,
 }
 
-impl crate::OnDevice for EvalTask<'_> {
+impl crate::device::OnDevice for EvalTask<'_> {
     type Output = Result<EvalOutput>;
 
-    fn run<B: crate::TrainingBackend>(self, device: B::Device) -> Result<EvalOutput> {
+    fn run<B: crate::fused::TrainingBackend>(self, device: B::Device) -> Result<EvalOutput> {
         let (config, model) = import_hf::<B::InnerBackend>(self.hf_dir, &device)?;
         evaluate(&model, &config, self.inputs, &device)
     }
@@ -219,7 +219,8 @@ mod tests {
         std::fs::write(&inputs, json.to_string()).expect("write");
         let out = dir.path().join("out.safetensors");
         let output =
-            eval_hf_dir(&dir.path().join("ckpt"), &inputs, &out, crate::Device::Cpu).expect("eval");
+            eval_hf_dir(&dir.path().join("ckpt"), &inputs, &out, crate::device::Device::Cpu)
+                .expect("eval");
 
         let batch = host.to_device::<B>(&tiny(), &device).expect("batch");
         let expected = model.forward(&batch.input);

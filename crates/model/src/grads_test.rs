@@ -1,12 +1,13 @@
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 
+use crate::albert::AlbertForPreTraining;
 use crate::albert::tests::{Perturb, tiny, tiny_batch};
+use crate::config::AlbertConfig;
+use crate::error::ModelError;
 use crate::grads::GradLayout;
 use crate::hash::parameter_hash;
-use crate::{
-    AlbertConfig, AlbertForPreTraining, DefaultAutodiffBackend, DefaultBackend, ModelError,
-};
+use crate::{DefaultAutodiffBackend, DefaultBackend};
 
 type AB = DefaultAutodiffBackend;
 type B = DefaultBackend;

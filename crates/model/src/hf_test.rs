@@ -4,10 +4,13 @@ use super::{
     DECODER_BIAS, DECODER_WEIGHT, HfTensor, WEIGHTS_FILE, export_hf, import_hf, read_safetensors,
     write_safetensors,
 };
+use crate::DefaultBackend;
+use crate::albert::AlbertForPreTraining;
 use crate::albert::tests::{Perturb, tiny, tiny_batch};
+use crate::config::AlbertConfig;
+use crate::error::ModelError;
 use crate::hash::parameter_hash;
 use crate::params::param_specs;
-use crate::{AlbertConfig, AlbertForPreTraining, DefaultBackend, ModelError};
 
 type B = DefaultBackend;
 

@@ -117,7 +117,7 @@ impl<B: Backend> ParamFactory<'_, B> {
 
 /// Re-keys every parameter of a module to the id derived from its Hugging Face name.
 ///
-/// Apply it to a module that did not come from [`crate::AlbertForPreTraining::init`] (a module
+/// Apply it to a module that did not come from [`crate::albert::AlbertForPreTraining::init`] (a module
 /// loaded by a store or built by burn's own `init`) so every process agrees on ids.
 #[derive(Debug, Default)]
 pub struct PathIdMapper {

@@ -5,13 +5,15 @@ use super::{
     FlatState, FlatStateMut, Lamb, LambConfig, LrSchedule, MomentInputs, MomentOutputs, MomentRule,
     ParamStep, clip_by_global_norm, moment_ranges,
 };
+use crate::albert::AlbertForPreTraining;
 use crate::albert::tests::{tiny, tiny_batch};
+use crate::config::AlbertConfig;
+use crate::config::PRESETS;
 use crate::flat::sum_squares;
+use crate::grads::GradLayout;
 use crate::init::normal_values;
 use crate::params::param_specs;
-use crate::{
-    AlbertConfig, AlbertForPreTraining, DefaultAutodiffBackend, DefaultBackend, GradLayout, PRESETS,
-};
+use crate::{DefaultAutodiffBackend, DefaultBackend};
 
 /// ALBERT's LAMB on f64 vectors, written from the published formulas.
 struct NaiveLamb {

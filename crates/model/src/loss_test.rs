@@ -1,8 +1,10 @@
 use burn::module::Module;
 
+use crate::DefaultBackend;
+use crate::albert::AlbertForPreTraining;
 use crate::albert::tests::{Perturb, tiny, tiny_batch};
+use crate::error::ModelError;
 use crate::loss::{HostBatch, IGNORE_INDEX};
-use crate::{AlbertForPreTraining, DefaultBackend, ModelError};
 
 type B = DefaultBackend;
 

@@ -110,8 +110,11 @@ fn host_scalar<B: TrainingBackend>(t: &Tensor<B, 1>) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use crate::DefaultAutodiffBackend;
+    use crate::albert::AlbertForPreTraining;
     use crate::albert::tests::{tiny, tiny_batch};
-    use crate::{AlbertForPreTraining, DefaultAutodiffBackend, IGNORE_INDEX, ModelError};
+    use crate::error::ModelError;
+    use crate::loss::IGNORE_INDEX;
 
     type B = DefaultAutodiffBackend;
 
@@ -120,7 +123,7 @@ mod tests {
     #[test]
     fn the_objective_sums_what_the_pretraining_loss_averages() {
         // No dropout, so that both forward passes compute the same logits.
-        let config = crate::AlbertConfig { classifier_dropout_prob: 0.0, ..tiny() };
+        let config = crate::config::AlbertConfig { classifier_dropout_prob: 0.0, ..tiny() };
         let device = Default::default();
         let model = AlbertForPreTraining::<B>::init(&config, 11, &device).expect("init");
         let host = tiny_batch();

@@ -8,8 +8,8 @@ use std::time::Duration;
 use albatross_collective::{Collective, CollectiveError, default_deadline};
 use tokio_util::sync::CancellationToken;
 
+use super::figures::{BenchOptions, BenchResult};
 use super::ring::{members, run_rank, serve};
-use super::{BenchOptions, BenchResult};
 
 /// The body of one rank process: serve, print `listening <addr>`, read `members …` from
 /// `input`, run, and (rank 0) print one `result <json>` line per size; every rank then prints

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{BenchOptions, BenchResult};
+use super::figures::{BenchOptions, BenchResult};
 
 /// Rank `rank`'s input, element `i` being `i % 7 + rank`: small integers, so the sum is exact in
 /// f32 and in bf16. Written a period at a time, so a fill

@@ -4,7 +4,7 @@ use albatross_bench::step::StepBenchOptions;
 use albatross_bench::{allreduce, coordinator, data, step, train};
 
 use super::model::load;
-use super::write_stdout;
+use super::output::write_stdout;
 use crate::args::BenchCommand;
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {

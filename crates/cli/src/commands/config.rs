@@ -6,7 +6,7 @@ use std::path::Path;
 use albatross_proto::job::{EXAMPLE_TOML, JobSpec};
 use anyhow::Context;
 
-use super::write_stdout;
+use super::output::write_stdout;
 use crate::args::ConfigCommand;
 
 pub fn run(command: ConfigCommand) -> anyhow::Result<()> {

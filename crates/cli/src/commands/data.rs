@@ -9,7 +9,7 @@ use albatross_data::{
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::write_stdout;
+use super::output::write_stdout;
 use crate::args::{DataCommand, InputArgs, PrepareDataArgs, TrainTokenizerArgs};
 
 fn reader_options(input: &InputArgs) -> ReaderOptions {

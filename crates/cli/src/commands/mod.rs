@@ -5,11 +5,9 @@ mod config;
 mod coordinator;
 mod data;
 mod model;
+mod output;
+mod tls;
 mod worker;
-
-use std::io::Write;
-
-use anyhow::Context;
 
 use crate::args::Command;
 
@@ -26,13 +24,4 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::TrainTokenizer(args) => data::train(args),
         Command::Data(cmd) => data::run(cmd),
     }
-}
-
-pub(crate) use albatross_launch::{runtime, shutdown_signal};
-pub(crate) use coordinator::load_tls;
-
-/// Command output goes to stdout (logs go to stderr).
-pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write to stdout")
 }

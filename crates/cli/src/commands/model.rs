@@ -5,7 +5,7 @@ use albatross_model::{
 };
 use anyhow::Context;
 
-use super::write_stdout;
+use super::output::write_stdout;
 use crate::args::{ModelCommand, ModelSource};
 
 pub(super) fn load(source: &ModelSource) -> anyhow::Result<AlbertConfig> {

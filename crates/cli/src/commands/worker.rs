@@ -5,8 +5,9 @@ use albatross_proto::job::JobSpec;
 use albatross_worker::runtime::{TestHooks, WorkerOptions, run_worker};
 use anyhow::Context;
 
-use super::{runtime, shutdown_signal};
+use super::tls::load_tls;
 use crate::args::WorkerArgs;
+use albatross_launch::{runtime, shutdown_signal};
 
 pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     if args.threads > 0 {
@@ -29,7 +30,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         token,
         expected_job,
         hooks: TestHooks::from_env()?,
-        tls: super::load_tls(&args.tls, true)?,
+        tls: load_tls(&args.tls, true)?,
         health_listen: args.health_listen,
         device: args.device,
     };

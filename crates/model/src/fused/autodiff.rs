@@ -17,7 +17,8 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::ops::{FloatTensorOps, ModuleOps};
 use burn::tensor::{Shape, TensorMetadata};
 
-use super::{FusedKernels, FusedOps, LayerNormGrads, LinearGrads, composed};
+use super::grads::{LayerNormGrads, LinearGrads};
+use super::{FusedKernels, FusedOps, composed};
 use crate::cancel;
 
 /// Backward of `gelu_new`; the state is the forward input.

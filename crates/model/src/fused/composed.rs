@@ -94,14 +94,14 @@ pub fn linear_backward<B: Backend>(
     weight: FloatTensor<B>,
     grad: FloatTensor<B>,
     [want_x, want_weight, want_bias]: [bool; 3],
-    running: super::LinearGrads<FloatTensor<B>>,
-) -> super::LinearGrads<FloatTensor<B>> {
+    running: super::grads::LinearGrads<FloatTensor<B>>,
+) -> super::grads::LinearGrads<FloatTensor<B>> {
     let width = grad.shape().dims::<2>()[1];
     let plus = |fresh: FloatTensor<B>, so_far: Option<FloatTensor<B>>| match so_far {
         Some(so_far) => B::float_add(fresh, so_far),
         None => fresh,
     };
-    super::LinearGrads {
+    super::grads::LinearGrads {
         x: want_x.then(|| B::float_matmul(grad.clone(), B::float_transpose(weight))),
         weight: want_weight
             .then(|| plus(B::float_matmul(B::float_transpose(x), grad.clone()), running.weight)),
@@ -159,7 +159,7 @@ pub fn layer_norm_backward<B: Backend>(
     stats: FloatTensor<B>,
     grad: FloatTensor<B>,
     [want_x, want_gamma, want_beta]: [bool; 3],
-) -> super::LayerNormGrads<FloatTensor<B>> {
+) -> super::grads::LayerNormGrads<FloatTensor<B>> {
     let shape = x.shape();
     let width = gamma.shape().num_elements();
     let (rows, grad_rows) = (as_rows::<B>(x), as_rows::<B>(grad));
@@ -179,5 +179,5 @@ pub fn layer_norm_backward<B: Backend>(
             B::float_sub(B::float_sub(scaled, mean_scaled), B::float_mul(normalised, projection));
         B::float_reshape(B::float_mul(centred, rstd), shape)
     });
-    super::LayerNormGrads { x: x_grad, gamma: gamma_grad, beta: beta_grad }
+    super::grads::LayerNormGrads { x: x_grad, gamma: gamma_grad, beta: beta_grad }
 }

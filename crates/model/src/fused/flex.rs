@@ -7,8 +7,9 @@ use burn::tensor::ops::{FloatTensorOps, ModuleOps};
 use burn::tensor::{Bytes, DType, Shape};
 
 use super::gemm::{self, MatRef};
+use super::grads::{LayerNormGrads, LinearGrads};
 use super::kernels::{self, ScoreRows, StridedView};
-use super::{FusedKernels, FusedOps, LayerNormGrads, LinearGrads, composed};
+use super::{FusedKernels, FusedOps, composed};
 
 /// The tensor with its elements contiguous in storage, possibly after an offset (which
 /// [`elements`] skips); copied only if they are not.

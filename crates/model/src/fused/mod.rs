@@ -21,6 +21,7 @@ pub mod composed;
 mod cube;
 mod flex;
 pub mod gemm;
+pub mod grads;
 pub mod kernels;
 
 use burn::nn::{LayerNorm, Linear};
@@ -28,10 +29,12 @@ use burn::prelude::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
 
+pub use grads::{LayerNormGrads, LinearGrads};
+
 /// Operations the model runs fused where the backend has a kernel for them.
 pub trait FusedOps: Backend {
     /// Whether this backend's tensors live in device memory, apart from the host's: moving
-    /// many parameters then costs one transfer each, so [`crate::GradLayout`] gathers them into
+    /// many parameters then costs one transfer each, so [`crate::grads::GradLayout`] gathers them into
     /// one buffer on the device and moves that once. `false` on the CPU backend, whose
     /// tensors already are host memory and are copied one by one.
     const DEVICE_MEMORY: bool = true;
@@ -133,28 +136,6 @@ where
     B: burn::tensor::backend::AutodiffBackend + FusedOps,
     B::InnerBackend: FusedKernels,
 {
-}
-
-/// The gradients of a layer norm's inputs, each computed only if asked for.
-#[derive(Debug, Default)]
-pub struct LayerNormGrads<T> {
-    /// The input's gradient.
-    pub x: Option<T>,
-    /// γ's gradient, `[H]`.
-    pub gamma: Option<T>,
-    /// β's gradient, `[H]`.
-    pub beta: Option<T>,
-}
-
-/// The gradients of a linear layer's inputs, each computed only if asked for.
-#[derive(Debug, Default)]
-pub struct LinearGrads<T> {
-    /// `grad · weightᵀ`, `[N, in]`.
-    pub x: Option<T>,
-    /// `xᵀ · grad`, `[in, out]`.
-    pub weight: Option<T>,
-    /// Column sums of `grad`, `[out]`.
-    pub bias: Option<T>,
 }
 
 /// Backward kernels an inner backend provides for the autodiff wrapper of [`FusedOps`].

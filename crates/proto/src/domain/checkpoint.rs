@@ -1,4 +1,5 @@
-use super::{DataCursor, Sha256Digest};
+use super::data::DataCursor;
+use super::digest::Sha256Digest;
 
 /// A checkpoint written after a committed step.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-use super::Generation;
+use super::step::Generation;
 
 /// Names one collective operation: every rank issues the same operations of a step in the same
 /// order, so `(generation, step, op_seq)` identifies an operation across the ring.

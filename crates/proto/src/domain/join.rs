@@ -1,4 +1,8 @@
-use super::{CheckpointRef, DataCursor, Generation, Sha256Digest, WorkerRef};
+use super::checkpoint::CheckpointRef;
+use super::data::DataCursor;
+use super::digest::Sha256Digest;
+use super::identity::WorkerRef;
+use super::step::Generation;
 
 /// What a binary says about itself when it joins.
 #[derive(Debug, Clone, PartialEq, Eq)]

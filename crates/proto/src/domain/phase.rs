@@ -26,15 +26,15 @@ pub enum HeartbeatAction {
 /// A worker's heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heartbeat {
-    pub worker: super::WorkerRef,
-    pub tag: super::StepTag,
+    pub worker: super::identity::WorkerRef,
+    pub tag: super::step::StepTag,
     pub phase: WorkerPhase,
 }
 
 /// The coordinator's reply to a heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeartbeatReply {
-    pub generation: super::Generation,
+    pub generation: super::step::Generation,
     pub action: HeartbeatAction,
     pub reason: String,
 }

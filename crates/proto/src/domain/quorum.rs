@@ -1,6 +1,9 @@
 use std::time::Duration;
 
-use super::{CheckpointRef, SampleRange, StepTag, WorkerRef};
+use super::checkpoint::CheckpointRef;
+use super::data::SampleRange;
+use super::identity::WorkerRef;
+use super::step::StepTag;
 
 /// A member of a quorum.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,10 @@
 //! Worker → coordinator requests that carry no reply payload of their own: the quorum long
 //! poll, a peer-failure report, a graceful leave and a checkpoint report.
 
-use super::{CheckpointRef, StateHash, StepTag, WorkerRef};
+use super::checkpoint::CheckpointRef;
+use super::digest::StateHash;
+use super::identity::WorkerRef;
+use super::step::StepTag;
 
 /// "Which quorum runs `step`?" asked by `worker`, which holds the update of `applied_step`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +14,7 @@ pub struct QuorumRequest {
     pub applied_step: u64,
     pub state_hash: Option<StateHash>,
     /// The generation whose member list the caller holds (`Generation(0)`: none).
-    pub known_members_generation: super::Generation,
+    pub known_members_generation: super::step::Generation,
 }
 
 /// `reporter` saw `suspect` fail during the collective of `tag`.

@@ -1,4 +1,7 @@
-use super::{CheckpointDirective, StateHash, StepTag, WorkerRef};
+use super::checkpoint::CheckpointDirective;
+use super::digest::StateHash;
+use super::identity::WorkerRef;
+use super::step::StepTag;
 
 /// A member's own verdict on its part of a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +23,14 @@ pub struct StepStats {
     pub grad_norm: f64,
     pub compute_ms: u64,
     pub reduce_ms: u64,
+}
+
+impl StepStats {
+    /// The step's loss: the mean over samples of (the sample's MLM loss + its SOP loss), the
+    /// objective the update minimises. `None` without samples.
+    pub fn mean_loss(&self) -> Option<f64> {
+        (self.samples > 0).then(|| (self.mlm_loss_sum + self.sop_loss_sum) / self.samples as f64)
+    }
 }
 
 /// A member's vote on `(generation, step)`.

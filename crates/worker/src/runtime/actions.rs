@@ -10,7 +10,7 @@ use albatross_proto::domain::{
     Sha256Digest, StepTag,
 };
 
-use super::Session;
+use super::session::Session;
 use super::step::elapsed_ms;
 use super::transfer::{FetchTarget, Snapshot, fetch_state, transfer_deadline};
 use crate::checkpoint::{self, CheckpointContents};

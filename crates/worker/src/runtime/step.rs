@@ -20,9 +20,9 @@ use albatross_proto::domain::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Session;
 use super::heartbeat::{self, Directive};
 use super::hooks::PausePoint;
+use super::session::Session;
 pub(crate) use super::step_core::SessionEnd;
 use super::step_core::{
     Command, Computed, Event, Held, ReduceFailure, Reduced, RpcFailure, VoteAnswer,
@@ -389,7 +389,7 @@ impl<B: TrainingBackend> Session<B> {
                         return;
                     }
                     Ok((false, _)) => {}
-                    Err(WorkerError::Rpc { code, .. }) if !super::retryable(code) => return,
+                    Err(WorkerError::Rpc { code, .. }) if !super::join::retryable(code) => return,
                     Err(_) => {}
                 }
                 tokio::select! {

@@ -10,9 +10,9 @@ use tonic::Code;
 
 use super::protocol::{Command, Computed, Held, ReduceFailure, Reduced, SessionEnd, VoteAnswer};
 use super::session::{Pending, Stage, StepCore, VOTE_BACKOFF};
-use crate::runtime::WorkerExit;
 use crate::runtime::heartbeat::Directive;
 use crate::runtime::hooks::PausePoint;
+use crate::runtime::options::WorkerExit;
 
 impl StepCore {
     pub(super) fn begin_step(&mut self, held: Held, quorum: Quorum) -> Vec<Command> {
@@ -233,9 +233,4 @@ impl StepCore {
         out.extend(self.next_round(held));
         out
     }
-}
-
-/// The mean loss per sample, as the step's log reports it.
-pub(super) fn mean_loss(stats: &StepStats) -> Option<f64> {
-    (stats.samples > 0).then(|| (stats.mlm_loss_sum + stats.sop_loss_sum) / stats.samples as f64)
 }

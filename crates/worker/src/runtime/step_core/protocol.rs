@@ -10,9 +10,9 @@ use albatross_proto::domain::{
 use albatross_proto::refusal::Refusal;
 use tonic::Code;
 
-use crate::runtime::WorkerExit;
 use crate::runtime::heartbeat::Directive;
 use crate::runtime::hooks::PausePoint;
+use crate::runtime::options::WorkerExit;
 
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,10 +10,10 @@ use albatross_proto::domain::{
 use albatross_proto::refusal::Refusal;
 use tonic::Code;
 
-use super::phases::mean_loss;
 use super::protocol::{Command, Event, Held, RpcFailure, SessionEnd};
 use crate::runtime::heartbeat::Directive;
-use crate::runtime::{WorkerExit, retryable};
+use crate::runtime::join::retryable;
+use crate::runtime::options::WorkerExit;
 
 /// A step this worker voted ok on and whose decision it has not heard: if the coordinator
 /// crashed after committing it, the reduced gradients are exactly what every member applies.
@@ -338,7 +338,7 @@ impl StepCore {
             Stage::Applying { checkpoint, stats } => {
                 tracing::info!(
                     step = held.step,
-                    loss = ?mean_loss(&stats),
+                    loss = ?stats.mean_loss(),
                     samples = stats.samples,
                     compute_ms = stats.compute_ms,
                     reduce_ms = stats.reduce_ms,
