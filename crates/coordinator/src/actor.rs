@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use albatross_proto::domain::{
-    CheckpointReport, Generation, Heartbeat, HeartbeatReply, JoinAccepted, JoinRequest,
+    CheckpointReport, Generation, Heartbeat, HeartbeatReply, JobStatus, JoinAccepted, JoinRequest,
     LeaveRequest, PeerFailureReport, QuorumOutcome, QuorumRequest, Vote,
 };
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,7 +21,6 @@ use crate::events_log::EventsLog;
 use crate::json_lines::unix_ms_now;
 use crate::metrics_log::{MetricsLog, StepLine};
 use crate::state_file::StateStore;
-use crate::status::StatusView;
 use crate::telemetry::Telemetry;
 
 type Reply<T> = oneshot::Sender<Result<T, CoordinatorError>>;
@@ -36,7 +35,7 @@ pub(crate) enum Event {
     PeerFailure(PeerFailureReport, Reply<(bool, Generation)>),
     Leave(LeaveRequest, Reply<Generation>),
     Checkpoint(CheckpointReport, Reply<()>),
-    Status(Reply<StatusView>),
+    Status(Reply<JobStatus>),
     /// Status plus recent history, for the HTTP status page.
     StatusPage(Reply<StatusPage>),
 }
@@ -44,7 +43,7 @@ pub(crate) enum Event {
 /// What the HTTP status page shows.
 #[derive(Debug, Clone)]
 pub(crate) struct StatusPage {
-    pub view: StatusView,
+    pub view: JobStatus,
     /// Seconds since the coordinator started, and what happened.
     pub recent: Vec<(f64, String)>,
     /// Committed step and its loss.

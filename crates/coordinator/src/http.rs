@@ -10,8 +10,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 
 use crate::actor::{Event, StatusPage};
-use crate::service::{CoordinatorGrpc, status_to_wire};
-use crate::status_report::status_json;
+use crate::service::CoordinatorGrpc;
+use crate::status::status_json;
 
 #[derive(Clone)]
 struct HttpState {
@@ -47,7 +47,7 @@ async fn status(State(s): State<HttpState>) -> Response {
 }
 
 fn to_json(s: &StatusPage) -> Value {
-    let mut doc = status_json(&status_to_wire(s.view.clone()));
+    let mut doc = status_json(&s.view);
     if let Value::Object(map) = &mut doc {
         let loss: Vec<Value> = s.losses.iter().map(|(step, loss)| json!([step, loss])).collect();
         let recent: Vec<Value> =

@@ -59,7 +59,7 @@ mod server;
 mod service;
 mod state_file;
 mod status;
-mod status_report;
+mod status_client;
 mod step_records;
 mod telemetry;
 
@@ -74,8 +74,8 @@ pub use ready_file::{ReadyInfo, write_ready_file};
 pub use server::{CoordinatorOptions, Listeners, MAX_REQUEST_BYTES, run_coordinator, serve};
 pub use service::{CoordinatorGrpc, MAX_POLL, parse_grpc_timeout, poll_deadline};
 pub use state_file::{Restored, StateStore};
-pub use status::{MemberView, StatusView};
-pub use status_report::{fetch_status, fetch_status_tls, status_json, status_table};
+pub use status::status_json;
+pub use status_client::{fetch_status, fetch_status_tls, status_table};
 
 #[cfg(test)]
 mod core_holder_test;

@@ -15,7 +15,6 @@ use tonic::{Request, Response, Status};
 use crate::actor::Event;
 use crate::commit::VoteStatus;
 use crate::error::CoordinatorError;
-use crate::status::StatusView;
 
 /// A long poll answers at the latest after this long, even without a client deadline.
 pub const MAX_POLL: Duration = Duration::from_secs(10);
@@ -201,35 +200,7 @@ impl wire::coordinator_service_server::CoordinatorService for CoordinatorGrpc {
         _request: Request<wire::GetStatusRequest>,
     ) -> Result<Response<wire::GetStatusResponse>, Status> {
         let view = self.call(Event::Status).await?;
-        Ok(Response::new(status_to_wire(view)))
-    }
-}
-
-pub(crate) fn status_to_wire(v: StatusView) -> wire::GetStatusResponse {
-    wire::GetStatusResponse {
-        job_name: v.job_name,
-        job_fingerprint: v.job_fingerprint.0.to_vec().into(),
-        generation: v.generation.0,
-        committed_step: v.committed_step,
-        total_steps: v.total_steps,
-        cursor: Some(v.cursor.into()),
-        members: v
-            .members
-            .into_iter()
-            .map(|m| wire::MemberStatus {
-                member: Some(m.member.into()),
-                phase: wire::WorkerPhase::from(m.phase).into(),
-                last_heartbeat_age_ms: u64::try_from(m.last_heartbeat_age.as_millis())
-                    .unwrap_or(u64::MAX),
-                in_quorum: m.in_quorum,
-            })
-            .collect(),
-        latest_checkpoint: v.latest_checkpoint.map(Into::into),
-        aborted_steps: v.aborted_steps,
-        skipped_steps: v.skipped_steps,
-        recoveries: v.recoveries,
-        last_step: Some(v.last_step.into()),
-        coordinator_instance: v.instance,
+        Ok(Response::new(view.into()))
     }
 }
 

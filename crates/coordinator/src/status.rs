@@ -1,41 +1,14 @@
-//! A read-only snapshot of the core for operators (`GetStatus`, the HTTP status page).
+//! A read-only snapshot of the core for operators ([`JobStatus`]: `GetStatus`, the HTTP status
+//! page), and its JSON form.
 
 use std::time::{Duration, Instant};
 
 use albatross_proto::domain::{
-    CheckpointRef, DataCursor, Generation, Member, Sha256Digest, StepStats, WorkerPhase,
+    CheckpointRef, DataCursor, JobStatus, Member, MemberStatus, StepStats,
 };
+use serde_json::{Value, json};
 
 use crate::core::Core;
-
-/// One registered worker as operators see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemberView {
-    /// `rank` is its rank in the running quorum, else its position in the ring of all workers.
-    pub member: Member,
-    pub phase: WorkerPhase,
-    pub last_heartbeat_age: Duration,
-    pub in_quorum: bool,
-}
-
-/// The cluster at one moment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusView {
-    pub job_name: String,
-    pub job_fingerprint: Sha256Digest,
-    pub generation: Generation,
-    pub committed_step: u64,
-    pub total_steps: u64,
-    pub cursor: DataCursor,
-    pub members: Vec<MemberView>,
-    pub latest_checkpoint: Option<CheckpointRef>,
-    pub aborted_steps: u64,
-    /// Steps decided without an update because a member saw non-finite values.
-    pub skipped_steps: u64,
-    pub recoveries: u64,
-    pub last_step: StepStats,
-    pub instance: String,
-}
 
 impl Core {
     /// Registered workers (quorum members and spares).
@@ -49,7 +22,7 @@ impl Core {
     }
 
     /// The status at `now`.
-    pub fn status(&self, now: Instant) -> StatusView {
+    pub fn status(&self, now: Instant) -> JobStatus {
         let members = self
             .members
             .iter()
@@ -57,7 +30,7 @@ impl Core {
             .map(|(i, m)| {
                 let quorum_rank = self.active.as_ref().and_then(|a| a.rank_of(&m.worker));
                 let rank = quorum_rank.unwrap_or(i);
-                MemberView {
+                MemberStatus {
                     member: Member {
                         worker: m.worker.clone(),
                         address: m.address.clone(),
@@ -69,7 +42,7 @@ impl Core {
                 }
             })
             .collect();
-        StatusView {
+        JobStatus {
             job_name: self.job.name.clone(),
             job_fingerprint: self.job.fingerprint,
             generation: self.durable.generation,
@@ -85,4 +58,62 @@ impl Core {
             instance: self.instance.clone(),
         }
     }
+}
+
+/// The status as JSON: `albatross status --json`, and the fields of `/status` without its
+/// history.
+pub fn status_json(s: &JobStatus) -> Value {
+    let cursor = |c: &DataCursor| json!({ "epoch": c.epoch, "next_sample": c.next_sample });
+    let members: Vec<Value> = s
+        .members
+        .iter()
+        .map(|m| {
+            json!({
+                "worker_id": m.member.worker.id.as_str(),
+                "incarnation": m.member.worker.incarnation,
+                "address": m.member.address,
+                "rank": m.member.rank,
+                "in_quorum": m.in_quorum,
+                "phase": m.phase.name(),
+                "last_heartbeat_age_ms": millis(m.last_heartbeat_age),
+            })
+        })
+        .collect();
+    let checkpoint = s.latest_checkpoint.as_ref().map(|c: &CheckpointRef| {
+        json!({
+            "step": c.step,
+            "path": c.path,
+            "manifest_sha256": hex::encode(c.manifest_sha256.0),
+            "cursor": cursor(&c.cursor),
+        })
+    });
+    let last: &StepStats = &s.last_step;
+    json!({
+        "job": { "name": s.job_name, "fingerprint": hex::encode(s.job_fingerprint.0) },
+        "coordinator_instance": s.instance,
+        "generation": s.generation.0,
+        "committed_step": s.committed_step,
+        "total_steps": s.total_steps,
+        "cursor": cursor(&s.cursor),
+        "members": members,
+        "latest_checkpoint": checkpoint,
+        "aborted_steps": s.aborted_steps,
+        "skipped_steps": s.skipped_steps,
+        "recoveries": s.recoveries,
+        "last_step": {
+            "samples": last.samples,
+            "tokens": last.tokens,
+            "mlm_loss_sum": last.mlm_loss_sum,
+            "sop_loss_sum": last.sop_loss_sum,
+            "masked_tokens": last.masked_tokens,
+            "grad_norm": last.grad_norm,
+            "compute_ms": last.compute_ms,
+            "reduce_ms": last.reduce_ms,
+        },
+    })
+}
+
+/// Whole milliseconds of `d`, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

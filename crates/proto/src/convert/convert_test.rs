@@ -305,3 +305,36 @@ fn wire_numbers_of_added_values_are_fixed() {
     let accepted = JoinAccepted::try_from(old).expect("converts");
     assert_eq!(accepted.committed_generation, Generation(0));
 }
+
+fn job_status() -> JobStatus {
+    JobStatus {
+        job_name: "demo".into(),
+        job_fingerprint: Sha256Digest([7; 32]),
+        instance: "1-abc".into(),
+        generation: Generation(3),
+        committed_step: 7,
+        total_steps: 100,
+        cursor: DataCursor { epoch: 1, next_sample: 12 },
+        members: vec![MemberStatus {
+            member: member(0),
+            phase: WorkerPhase::Computing,
+            last_heartbeat_age: Duration::from_millis(120),
+            in_quorum: true,
+        }],
+        latest_checkpoint: Some(checkpoint()),
+        aborted_steps: 1,
+        skipped_steps: 2,
+        recoveries: 0,
+        last_step: StepStats { samples: 8, mlm_loss_sum: 4.0, ..StepStats::default() },
+    }
+}
+
+#[test]
+fn job_status_round_trips_and_a_bad_member_is_named() {
+    round_trip::<JobStatus, wire::GetStatusResponse>(job_status());
+    let mut bad = wire::GetStatusResponse::from(job_status());
+    bad.members[0].phase = 99;
+    let err = JobStatus::try_from(bad).expect_err("unknown phase");
+    assert!(err.to_string().contains("members[0].phase"), "{err}");
+    assert_eq!(WorkerPhase::AwaitingQuorum.name(), "awaiting_quorum");
+}

@@ -9,6 +9,7 @@ mod control;
 mod error;
 mod quorum;
 mod request;
+mod status;
 
 pub use error::ConvertError;
 

@@ -9,6 +9,7 @@ mod join;
 mod phase;
 mod quorum;
 mod request;
+mod status;
 mod step;
 mod vote;
 
@@ -21,5 +22,6 @@ pub use join::{BuildInfo, JoinAccepted, JoinRequest};
 pub use phase::{Heartbeat, HeartbeatAction, HeartbeatReply, WorkerPhase};
 pub use quorum::{HealInstruction, JobFinished, Member, NotYet, Quorum, QuorumOutcome, Rewind};
 pub use request::{CheckpointReport, LeaveRequest, PeerFailureReport, QuorumRequest};
+pub use status::{JobStatus, MemberStatus};
 pub use step::{Generation, StepTag};
 pub use vote::{Decision, StepStats, Vote, VoteDecision, VoteOutcome};

@@ -11,6 +11,22 @@ pub enum WorkerPhase {
     Leaving,
 }
 
+impl WorkerPhase {
+    /// The phase in snake case, as status pages and logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::AwaitingQuorum => "awaiting_quorum",
+            Self::Healing => "healing",
+            Self::Computing => "computing",
+            Self::Reducing => "reducing",
+            Self::Voting => "voting",
+            Self::Checkpointing => "checkpointing",
+            Self::Leaving => "leaving",
+        }
+    }
+}
+
 /// The coordinator's answer to a heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HeartbeatAction {

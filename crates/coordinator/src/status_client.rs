@@ -1,15 +1,16 @@
-//! `albatross status`: fetch a coordinator's status over gRPC and render it as a table or JSON.
-//! The HTTP `/status` document is the same JSON plus the loss curve and recent events.
+//! The client side of `GetStatus`: fetch a coordinator's status over gRPC ([`JobStatus`]) and
+//! render it as a table (`albatross status`; `--json` is [`crate::status::status_json`]).
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use albatross_proto::channel::{ChannelOptions, endpoint};
+use albatross_proto::domain::JobStatus;
 use albatross_proto::wire::v1 as wire;
 use albatross_proto::wire::v1::coordinator_service_client::CoordinatorServiceClient;
-use serde_json::{Value, json};
 
 use crate::error::CoordinatorError;
+use crate::status::millis;
 
 /// Ask the coordinator at `url` (`http://host:port`) for its status, within `timeout`.
 ///
@@ -20,7 +21,7 @@ pub async fn fetch_status(
     url: &str,
     token: Option<&str>,
     timeout: Duration,
-) -> Result<wire::GetStatusResponse, CoordinatorError> {
+) -> Result<JobStatus, CoordinatorError> {
     fetch_status_tls(url, token, None, timeout).await
 }
 
@@ -33,7 +34,7 @@ pub async fn fetch_status_tls(
     token: Option<&str>,
     tls: Option<&albatross_proto::tls::Tls>,
     timeout: Duration,
-) -> Result<wire::GetStatusResponse, CoordinatorError> {
+) -> Result<JobStatus, CoordinatorError> {
     let unreachable = |e: &dyn std::fmt::Display| {
         CoordinatorError::Transport(format!("coordinator {url} is unreachable: {e}"))
     };
@@ -56,84 +57,22 @@ pub async fn fetch_status_tls(
         .get_status(request)
         .await
         .map_err(|status| unreachable(&format!("{:?}: {}", status.code(), status.message())))?;
-    Ok(reply.into_inner())
-}
-
-fn phase_name(phase: i32) -> String {
-    wire::WorkerPhase::try_from(phase).map_or_else(
-        |_| format!("unknown({phase})"),
-        |p| p.as_str_name().trim_start_matches("WORKER_PHASE_").to_ascii_lowercase(),
-    )
-}
-
-/// The status as JSON (the fields of `/status` without its history).
-pub fn status_json(s: &wire::GetStatusResponse) -> Value {
-    let cursor = |c: &Option<wire::DataCursor>| {
-        c.as_ref().map(|c| json!({ "epoch": c.epoch, "next_sample": c.next_sample }))
-    };
-    let members: Vec<Value> = s
-        .members
-        .iter()
-        .map(|m| {
-            let member = m.member.clone().unwrap_or_default();
-            let worker = member.worker.unwrap_or_default();
-            json!({
-                "worker_id": worker.worker_id,
-                "incarnation": worker.incarnation,
-                "address": member.address,
-                "rank": member.rank,
-                "in_quorum": m.in_quorum,
-                "phase": phase_name(m.phase),
-                "last_heartbeat_age_ms": m.last_heartbeat_age_ms,
-            })
-        })
-        .collect();
-    let checkpoint = s.latest_checkpoint.as_ref().map(|c| {
-        json!({
-            "step": c.step,
-            "path": c.path,
-            "manifest_sha256": hex::encode(&c.manifest_sha256),
-            "cursor": cursor(&c.cursor),
-        })
-    });
-    let last = s.last_step.unwrap_or_default();
-    json!({
-        "job": { "name": s.job_name, "fingerprint": hex::encode(&s.job_fingerprint) },
-        "coordinator_instance": s.coordinator_instance,
-        "generation": s.generation,
-        "committed_step": s.committed_step,
-        "total_steps": s.total_steps,
-        "cursor": cursor(&s.cursor),
-        "members": members,
-        "latest_checkpoint": checkpoint,
-        "aborted_steps": s.aborted_steps,
-        "skipped_steps": s.skipped_steps,
-        "recoveries": s.recoveries,
-        "last_step": {
-            "samples": last.samples,
-            "tokens": last.tokens,
-            "mlm_loss_sum": last.mlm_loss_sum,
-            "sop_loss_sum": last.sop_loss_sum,
-            "masked_tokens": last.masked_tokens,
-            "grad_norm": last.grad_norm,
-            "compute_ms": last.compute_ms,
-            "reduce_ms": last.reduce_ms,
-        },
+    JobStatus::try_from(reply.into_inner()).map_err(|e| {
+        CoordinatorError::Transport(format!("coordinator {url} sent a malformed status: {e}"))
     })
 }
 
 /// The status as a human-readable summary and member table.
-pub fn status_table(s: &wire::GetStatusResponse) -> String {
-    let cursor = s.cursor.unwrap_or_default();
+pub fn status_table(s: &JobStatus) -> String {
     let mut out = format!(
         "job {} · generation {} · step {}/{} · cursor epoch {} sample {} · aborted {} · skipped {} \
          · recoveries {}\n",
         s.job_name,
-        s.generation,
+        s.generation.0,
         s.committed_step,
         s.total_steps,
-        cursor.epoch,
-        cursor.next_sample,
+        s.cursor.epoch,
+        s.cursor.next_sample,
         s.aborted_steps,
         s.skipped_steps,
         s.recoveries
@@ -147,17 +86,15 @@ pub fn status_table(s: &wire::GetStatusResponse) -> String {
         "RANK", "WORKER", "ADDRESS", "PHASE", "QUORUM", "HEARTBEAT"
     );
     for m in &s.members {
-        let member = m.member.clone().unwrap_or_default();
-        let worker = member.worker.unwrap_or_default();
         let _ = writeln!(
             out,
             "{:<5} {:<24} {:<22} {:<16} {:<6} {:>8}ms",
-            member.rank,
-            format!("{}#{}", worker.worker_id, worker.incarnation),
-            member.address,
-            phase_name(m.phase),
+            m.member.rank,
+            m.member.worker.to_string(),
+            m.member.address,
+            m.phase.name(),
             if m.in_quorum { "yes" } else { "-" },
-            m.last_heartbeat_age_ms
+            millis(m.last_heartbeat_age)
         );
     }
     out
@@ -165,28 +102,39 @@ pub fn status_table(s: &wire::GetStatusResponse) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use albatross_proto::domain::{
+        DataCursor, Generation, Member, MemberStatus, Sha256Digest, StepStats, WorkerId,
+        WorkerPhase, WorkerRef,
+    };
+    use serde_json::{Value, json};
 
-    fn sample() -> wire::GetStatusResponse {
-        wire::GetStatusResponse {
+    use super::*;
+    use crate::status::status_json;
+
+    fn sample() -> JobStatus {
+        JobStatus {
             job_name: "demo".into(),
-            generation: 3,
+            job_fingerprint: Sha256Digest([0; 32]),
+            instance: String::new(),
+            generation: Generation(3),
             committed_step: 7,
             total_steps: 100,
-            cursor: Some(wire::DataCursor { epoch: 1, next_sample: 12 }),
-            members: vec![wire::MemberStatus {
-                member: Some(wire::Member {
-                    worker: Some(wire::WorkerRef { worker_id: "w-0".into(), incarnation: 2 }),
+            cursor: DataCursor { epoch: 1, next_sample: 12 },
+            members: vec![MemberStatus {
+                member: Member {
+                    worker: WorkerRef { id: WorkerId::new("w-0").expect("id"), incarnation: 2 },
                     address: "10.0.0.1:7000".into(),
                     rank: 0,
-                }),
-                phase: wire::WorkerPhase::Computing.into(),
-                last_heartbeat_age_ms: 120,
+                },
+                phase: WorkerPhase::Computing,
+                last_heartbeat_age: Duration::from_millis(120),
                 in_quorum: true,
             }],
+            latest_checkpoint: None,
             aborted_steps: 1,
             skipped_steps: 2,
-            ..Default::default()
+            recoveries: 0,
+            last_step: StepStats::default(),
         }
     }
 
