@@ -1,7 +1,7 @@
 //! `ReduceChunk` at the edge: building the chunks a rank sends and checking a received chunk
 //! against the piece the local plan expects next. Pure functions, no IO.
 
-use albatross_proto::domain::{OpTag, WorkerRef};
+use albatross_proto::domain::{CollectiveOp, ElementType, OpTag, WorkerRef};
 use albatross_proto::wire::v1::{OpKind, ReduceChunk, RingPhase, WireDtype};
 use bytes::Bytes;
 
@@ -19,19 +19,10 @@ pub(crate) fn ring_phase(phase: Phase) -> RingPhase {
     }
 }
 
-pub(crate) fn wire_dtype(format: WireFormat) -> WireDtype {
+pub(crate) fn element_type(format: WireFormat) -> ElementType {
     match format {
-        WireFormat::F32 => WireDtype::F32Le,
-        WireFormat::Bf16 => WireDtype::Bf16Le,
-    }
-}
-
-fn dtype_bytes(dtype: WireDtype) -> usize {
-    match dtype {
-        WireDtype::Unspecified => 0,
-        WireDtype::Bf16Le => 2,
-        WireDtype::F32Le => 4,
-        WireDtype::F64Le => 8,
+        WireFormat::F32 => ElementType::F32,
+        WireFormat::Bf16 => ElementType::Bf16,
     }
 }
 
@@ -40,9 +31,9 @@ fn dtype_bytes(dtype: WireDtype) -> usize {
 pub(crate) struct ChunkHeader {
     pub tag: OpTag,
     pub sender: WorkerRef,
-    pub kind: OpKind,
+    pub kind: CollectiveOp,
     pub total_elements: u64,
-    pub dtype: WireDtype,
+    pub dtype: ElementType,
 }
 
 impl ChunkHeader {
@@ -51,14 +42,14 @@ impl ChunkHeader {
         ReduceChunk {
             tag: Some(self.tag.into()),
             sender: Some(self.sender.clone().into()),
-            kind: self.kind.into(),
+            kind: OpKind::from(self.kind).into(),
             phase: ring_phase(transfer.phase).into(),
             ring_step: transfer.ring_step,
             chunk_index: transfer.segment,
             piece_index: transfer.piece,
             element_offset: transfer.range.start as u64,
             total_elements: self.total_elements,
-            dtype: self.dtype.into(),
+            dtype: WireDtype::from(self.dtype).into(),
             payload,
         }
     }
@@ -68,14 +59,14 @@ impl ChunkHeader {
         ReduceChunk {
             tag: Some(self.tag.into()),
             sender: Some(self.sender.clone().into()),
-            kind: self.kind.into(),
+            kind: OpKind::from(self.kind).into(),
             phase: RingPhase::Unspecified.into(),
             ring_step: 0,
             chunk_index: sender_rank,
             piece_index: 0,
             element_offset: 0,
             total_elements: self.total_elements,
-            dtype: self.dtype.into(),
+            dtype: WireDtype::from(self.dtype).into(),
             payload,
         }
     }
@@ -118,6 +109,7 @@ pub(crate) fn check(raw: &RawChunk, index: usize, link: &Link) -> Result<(), Rej
     }
     let chunk_kind = OpKind::try_from(chunk.kind)
         .map_err(|_| Reject::Invalid(format!("unknown op kind {}", chunk.kind)))?;
+    let kind = OpKind::from(kind);
     if chunk_kind != kind {
         return Err(mismatch("kind", chunk_kind.as_str_name(), kind.as_str_name()));
     }
@@ -142,7 +134,7 @@ pub(crate) fn check(raw: &RawChunk, index: usize, link: &Link) -> Result<(), Rej
                 )));
             };
             let t = &step.transfer;
-            expect_field(dtype, *want_dtype, "dtype", |d| d.as_str_name())?;
+            expect_field(dtype, WireDtype::from(*want_dtype), "dtype", |d| d.as_str_name())?;
             let phase = RingPhase::try_from(chunk.phase)
                 .map_err(|_| Reject::Invalid(format!("unknown ring phase {}", chunk.phase)))?;
             expect_field(phase, ring_phase(t.phase), "phase", |p| p.as_str_name())?;
@@ -150,7 +142,7 @@ pub(crate) fn check(raw: &RawChunk, index: usize, link: &Link) -> Result<(), Rej
             expect_field(chunk.chunk_index, t.segment, "chunk_index", |v| v)?;
             expect_field(chunk.piece_index, t.piece, "piece_index", |v| v)?;
             expect_field(chunk.element_offset, t.range.start as u64, "element_offset", |v| v)?;
-            check_len(payload_len, t.range.len(), dtype)
+            check_len(payload_len, t.range.len(), *want_dtype)
         }
         Expect::Scalar { len } => {
             expect_field(dtype, WireDtype::F64Le, "dtype", |d| d.as_str_name())?;
@@ -159,7 +151,7 @@ pub(crate) fn check(raw: &RawChunk, index: usize, link: &Link) -> Result<(), Rej
             }
             expect_field(chunk.chunk_index as usize, sender_rank, "chunk_index", |v| v)?;
             expect_field(chunk.element_offset, 0, "element_offset", |v| v)?;
-            check_len(payload_len, *len, dtype)
+            check_len(payload_len, *len, ElementType::F64)
         }
     }
 }
@@ -173,14 +165,14 @@ fn expect_field<T: PartialEq + Copy, D: std::fmt::Display>(
     if got == want { Ok(()) } else { Err(mismatch(field, show(got), show(want))) }
 }
 
-fn check_len(payload_len: usize, elements: usize, dtype: WireDtype) -> Result<(), Reject> {
-    let want = elements * dtype_bytes(dtype);
+fn check_len(payload_len: usize, elements: usize, dtype: ElementType) -> Result<(), Reject> {
+    let want = elements * dtype.bytes();
     if payload_len == want {
         Ok(())
     } else {
         Err(Reject::Invalid(format!(
             "payload is {payload_len} bytes, expected {want} ({elements} elements of {})",
-            dtype.as_str_name()
+            WireDtype::from(dtype).as_str_name()
         )))
     }
 }

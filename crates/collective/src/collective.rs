@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, PoisonError};
 
-use albatross_proto::wire::v1::OpKind;
+use albatross_proto::domain::CollectiveOp;
 use tokio::sync::watch;
 
 use crate::channel::ChannelPool;
@@ -112,7 +112,7 @@ impl Collective {
         wire: WireFormat,
     ) -> Result<(), CollectiveError> {
         let plan = RingPlan::all_reduce(self.shape(ctx, buf.len())?);
-        run_ring(&self.shared, ctx, OpKind::AllReduceSum, plan, wire, buf).await
+        run_ring(&self.shared, ctx, CollectiveOp::AllReduceSum, plan, wire, buf).await
     }
 
     /// Copy rank `root`'s `buf` to every rank (exact f32 bytes).
@@ -133,7 +133,7 @@ impl Collective {
             )));
         }
         let plan = RingPlan::broadcast(shape, root as usize);
-        run_ring(&self.shared, ctx, OpKind::Broadcast, plan, WireFormat::F32, buf).await
+        run_ring(&self.shared, ctx, CollectiveOp::Broadcast, plan, WireFormat::F32, buf).await
     }
 
     /// Sum a few f64 scalars over all ranks in one round trip (at most

@@ -9,15 +9,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use albatross_proto::domain::CollectiveOp;
 use albatross_proto::domain::{Member, OpTag, Quorum};
-use albatross_proto::wire::v1::{OpKind, ReduceAck};
+use albatross_proto::wire::v1::ReduceAck;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
-use crate::chunk::{ChunkHeader, wire_dtype};
+use crate::chunk::{ChunkHeader, element_type};
 use crate::compress::{self, WireFormat};
 use crate::error::{CollectiveError, op_name};
 use crate::payload::Payload;
@@ -212,7 +213,7 @@ async fn reserve<T>(tx: &Option<mpsc::Sender<T>>) -> Option<mpsc::Permit<'_, T>>
 pub(crate) async fn run_ring(
     shared: &Shared,
     ctx: &OpContext,
-    kind: OpKind,
+    kind: CollectiveOp,
     plan: RingPlan,
     format: WireFormat,
     buf: &mut [f32],
@@ -228,7 +229,7 @@ pub(crate) async fn run_ring(
 async fn drive_ring(
     shared: &Shared,
     ctx: &OpContext,
-    kind: OpKind,
+    kind: CollectiveOp,
     plan: RingPlan,
     format: WireFormat,
     buf: &mut [f32],
@@ -262,7 +263,7 @@ async fn drive_ring(
         members: Arc::clone(&ctx.members),
         rank: ctx.rank as usize,
         total_elements: buf.len() as u64,
-        expect: Expect::Ring { recvs: Arc::clone(&recvs), dtype: wire_dtype(format) },
+        expect: Expect::Ring { recvs: Arc::clone(&recvs), dtype: element_type(format) },
         inbox: inbox_tx,
         failures: failures_tx,
     })?;
@@ -272,7 +273,7 @@ async fn drive_ring(
         sender: ctx.me().worker.clone(),
         kind,
         total_elements: buf.len() as u64,
-        dtype: wire_dtype(format),
+        dtype: element_type(format),
     };
 
     let (out_tx, out_rx) = mpsc::channel::<OutPiece>(depth);

@@ -7,8 +7,8 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use albatross_proto::domain::{CollectiveOp, ElementType};
 use albatross_proto::domain::{Member, OpTag, WorkerRef};
-use albatross_proto::wire::v1::{OpKind, WireDtype};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -28,7 +28,7 @@ pub(crate) struct Incoming {
 #[derive(Debug, Clone)]
 pub(crate) enum Expect {
     /// Pieces in plan order from the ring predecessor, over one stream.
-    Ring { recvs: Arc<[RecvStep]>, dtype: WireDtype },
+    Ring { recvs: Arc<[RecvStep]>, dtype: ElementType },
     /// One message of `len` f64 from every other member.
     Scalar { len: usize },
 }
@@ -37,7 +37,7 @@ pub(crate) enum Expect {
 #[derive(Debug)]
 pub(crate) struct ActiveOp {
     pub tag: OpTag,
-    pub kind: OpKind,
+    pub kind: CollectiveOp,
     pub members: Arc<[Member]>,
     pub rank: usize,
     pub total_elements: u64,
@@ -51,7 +51,7 @@ pub(crate) struct ActiveOp {
 #[derive(Debug)]
 pub(crate) struct Link {
     pub tag: OpTag,
-    pub kind: OpKind,
+    pub kind: CollectiveOp,
     pub world: usize,
     pub sender: WorkerRef,
     pub sender_rank: usize,

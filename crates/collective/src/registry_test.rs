@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use albatross_proto::domain::{Generation, WorkerId};
+use albatross_proto::domain::{CollectiveOp, ElementType, Generation, WorkerId};
 
 use super::*;
 
@@ -29,7 +29,7 @@ fn op(tag: OpTag, rank: usize, expect: Expect) -> (ActiveOp, mpsc::Receiver<Inco
     let (failures, _) = mpsc::unbounded_channel();
     let op = ActiveOp {
         tag,
-        kind: OpKind::AllReduceSum,
+        kind: CollectiveOp::AllReduceSum,
         members: members(3),
         rank,
         total_elements: 10,
@@ -41,7 +41,7 @@ fn op(tag: OpTag, rank: usize, expect: Expect) -> (ActiveOp, mpsc::Receiver<Inco
 }
 
 fn ring() -> Expect {
-    Expect::Ring { recvs: Arc::from(Vec::new()), dtype: WireDtype::F32Le }
+    Expect::Ring { recvs: Arc::from(Vec::new()), dtype: ElementType::F32 }
 }
 
 fn soon() -> Instant {

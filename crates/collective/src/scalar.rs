@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use albatross_proto::domain::{CollectiveOp, ElementType};
 use albatross_proto::wire::v1::peer_service_client::PeerServiceClient;
-use albatross_proto::wire::v1::{OpKind, WireDtype};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -46,7 +46,7 @@ pub(crate) async fn run_scalar(
     let (failures_tx, mut failures) = mpsc::unbounded_channel::<String>();
     let _registered = shared.registry.begin(ActiveOp {
         tag: ctx.tag,
-        kind: OpKind::ScalarSum,
+        kind: CollectiveOp::ScalarSum,
         members: Arc::clone(&ctx.members),
         rank,
         total_elements: values.len() as u64,
@@ -57,9 +57,9 @@ pub(crate) async fn run_scalar(
     let header = ChunkHeader {
         tag: ctx.tag,
         sender: ctx.me().worker.clone(),
-        kind: OpKind::ScalarSum,
+        kind: CollectiveOp::ScalarSum,
         total_elements: values.len() as u64,
-        dtype: WireDtype::F64Le,
+        dtype: ElementType::F64,
     };
     let payload = compress::encode_f64(values);
     let mut sends = JoinSet::new();

@@ -2,8 +2,8 @@
 
 use super::error::{ConvertError, known_enum, required, required_digest};
 use crate::domain::{
-    CheckpointDirective, CheckpointRef, DataCursor, Generation, HeartbeatAction, OpTag,
-    SampleRange, StepStats, StepTag, WorkerId, WorkerPhase, WorkerRef,
+    CheckpointDirective, CheckpointRef, CollectiveOp, DataCursor, ElementType, Generation,
+    HeartbeatAction, OpTag, SampleRange, StepStats, StepTag, WorkerId, WorkerPhase, WorkerRef,
 };
 use crate::wire::v1 as wire;
 
@@ -202,4 +202,24 @@ pub(crate) fn heartbeat_action(value: i32, field: &str) -> Result<HeartbeatActio
         wire::HeartbeatAction::Rejoin => HeartbeatAction::Rejoin,
         wire::HeartbeatAction::Shutdown => HeartbeatAction::Shutdown,
     })
+}
+
+impl From<CollectiveOp> for wire::OpKind {
+    fn from(op: CollectiveOp) -> Self {
+        match op {
+            CollectiveOp::AllReduceSum => Self::AllReduceSum,
+            CollectiveOp::Broadcast => Self::Broadcast,
+            CollectiveOp::ScalarSum => Self::ScalarSum,
+        }
+    }
+}
+
+impl From<ElementType> for wire::WireDtype {
+    fn from(t: ElementType) -> Self {
+        match t {
+            ElementType::F32 => Self::F32Le,
+            ElementType::Bf16 => Self::Bf16Le,
+            ElementType::F64 => Self::F64Le,
+        }
+    }
 }

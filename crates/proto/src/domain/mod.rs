@@ -14,7 +14,7 @@ mod step;
 mod vote;
 
 pub use checkpoint::{CheckpointDirective, CheckpointRef};
-pub use collective::OpTag;
+pub use collective::{CollectiveOp, ElementType, OpTag};
 pub use data::{DataCursor, SampleRange};
 pub use digest::{DigestLengthError, Sha256Digest, StateHash};
 pub use identity::{InvalidWorkerId, WorkerId, WorkerRef};
