@@ -1,25 +1,26 @@
 //! The processes of a local cluster: start them, follow training through the metrics log,
 //! restart what dies, inject scheduled faults, and stop everything.
 
-use std::fs::File;
-use std::net::SocketAddr;
+mod faults;
+mod links;
+mod process;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use albatross_coordinator::ReadyInfo;
 use albatross_proto::job::JobSpec;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::allocator;
-use crate::chaos::{Fault, FaultKind, Injection, Target};
+use crate::chaos::{Fault, Injection, Target};
 use crate::fleet::{Fleet, worker_name};
-use crate::netfault::{BackgroundProxy, NetFault};
 use crate::run_dir::RunDir;
-use crate::summary::{MetricsLine, read_metrics, unix_ms};
+use crate::summary::{MetricsLine, read_metrics};
+use links::WorkerLinks;
+use nix::sys::signal::Signal;
+use process::{WorkerProcess, log_file, signal, spawn_coordinator, terminate};
 
 /// Restarts of crashed workers before the launcher gives up.
 const MAX_RESTARTS: u32 = 3;
@@ -31,54 +32,6 @@ pub enum Outcome {
     Interrupted,
     /// `--time-limit` ran out first.
     TimedOut,
-}
-
-/// A worker's network links when the schedule has network faults: peers reach the worker
-/// through `inbound` (the address it advertises) and it reaches the coordinator through
-/// `to_coordinator`, so a fault set on both cuts, slows or drops everything it exchanges.
-#[derive(Debug)]
-struct WorkerLinks {
-    /// The worker's own listening address (fixed, so a restarted worker is reachable again
-    /// through the same proxy).
-    listen: SocketAddr,
-    inbound: BackgroundProxy,
-    to_coordinator: BackgroundProxy,
-}
-
-impl WorkerLinks {
-    fn new(coordinator: SocketAddr) -> anyhow::Result<Self> {
-        let listen = free_loopback_port()?;
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        Ok(Self {
-            listen,
-            inbound: BackgroundProxy::start(any, listen).context("cannot start a fault proxy")?,
-            to_coordinator: BackgroundProxy::start(any, coordinator)
-                .context("cannot start a fault proxy")?,
-        })
-    }
-
-    fn set(&self, fault: &NetFault) {
-        self.inbound.set(fault.clone());
-        self.to_coordinator.set(fault.clone());
-    }
-}
-
-/// A loopback port free right now (the worker binds it a moment later).
-fn free_loopback_port() -> anyhow::Result<SocketAddr> {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    probe.local_addr().context("cannot read a bound address")
-}
-
-/// One supervised worker process.
-#[derive(Debug)]
-struct WorkerProcess {
-    name: String,
-    child: Option<Child>,
-    restarts: u32,
-    done: bool,
-    /// Stopped or killed on purpose by a scheduled fault: restart it whatever its exit status,
-    /// without counting a failure.
-    chaos_exit: bool,
 }
 
 /// The coordinator and workers of one launch.
@@ -104,22 +57,6 @@ pub(crate) struct Cluster {
     /// Network faults in force and when they heal.
     impaired: Vec<(Target, Instant)>,
     coordinator_killed: bool,
-}
-
-fn log_file(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
-    let file = File::options()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open the log {}", path.display()))?;
-    let copy = file.try_clone().with_context(|| format!("cannot reopen {}", path.display()))?;
-    Ok((Stdio::from(file), Stdio::from(copy)))
-}
-
-fn signal(child: &Child, signal: Signal) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = kill(Pid::from_raw(pid), signal);
-    }
 }
 
 impl Cluster {
@@ -265,115 +202,6 @@ impl Cluster {
         }
     }
 
-    /// Injects every scheduled fault whose step was decided its delay ago (`lines`: the
-    /// metrics log so far).
-    fn inject_due(&mut self, lines: &[MetricsLine], bar: &ProgressBar) -> anyhow::Result<()> {
-        let last_step = lines.last().map_or(0, |l| l.step);
-        let now = unix_ms();
-        let due = |f: &Fault| {
-            lines.iter().find(|l| l.step >= f.at_step).is_some_and(|l| {
-                now >= l
-                    .unix_ms
-                    .saturating_add(u64::try_from(f.delay.as_millis()).unwrap_or(u64::MAX))
-            })
-        };
-        while let Some(index) = self.faults.iter().position(&due) {
-            let fault = self.faults.remove(index);
-            let injection = Injection {
-                kind: fault.kind_name(),
-                target: fault.target_name(),
-                scheduled_step: fault.at_step,
-                injected_after_step: last_step,
-                unix_ms: unix_ms(),
-            };
-            match (fault.kind, fault.target) {
-                (FaultKind::Kill, Target::Coordinator) => {
-                    signal(&self.coordinator, Signal::SIGKILL);
-                    self.coordinator_killed = true;
-                }
-                (FaultKind::Net { fault, duration }, target) => {
-                    self.impair(&target, &fault);
-                    self.impaired.push((target, Instant::now() + duration));
-                }
-                (kind, Target::Worker(i)) => {
-                    let w = &mut self.workers[i];
-                    let Some(child) = w.child.as_ref() else {
-                        // Already down (restarting, or finished): nothing to hit.
-                        continue;
-                    };
-                    match kind {
-                        FaultKind::Kill => {
-                            w.chaos_exit = true;
-                            signal(child, Signal::SIGKILL);
-                        }
-                        FaultKind::Term => {
-                            w.chaos_exit = true;
-                            signal(child, Signal::SIGTERM);
-                        }
-                        FaultKind::Pause(d) => {
-                            signal(child, Signal::SIGSTOP);
-                            self.paused.push((i, Instant::now() + d));
-                        }
-                        other => bail!("{other:?} does not apply to a worker process"),
-                    }
-                }
-                (kind, target) => bail!("{kind:?} does not apply to {target:?}"),
-            }
-            bar.println(format!(
-                "chaos: {} {} after step {last_step}",
-                injection.kind, injection.target
-            ));
-            tracing::info!(kind = injection.kind, target = %injection.target, after_step = last_step, "fault injected");
-            self.injections.push(injection);
-        }
-        Ok(())
-    }
-
-    /// Sets `fault` on the links of `target`: a worker's own links, or every worker's link
-    /// to the coordinator.
-    fn impair(&self, target: &Target, fault: &NetFault) {
-        match target {
-            Target::Worker(i) => {
-                if let Some(links) = self.links.get(*i) {
-                    links.set(fault);
-                }
-            }
-            Target::Coordinator => {
-                for links in &self.links {
-                    links.to_coordinator.set(fault.clone());
-                }
-            }
-            Target::LatestCheckpoint => {}
-        }
-    }
-
-    /// Heals the network faults whose time is up.
-    fn heal_networks(&mut self, all: bool) {
-        let now = Instant::now();
-        let (due, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.impaired)
-            .into_iter()
-            .partition(|(_, until)| all || *until <= now);
-        self.impaired = kept;
-        for (target, _) in due {
-            self.impair(&target, &NetFault::None);
-            tracing::info!(?target, "network fault healed");
-        }
-    }
-
-    fn continue_paused(&mut self) {
-        let now = Instant::now();
-        let workers = &self.workers;
-        self.paused.retain(|(i, until)| {
-            if *until > now {
-                return true;
-            }
-            if let Some(child) = workers[*i].child.as_ref() {
-                signal(child, Signal::SIGCONT);
-            }
-            false
-        });
-    }
-
     /// Restarts a coordinator a fault killed (same address, same state); any other exit is
     /// fatal.
     fn poll_coordinator(&mut self, bar: &ProgressBar) -> anyhow::Result<()> {
@@ -450,85 +278,6 @@ impl Cluster {
             self.workers.iter_mut().filter_map(|w| w.child.as_mut()).collect();
         terminate(&mut children, Duration::from_secs(10));
         terminate(&mut [&mut self.coordinator], Duration::from_secs(10));
-    }
-}
-
-fn spawn_coordinator(
-    exe: &Path,
-    run: &RunDir,
-    job_path: &Path,
-    epoch_size: u64,
-    listen: &str,
-    http: &str,
-) -> anyhow::Result<(Child, ReadyInfo)> {
-    let ready = run.path("coordinator.ready.json");
-    let _ = std::fs::remove_file(&ready);
-    let (out, err) = log_file(&run.log("coordinator"))?;
-    let mut coordinator = allocator::tune(&mut Command::new(exe))
-        .arg("coordinator")
-        .arg("--job")
-        .arg(job_path)
-        .args(["--listen", listen, "--http", http])
-        .arg("--state-dir")
-        .arg(run.path("coordinator"))
-        .arg("--metrics-log")
-        .arg(run.path("metrics.jsonl"))
-        .arg("--events-log")
-        .arg(run.path("events.jsonl"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .arg("--epoch-size")
-        .arg(epoch_size.to_string())
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .context("cannot start the coordinator")?;
-    match wait_ready(&ready, &mut coordinator, Duration::from_secs(30)) {
-        Ok(info) => Ok((coordinator, info)),
-        Err(e) => {
-            let _ = coordinator.kill();
-            let _ = coordinator.wait();
-            Err(e.context(format!("see {}", run.log("coordinator").display())))
-        }
-    }
-}
-
-fn terminate(children: &mut [&mut Child], grace: Duration) {
-    for child in children.iter_mut() {
-        signal(child, Signal::SIGTERM);
-    }
-    let until = Instant::now() + grace;
-    for child in children.iter_mut() {
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= until => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    }
-}
-
-fn wait_ready(path: &Path, child: &mut Child, limit: Duration) -> anyhow::Result<ReadyInfo> {
-    let until = Instant::now() + limit;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && let Ok(info) = serde_json::from_str::<ReadyInfo>(&text)
-        {
-            return Ok(info);
-        }
-        if let Some(status) = child.try_wait().context("cannot poll the coordinator")? {
-            bail!("the coordinator exited before it was ready ({status})");
-        }
-        if Instant::now() >= until {
-            bail!("the coordinator was not ready within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
