@@ -106,16 +106,216 @@ pub fn prepare(
     let out = &config.out_dir;
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
     let token_width: u8 = if tokenizer.vocab_size() <= 1 << 16 { 2 } else { 4 };
-    let mut stats = Stats::default();
-    let mut sources = Vec::new();
-    let mut shards = Vec::new();
-    let mut writer = ShardWriter::new(token_width)?;
-    let flush = |writer: &mut ShardWriter, shards: &mut Vec<ShardInfo>| -> Result<()> {
-        let file = format!("shard-{:05}.bin", shards.len());
-        let written = writer.write(&out.join(&file))?;
+    let mut run = Run {
+        tokenizer,
+        config,
+        token_width,
+        sink: ShardSink::new(out, token_width, config.examples_per_shard)?,
+        pool: worker_pool(config.threads)?,
+        stats: Stats::default(),
+        sources: Vec::new(),
+    };
+    for input in inputs {
+        run.read_input(input, progress)?;
+    }
+    let manifest = run.finish(inputs)?;
+    copy_tokenizer(tokenizer, out)?;
+    manifest.save(out)?;
+    Ok(PrepareSummary { manifest, elapsed: started.elapsed() })
+}
+
+/// The thread pool that tokenises batches; a pool of its own so `threads` is honoured
+/// whatever else in the process uses rayon's global pool.
+fn worker_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| DataError::InvalidArgument(format!("cannot start worker threads: {e}")))
+}
+
+/// The state of one run while inputs are read: what every input shares (tokenizer, settings,
+/// thread pool) and what accumulates across them (the open shard, the counts).
+struct Run<'a> {
+    tokenizer: &'a AlbertTokenizer,
+    config: &'a PrepareConfig,
+    /// Bytes per stored token id, chosen from the vocabulary size.
+    token_width: u8,
+    sink: ShardSink<'a>,
+    pool: rayon::ThreadPool,
+    stats: Stats,
+    /// One entry per input read, in input order.
+    sources: Vec<SourceInfo>,
+}
+
+impl Run<'_> {
+    /// Reads one input to the end, batch by batch, and records it for the manifest.
+    fn read_input(&mut self, input: &Path, progress: &mut dyn FnMut(Progress<'_>)) -> Result<()> {
+        let format = match self.config.format {
+            Format::Auto => sniff_format(input)?,
+            other => other,
+        };
+        let bytes = std::fs::metadata(input).map_err(|e| DataError::io(input, e))?.len();
+        let mut documents = 0;
+        let mut reader = read_documents(input, format, &self.config.reader)?.peekable();
+        while reader.peek().is_some() {
+            let batch = next_batch(&mut reader, self.config.batch_documents.max(1))?;
+            let built = self.build_examples(&batch)?;
+            for (doc, examples) in batch.iter().zip(&built) {
+                self.record(doc, examples)?;
+                documents += 1;
+                progress(Progress {
+                    input,
+                    documents: self.stats.documents,
+                    tokens: self.stats.tokens,
+                    text_bytes: self.stats.text_bytes,
+                });
+            }
+        }
+        tracing::info!(input = %input.display(), format = format.name(), documents, "input read");
+        self.sources.push(SourceInfo {
+            path: input.display().to_string(),
+            format: format.name().to_owned(),
+            bytes,
+            documents,
+        });
+        Ok(())
+    }
+
+    /// Tokenises a batch and cuts each document into examples on the pool. A document's
+    /// examples are seeded by its index in the whole input order (not by the thread that ran
+    /// it), and `collect` keeps batch order, so the output does not depend on the threads.
+    fn build_examples(&self, batch: &[Document]) -> Result<Vec<Vec<Example>>> {
+        let first_index = self.stats.documents;
+        let (tokenizer, settings) = (self.tokenizer, &self.config.examples);
+        self.pool.install(|| {
+            batch
+                .par_iter()
+                .enumerate()
+                .map(|(i, doc)| {
+                    let tokens = doc
+                        .sentences
+                        .iter()
+                        .map(|s| tokenizer.encode(s))
+                        .collect::<Result<Vec<_>>>()?;
+                    let index = first_index + i as u64;
+                    create_examples(&tokens, index, settings, tokenizer.special())
+                })
+                .collect::<Result<_>>()
+        })
+    }
+
+    /// Writes one document's examples (in order, on the calling thread) and counts them.
+    fn record(&mut self, doc: &Document, examples: &[Example]) -> Result<()> {
+        self.stats.documents += 1;
+        self.stats.sentences += doc.sentences.len() as u64;
+        self.stats.text_bytes += doc.text_bytes() as u64;
+        for example in examples {
+            self.sink.push(example)?;
+            self.stats.examples += 1;
+            self.stats.tokens += example.input_ids.len() as u64;
+            self.stats.swapped += u64::from(example.sop_label);
+        }
+        Ok(())
+    }
+
+    /// Writes the last shard and describes the run. A corpus that yields no example is an
+    /// error rather than an empty dataset, which could only fail later, at training time.
+    fn finish(self, inputs: &[PathBuf]) -> Result<Manifest> {
+        let shards = self.sink.finish()?;
+        if self.stats.examples == 0 {
+            return Err(DataError::EmptyCorpus {
+                inputs: inputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let examples = &self.config.examples;
+        Ok(Manifest {
+            format_version: MANIFEST_VERSION,
+            tokenizer: TokenizerInfo {
+                file: TOKENIZER_FILE.to_owned(),
+                fingerprint: self.tokenizer.fingerprint().to_owned(),
+                vocab_size: self.tokenizer.vocab_size() as u64,
+                token_width: self.token_width,
+            },
+            examples: ExampleSettings {
+                max_seq_length: examples.max_seq_length as u64,
+                short_seq_prob: examples.short_seq_prob,
+                swap_prob: examples.swap_prob,
+                seed: examples.seed,
+            },
+            sources: self.sources,
+            shards,
+            stats: self.stats,
+        })
+    }
+}
+
+/// Reads the next batch: up to `batch_size` documents, fewer once they hold
+/// `BATCH_TEXT_BYTES` of text, so one long book cannot make a batch hold gigabytes.
+fn next_batch(
+    reader: &mut impl Iterator<Item = Result<Document>>,
+    batch_size: usize,
+) -> Result<Vec<Document>> {
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    while batch.len() < batch_size && batch_bytes < BATCH_TEXT_BYTES {
+        let Some(doc) = reader.next() else {
+            break;
+        };
+        let doc = doc?;
+        batch_bytes += doc.text_bytes();
+        batch.push(doc);
+    }
+    Ok(batch)
+}
+
+/// The shards of a run: examples go into one open shard, which is written (and recorded for
+/// the manifest) as soon as it holds `examples_per_shard`, so memory holds one shard at most.
+struct ShardSink<'a> {
+    out: &'a Path,
+    writer: ShardWriter,
+    examples_per_shard: usize,
+    shards: Vec<ShardInfo>,
+}
+
+impl<'a> ShardSink<'a> {
+    fn new(out: &'a Path, token_width: u8, examples_per_shard: usize) -> Result<Self> {
+        Ok(Self {
+            out,
+            writer: ShardWriter::new(token_width)?,
+            examples_per_shard,
+            shards: Vec::new(),
+        })
+    }
+
+    /// Adds one example, writing the shard when it is full.
+    fn push(&mut self, example: &Example) -> Result<()> {
+        self.writer.push(example)?;
+        if self.writer.len() >= self.examples_per_shard {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the last, partly filled shard (if any) and returns every shard written.
+    fn finish(mut self) -> Result<Vec<ShardInfo>> {
+        if !self.writer.is_empty() {
+            self.flush()?;
+        }
+        Ok(self.shards)
+    }
+
+    /// Writes the open shard under the next sequential name; names follow write order, which
+    /// is input order, so reruns give the same files.
+    fn flush(&mut self) -> Result<()> {
+        let file = format!("shard-{:05}.bin", self.shards.len());
+        let written = self.writer.write(&self.out.join(&file))?;
         let (examples, tokens) = (written.examples, written.tokens);
         tracing::info!(file = %file, examples, tokens, "shard written");
-        shards.push(ShardInfo {
+        self.shards.push(ShardInfo {
             file,
             examples: written.examples,
             tokens: written.tokens,
@@ -123,106 +323,7 @@ pub fn prepare(
             sha256: written.sha256,
         });
         Ok(())
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.threads)
-        .build()
-        .map_err(|e| DataError::InvalidArgument(format!("cannot start worker threads: {e}")))?;
-    let batch_size = config.batch_documents.max(1);
-    for input in inputs {
-        let format = match config.format {
-            Format::Auto => sniff_format(input)?,
-            other => other,
-        };
-        let bytes = std::fs::metadata(input).map_err(|e| DataError::io(input, e))?.len();
-        let mut documents = 0;
-        let mut reader = read_documents(input, format, &config.reader)?.peekable();
-        while reader.peek().is_some() {
-            let mut batch: Vec<Document> = Vec::new();
-            let mut batch_bytes = 0;
-            while batch.len() < batch_size && batch_bytes < BATCH_TEXT_BYTES {
-                let Some(doc) = reader.next() else {
-                    break;
-                };
-                let doc = doc?;
-                batch_bytes += doc.text_bytes();
-                batch.push(doc);
-            }
-            let first_index = stats.documents;
-            let built: Vec<Vec<Example>> = pool.install(|| {
-                batch
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, doc)| {
-                        let tokens = doc
-                            .sentences
-                            .iter()
-                            .map(|s| tokenizer.encode(s))
-                            .collect::<Result<Vec<_>>>()?;
-                        let index = first_index + i as u64;
-                        create_examples(&tokens, index, &config.examples, tokenizer.special())
-                    })
-                    .collect::<Result<_>>()
-            })?;
-            for (doc, examples) in batch.iter().zip(&built) {
-                documents += 1;
-                stats.documents += 1;
-                stats.sentences += doc.sentences.len() as u64;
-                stats.text_bytes += doc.text_bytes() as u64;
-                for example in examples {
-                    writer.push(example)?;
-                    stats.examples += 1;
-                    stats.tokens += example.input_ids.len() as u64;
-                    stats.swapped += u64::from(example.sop_label);
-                    if writer.len() >= config.examples_per_shard {
-                        flush(&mut writer, &mut shards)?;
-                    }
-                }
-                progress(Progress {
-                    input,
-                    documents: stats.documents,
-                    tokens: stats.tokens,
-                    text_bytes: stats.text_bytes,
-                });
-            }
-        }
-        tracing::info!(input = %input.display(), format = format.name(), documents, "input read");
-        sources.push(SourceInfo {
-            path: input.display().to_string(),
-            format: format.name().to_owned(),
-            bytes,
-            documents,
-        });
     }
-    if !writer.is_empty() {
-        flush(&mut writer, &mut shards)?;
-    }
-    if stats.examples == 0 {
-        return Err(DataError::EmptyCorpus {
-            inputs: inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-        });
-    }
-    copy_tokenizer(tokenizer, out)?;
-    let manifest = Manifest {
-        format_version: MANIFEST_VERSION,
-        tokenizer: TokenizerInfo {
-            file: TOKENIZER_FILE.to_owned(),
-            fingerprint: tokenizer.fingerprint().to_owned(),
-            vocab_size: tokenizer.vocab_size() as u64,
-            token_width,
-        },
-        examples: ExampleSettings {
-            max_seq_length: config.examples.max_seq_length as u64,
-            short_seq_prob: config.examples.short_seq_prob,
-            swap_prob: config.examples.swap_prob,
-            seed: config.examples.seed,
-        },
-        sources,
-        shards,
-        stats,
-    };
-    manifest.save(out)?;
-    Ok(PrepareSummary { manifest, elapsed: started.elapsed() })
 }
 
 /// Copies the tokenizer into the dataset directory so the dataset is self-contained (unless

@@ -15,8 +15,10 @@
 //!
 //! A shard is verified (size, then checksums) when opened, before any example is served.
 
+mod verification;
+
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{DataError, Result};
 use crate::example::Example;
+use verification::{Header, Index, read_body};
 
 /// First bytes of every shard.
 pub const MAGIC: &[u8; 8] = b"ALBSHARD";
@@ -181,126 +184,24 @@ pub struct Shard {
     tokens_at: u64,
 }
 
-/// Bytes hashed per read while verifying.
-const VERIFY_CHUNK: usize = 1 << 20;
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
-}
-
 impl Shard {
     /// Opens and verifies `path`: magic, version, exact size, the content checksum and, when
     /// given, the SHA-256 of the whole file recorded in the manifest. The file is read once,
     /// in chunks, to check it; errors name the file and the byte offset.
     pub fn open(path: &Path, expected_sha256: Option<&str>) -> Result<Self> {
-        let corrupt = |offset: u64, reason: String| DataError::Malformed {
-            path: path.to_path_buf(),
-            format: "shard",
-            location: format!("byte {offset}"),
-            reason,
-        };
         let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let size = file.metadata().map_err(|e| DataError::io(path, e))?.len();
-        let mut header = [0u8; HEADER_BYTES];
-        if size < HEADER_BYTES as u64 {
-            return Err(corrupt(
-                size,
-                format!("truncated: {size} bytes, the header needs {HEADER_BYTES}"),
-            ));
-        }
-        file.read_exact(&mut header).map_err(|e| DataError::io(path, e))?;
-        if &header[..8] != MAGIC {
-            return Err(corrupt(0, "not a shard (bad magic)".to_owned()));
-        }
-        let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-        if version != VERSION {
-            return Err(corrupt(8, format!("shard version {version}, this build reads {VERSION}")));
-        }
-        let width = usize::from(header[12]);
-        if width != 2 && width != 4 {
-            return Err(corrupt(12, format!("token width {width} is not 2 or 4")));
-        }
-        let (n, t) = (u64_at(&header, 16), u64_at(&header, 24));
-        let expected_len = n
-            .checked_add(1)
-            .and_then(|x| x.checked_mul(8))
-            .and_then(|x| x.checked_add(n.checked_mul(3)?))
-            .and_then(|x| x.checked_add(t.checked_mul(width as u64)?))
-            .and_then(|x| x.checked_add(HEADER_BYTES as u64));
-        if expected_len != Some(size) {
-            return Err(corrupt(
-                size,
-                format!(
-                    "size {size} does not match the header ({n} examples, {t} tokens): \
-                     truncated or extended"
-                ),
-            ));
-        }
-        // One pass: hash the body (content checksum) and the whole file (manifest checksum),
-        // keeping only the index tables.
-        let tables_len = usize::try_from(8 * (n + 1) + 3 * n)
-            .map_err(|_| corrupt(16, format!("{n} examples do not fit in memory")))?;
-        let mut tables = Vec::with_capacity(tables_len);
-        let mut body_hash = Sha256::new();
-        let mut file_hash = Sha256::new();
-        file_hash.update(header);
-        let mut chunk = vec![0u8; VERIFY_CHUNK];
-        let mut position = HEADER_BYTES as u64;
-        loop {
-            let read = file.read(&mut chunk).map_err(|e| DataError::io(path, e))?;
-            if read == 0 {
-                break;
-            }
-            let data = &chunk[..read];
-            body_hash.update(data);
-            file_hash.update(data);
-            let wanted = tables_len.saturating_sub(tables.len()).min(read);
-            tables.extend_from_slice(&data[..wanted]);
-            position += read as u64;
-        }
-        if position != size {
-            return Err(corrupt(position, "the file changed while it was verified".to_owned()));
-        }
-        if body_hash.finalize().as_slice() != &header[32..64] {
-            return Err(corrupt(
-                HEADER_BYTES as u64,
-                "content checksum mismatch: the shard was altered".to_owned(),
-            ));
-        }
-        if let Some(expected) = expected_sha256 {
-            let actual = hex::encode(file_hash.finalize());
-            if !actual.eq_ignore_ascii_case(expected) {
-                return Err(corrupt(
-                    0,
-                    format!("file checksum {actual} differs from the manifest's {expected}"),
-                ));
-            }
-        }
-        let n = n as usize;
-        let offsets: Vec<u64> = (0..=n).map(|i| u64_at(&tables, 8 * i)).collect();
-        let a_at = 8 * (n + 1);
-        let segment_a: Vec<u16> = tables[a_at..a_at + 2 * n]
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect();
-        let sop = tables[a_at + 2 * n..].to_vec();
-        let monotonic = offsets.windows(2).all(|w| w[0] <= w[1]);
-        if offsets.first() != Some(&0) || offsets.last() != Some(&t) || !monotonic {
-            return Err(corrupt(
-                HEADER_BYTES as u64,
-                "example offsets are inconsistent".to_owned(),
-            ));
-        }
+        let header = Header::read(&mut file, path)?;
+        let body = read_body(&mut file, path, &header)?;
+        let tables = body.verified_tables(path, &header, expected_sha256)?;
+        let index = Index::parse(&tables, &header, path)?;
         Ok(Self {
             path: path.to_path_buf(),
             file,
-            width,
-            offsets,
-            segment_a,
-            sop,
-            tokens_at: (HEADER_BYTES + tables_len) as u64,
+            width: header.width,
+            offsets: index.offsets,
+            segment_a: index.segment_a,
+            sop: index.sop,
+            tokens_at: (HEADER_BYTES + header.tables_len) as u64,
         })
     }
 

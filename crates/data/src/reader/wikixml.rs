@@ -5,7 +5,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use quick_xml::Reader;
-use quick_xml::events::Event;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesRef, BytesStart, Event};
 
 use crate::error::{DataError, Result};
 use crate::input::check_bom;
@@ -88,6 +88,8 @@ impl<R: BufRead> WikiXmlReader<R> {
         }
     }
 
+    /// Adds text to the field being collected; text outside a page or a wanted field (the
+    /// `<siteinfo>` block, revision metadata) is dropped.
     fn append(&mut self, text: &str) {
         let Some(page) = self.page.as_mut() else {
             return;
@@ -100,6 +102,96 @@ impl<R: BufRead> WikiXmlReader<R> {
             Field::None => {}
         }
     }
+
+    /// Refuses a declared encoding other than UTF-8 up front, naming it: the reader decodes
+    /// UTF-8 only, and would otherwise fail (or misread) at the first non-ASCII byte.
+    fn check_declaration(&self, decl: &BytesDecl<'_>) -> Result<()> {
+        if let Some(Ok(encoding)) = decl.encoding() {
+            let name = encoding.to_ascii_lowercase();
+            if name != "utf-8" && name != "utf8" {
+                return Err(DataError::Encoding {
+                    path: self.path.clone(),
+                    encoding: format!("declared encoding {encoding}"),
+                    location: "the XML declaration".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens a page or chooses the field whose text is collected next. The page id is the
+    /// first `<id>` outside `<revision>` (revisions and contributors have ids of their own),
+    /// and only the revision's `<text>` is the article.
+    fn start_element(&mut self, start: &BytesStart<'_>) {
+        let name = start.local_name().into_inner().to_owned();
+        self.seen_root = true;
+        match (name.as_str(), self.page.as_mut()) {
+            ("page", _) => self.page = Some(Page::default()),
+            ("revision", Some(page)) => page.in_revision = true,
+            ("title", Some(_)) => self.field = Field::Title,
+            ("ns", Some(_)) => self.field = Field::Namespace,
+            ("id", Some(page)) if !page.in_revision && page.id.is_empty() => {
+                self.field = Field::Id;
+            }
+            ("text", Some(page)) if page.in_revision => self.field = Field::Text,
+            ("redirect", Some(page)) => page.redirect = true,
+            _ => {}
+        }
+    }
+
+    /// An empty element only matters as `<redirect/>`, which marks the page a redirect.
+    fn empty_element(&mut self, empty: &BytesStart<'_>) {
+        if let (b"redirect", Some(page)) =
+            (empty.local_name().into_inner().as_bytes(), self.page.as_mut())
+        {
+            page.redirect = true;
+        }
+    }
+
+    /// The text of a character or entity reference. Without a DTD only the five predefined
+    /// entities exist; any other is an error rather than text silently dropped.
+    fn resolve_reference(&self, reference: &BytesRef<'_>) -> Result<String> {
+        match reference.resolve_char_ref() {
+            Ok(Some(c)) => Ok(c.to_string()),
+            Ok(None) => match &**reference {
+                "amp" => Ok("&".to_owned()),
+                "lt" => Ok("<".to_owned()),
+                "gt" => Ok(">".to_owned()),
+                "quot" => Ok("\"".to_owned()),
+                "apos" => Ok("'".to_owned()),
+                other => Err(self.malformed(format!("unknown entity &{other};"))),
+            },
+            Err(e) => Err(self.malformed(e.to_string())),
+        }
+    }
+
+    /// Closes the current field; at `</page>`, the page's document, unless it is not an
+    /// article (redirect, other namespace, no text), in which case reading goes on.
+    fn end_element(&mut self, end: &BytesEnd<'_>) -> Option<Document> {
+        self.field = Field::None;
+        match end.local_name().into_inner() {
+            "revision" => {
+                if let Some(page) = self.page.as_mut() {
+                    page.in_revision = false;
+                }
+                None
+            }
+            "page" => self.page.take().and_then(article),
+            _ => None,
+        }
+    }
+
+    /// The end of the input is clean only outside a page and after some element, so a
+    /// truncated download or a file that is not XML is an error, not a short or empty corpus.
+    fn end_of_input(&self) -> Result<Option<Document>> {
+        if self.page.is_some() {
+            return Err(self.malformed("input ends inside a <page>".to_owned()));
+        }
+        if !self.seen_root {
+            return Err(self.malformed("no XML element found".to_owned()));
+        }
+        Ok(None)
+    }
 }
 
 impl<R: BufRead> DocumentSource for WikiXmlReader<R> {
@@ -111,91 +203,21 @@ impl<R: BufRead> DocumentSource for WikiXmlReader<R> {
                 Err(e) => return Err(self.xml_error(e)),
             };
             match event {
-                Event::Decl(decl) => {
-                    if let Some(Ok(encoding)) = decl.encoding() {
-                        let name = encoding.to_ascii_lowercase();
-                        if name != "utf-8" && name != "utf8" {
-                            return Err(DataError::Encoding {
-                                path: self.path.clone(),
-                                encoding: format!("declared encoding {encoding}"),
-                                location: "the XML declaration".to_owned(),
-                            });
-                        }
-                    }
-                }
-                Event::Start(start) => {
-                    let name = start.local_name().into_inner().to_owned();
-                    self.seen_root = true;
-                    match (name.as_str(), self.page.as_mut()) {
-                        ("page", _) => self.page = Some(Page::default()),
-                        ("revision", Some(page)) => page.in_revision = true,
-                        ("title", Some(_)) => self.field = Field::Title,
-                        ("ns", Some(_)) => self.field = Field::Namespace,
-                        ("id", Some(page)) if !page.in_revision && page.id.is_empty() => {
-                            self.field = Field::Id;
-                        }
-                        ("text", Some(page)) if page.in_revision => self.field = Field::Text,
-                        ("redirect", Some(page)) => page.redirect = true,
-                        _ => {}
-                    }
-                }
-                Event::Empty(empty) => {
-                    if let (b"redirect", Some(page)) =
-                        (empty.local_name().into_inner().as_bytes(), self.page.as_mut())
-                    {
-                        page.redirect = true;
-                    }
-                }
-                Event::Text(text) => {
-                    let content = text.xml10_content();
-                    self.append(&content);
-                }
-                Event::CData(data) => {
-                    let content = data.xml10_content();
-                    self.append(&content);
-                }
+                Event::Decl(decl) => self.check_declaration(&decl)?,
+                Event::Start(start) => self.start_element(&start),
+                Event::Empty(empty) => self.empty_element(&empty),
+                Event::Text(text) => self.append(&text.xml10_content()),
+                Event::CData(data) => self.append(&data.xml10_content()),
                 Event::GeneralRef(reference) => {
-                    let resolved = match reference.resolve_char_ref() {
-                        Ok(Some(c)) => c.to_string(),
-                        Ok(None) => match &*reference {
-                            "amp" => "&".to_owned(),
-                            "lt" => "<".to_owned(),
-                            "gt" => ">".to_owned(),
-                            "quot" => "\"".to_owned(),
-                            "apos" => "'".to_owned(),
-                            other => {
-                                return Err(self.malformed(format!("unknown entity &{other};")));
-                            }
-                        },
-                        Err(e) => return Err(self.malformed(e.to_string())),
-                    };
+                    let resolved = self.resolve_reference(&reference)?;
                     self.append(&resolved);
                 }
                 Event::End(end) => {
-                    self.field = Field::None;
-                    match end.local_name().into_inner() {
-                        "revision" => {
-                            if let Some(page) = self.page.as_mut() {
-                                page.in_revision = false;
-                            }
-                        }
-                        "page" => {
-                            if let Some(doc) = self.page.take().and_then(article) {
-                                return Ok(Some(doc));
-                            }
-                        }
-                        _ => {}
+                    if let Some(doc) = self.end_element(&end) {
+                        return Ok(Some(doc));
                     }
                 }
-                Event::Eof => {
-                    if self.page.is_some() {
-                        return Err(self.malformed("input ends inside a <page>".to_owned()));
-                    }
-                    if !self.seen_root {
-                        return Err(self.malformed("no XML element found".to_owned()));
-                    }
-                    return Ok(None);
-                }
+                Event::Eof => return self.end_of_input(),
                 Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
             }
         }
