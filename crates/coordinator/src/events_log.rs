@@ -12,8 +12,11 @@
 //! coordinator continues it; flushed per line; a write failure is a warning, never fatal.
 
 use std::path::Path;
+use std::time::Duration;
 
-use albatross_proto::domain::{Generation, StepTag, WorkerRef};
+use albatross_proto::domain::{
+    CheckpointDirective, CheckpointRef, DataCursor, Generation, StepTag, WorkerRef,
+};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -164,7 +167,7 @@ fn names(workers: &[WorkerRef]) -> Vec<String> {
     workers.iter().map(ToString::to_string).collect()
 }
 
-fn millis(d: std::time::Duration) -> u64 {
+fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -178,117 +181,159 @@ impl EventLine {
         unix_ms: u64,
     ) -> Self {
         let fields = EventFields::Started { instance: instance.to_owned(), committed_step };
-        Self { unix_ms, event: "started", generation: generation.0, fields }
+        Self { unix_ms, event: fields.kind(), generation: generation.0, fields }
     }
 
     /// The line for `effect`; `generation` is the core's after the batch it came in.
     pub fn new(effect: &Effect, generation: Generation, unix_ms: u64) -> Self {
-        use EventFields as F;
-        let (event, fields) = match effect {
-            Effect::Joined { worker, replaced } => (
-                "joined",
-                F::Joined {
-                    worker: worker.to_string(),
-                    replaced: replaced.as_ref().map(ToString::to_string),
-                },
-            ),
-            Effect::Left { worker, reason } => {
-                ("left", F::Left { worker: worker.to_string(), reason: reason.clone() })
+        let fields = EventFields::from(effect);
+        Self { unix_ms, event: fields.kind(), generation: generation.0, fields }
+    }
+}
+
+impl EventFields {
+    /// The line's `event`: the kind of these fields in snake case, so the name cannot disagree
+    /// with the fields written after it.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Started { .. } => "started",
+            Self::Joined { .. } => "joined",
+            Self::Left { .. } => "left",
+            Self::Evicted { .. } => "evicted",
+            Self::GenerationChanged { .. } => "generation_changed",
+            Self::QuorumFormed { .. } => "quorum_formed",
+            Self::Committed { .. } => "committed",
+            Self::Skipped { .. } => "skipped",
+            Self::Aborted { .. } => "aborted",
+            Self::SuspicionNotConfirmed { .. } => "suspicion_not_confirmed",
+            Self::CheckpointRequested { .. } => "checkpoint_requested",
+            Self::CheckpointRecorded { .. } => "checkpoint_recorded",
+            Self::CheckpointFailed { .. } => "checkpoint_failed",
+            Self::RolledBack { .. } => "rolled_back",
+            Self::Rewound { .. } => "rewound",
+            Self::Recovered { .. } => "recovered",
+        }
+    }
+}
+
+impl From<&Effect> for EventFields {
+    /// The effect's own fields in their logged form: workers as names, tags and cursors as
+    /// objects, durations in milliseconds. Fields that fit a line are built in place; the
+    /// others by the constructors below, grouped as these arms are.
+    fn from(effect: &Effect) -> Self {
+        match effect {
+            // Membership.
+            Effect::Joined { worker, replaced } => Self::joined(worker, replaced.as_ref()),
+            Effect::Left { worker, reason } => Self::left(worker, reason),
+            Effect::Evicted { worker, reason, detected_after } => {
+                Self::evicted(worker, reason, *detected_after)
             }
-            Effect::Evicted { worker, reason, detected_after } => (
-                "evicted",
-                F::Evicted {
-                    worker: worker.to_string(),
-                    reason: reason.clone(),
-                    detected_after_ms: millis(*detected_after),
-                },
-            ),
-            Effect::GenerationChanged { from, to, reason } => (
-                "generation_changed",
-                F::GenerationChanged { from: from.0, to: to.0, reason: reason.clone() },
-            ),
-            Effect::QuorumFormed { tag, members, healing, fast, reason } => (
-                "quorum_formed",
-                F::QuorumFormed {
-                    tag: (*tag).into(),
-                    members: names(members),
-                    healing: names(healing),
-                    fast: *fast,
-                    reason: reason.clone(),
-                },
-            ),
+            Effect::SuspicionNotConfirmed { reporter, suspect, reason } => {
+                Self::suspicion_not_confirmed(reporter, suspect, reason)
+            }
+            Effect::GenerationChanged { from, to, reason } => {
+                Self::GenerationChanged { from: from.0, to: to.0, reason: reason.clone() }
+            }
+            // Steps: formed, decided, undone.
+            Effect::QuorumFormed { tag, members, healing, fast, reason } => Self::QuorumFormed {
+                tag: (*tag).into(),
+                members: names(members),
+                healing: names(healing),
+                fast: *fast,
+                reason: reason.clone(),
+            },
             Effect::Committed { tag, cursor } => {
-                ("committed", F::Committed { tag: (*tag).into(), cursor: (*cursor).into() })
+                Self::Committed { tag: (*tag).into(), cursor: (*cursor).into() }
             }
-            Effect::Skipped { tag, cursor, reason } => (
-                "skipped",
-                F::Skipped { tag: (*tag).into(), cursor: (*cursor).into(), reason: reason.clone() },
-            ),
-            Effect::Aborted { tag, reason, divergent } => (
-                "aborted",
-                F::Aborted {
-                    tag: (*tag).into(),
-                    reason: reason.clone(),
-                    divergent: names(divergent),
-                },
-            ),
-            Effect::SuspicionNotConfirmed { reporter, suspect, reason } => (
-                "suspicion_not_confirmed",
-                F::SuspicionNotConfirmed {
-                    reporter: reporter.to_string(),
-                    suspect: suspect.to_string(),
-                    reason: reason.clone(),
-                },
-            ),
-            Effect::CheckpointRequested { worker, directive } => (
-                "checkpoint_requested",
-                F::CheckpointRequested {
-                    worker: worker.to_string(),
-                    step: directive.step,
-                    path: directive.path.clone(),
-                },
-            ),
-            Effect::CheckpointRecorded { checkpoint } => (
-                "checkpoint_recorded",
-                F::CheckpointRecorded {
-                    step: checkpoint.step,
-                    path: checkpoint.path.clone(),
-                    manifest_sha256: checkpoint.manifest_sha256.to_hex(),
-                    cursor: checkpoint.cursor.into(),
-                },
-            ),
-            Effect::CheckpointFailed { worker, step, error } => (
-                "checkpoint_failed",
-                F::CheckpointFailed {
-                    worker: worker.to_string(),
-                    step: *step,
-                    error: error.clone(),
-                },
-            ),
-            Effect::Rewound { worker, held_step, committed_step, reason } => (
-                "rewound",
-                F::Rewound {
-                    worker: worker.to_string(),
-                    held_step: *held_step,
-                    committed_step: *committed_step,
-                    reason: reason.clone(),
-                },
-            ),
-            Effect::Recovered { step, cause, after } => (
-                "recovered",
-                F::Recovered { step: *step, cause: cause.clone(), recovery_ms: millis(*after) },
-            ),
-            Effect::RolledBack { from_step, to_step, cursor, reason } => (
-                "rolled_back",
-                F::RolledBack {
-                    from_step: *from_step,
-                    to_step: *to_step,
-                    cursor: (*cursor).into(),
-                    reason: reason.clone(),
-                },
-            ),
-        };
-        Self { unix_ms, event, generation: generation.0, fields }
+            Effect::Skipped { tag, cursor, reason } => Self::skipped(*tag, *cursor, reason),
+            Effect::Aborted { tag, reason, divergent } => Self::aborted(*tag, reason, divergent),
+            Effect::Rewound { worker, held_step, committed_step, reason } => {
+                Self::rewound(worker, *held_step, *committed_step, reason)
+            }
+            Effect::RolledBack { from_step, to_step, cursor, reason } => {
+                Self::rolled_back(*from_step, *to_step, *cursor, reason)
+            }
+            Effect::Recovered { step, cause, after } => {
+                Self::Recovered { step: *step, cause: cause.clone(), recovery_ms: millis(*after) }
+            }
+            // Checkpoints.
+            Effect::CheckpointRequested { worker, directive } => {
+                Self::checkpoint_requested(worker, directive)
+            }
+            Effect::CheckpointRecorded { checkpoint } => Self::checkpoint_recorded(checkpoint),
+            Effect::CheckpointFailed { worker, step, error } => {
+                Self::checkpoint_failed(worker, *step, error)
+            }
+        }
+    }
+}
+
+/// Membership lines: who joined, left or was evicted, and suspicions that were not confirmed.
+impl EventFields {
+    fn joined(worker: &WorkerRef, replaced: Option<&WorkerRef>) -> Self {
+        Self::Joined { worker: worker.to_string(), replaced: replaced.map(ToString::to_string) }
+    }
+
+    fn left(worker: &WorkerRef, reason: &str) -> Self {
+        Self::Left { worker: worker.to_string(), reason: reason.to_owned() }
+    }
+
+    fn evicted(worker: &WorkerRef, reason: &str, detected_after: Duration) -> Self {
+        let detected_after_ms = millis(detected_after);
+        Self::Evicted { worker: worker.to_string(), reason: reason.to_owned(), detected_after_ms }
+    }
+
+    fn suspicion_not_confirmed(reporter: &WorkerRef, suspect: &WorkerRef, reason: &str) -> Self {
+        Self::SuspicionNotConfirmed {
+            reporter: reporter.to_string(),
+            suspect: suspect.to_string(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Step lines: a step skipped or aborted, a worker told to drop undone steps, a rollback.
+impl EventFields {
+    fn skipped(tag: StepTag, cursor: DataCursor, reason: &str) -> Self {
+        Self::Skipped { tag: tag.into(), cursor: cursor.into(), reason: reason.to_owned() }
+    }
+
+    fn aborted(tag: StepTag, reason: &str, divergent: &[WorkerRef]) -> Self {
+        Self::Aborted { tag: tag.into(), reason: reason.to_owned(), divergent: names(divergent) }
+    }
+
+    fn rewound(worker: &WorkerRef, held_step: u64, committed_step: u64, reason: &str) -> Self {
+        let worker = worker.to_string();
+        Self::Rewound { worker, held_step, committed_step, reason: reason.to_owned() }
+    }
+
+    fn rolled_back(from_step: u64, to_step: u64, cursor: DataCursor, reason: &str) -> Self {
+        let (cursor, reason) = (cursor.into(), reason.to_owned());
+        Self::RolledBack { from_step, to_step, cursor, reason }
+    }
+}
+
+/// Checkpoint lines: asked for, recorded, failed.
+impl EventFields {
+    fn checkpoint_requested(worker: &WorkerRef, directive: &CheckpointDirective) -> Self {
+        Self::CheckpointRequested {
+            worker: worker.to_string(),
+            step: directive.step,
+            path: directive.path.clone(),
+        }
+    }
+
+    fn checkpoint_recorded(checkpoint: &CheckpointRef) -> Self {
+        Self::CheckpointRecorded {
+            step: checkpoint.step,
+            path: checkpoint.path.clone(),
+            manifest_sha256: checkpoint.manifest_sha256.to_hex(),
+            cursor: checkpoint.cursor.into(),
+        }
+    }
+
+    fn checkpoint_failed(worker: &WorkerRef, step: u64, error: &str) -> Self {
+        Self::CheckpointFailed { worker: worker.to_string(), step, error: error.to_owned() }
     }
 }
 

@@ -113,29 +113,62 @@ impl Core {
 
     /// Form the next step's quorum if the rules allow it now; otherwise say why not.
     pub(crate) fn try_form(&mut self, now: Instant) -> String {
+        if let Some(why) = self.busy_or_finished() {
+            return why;
+        }
+        let readiness = self.readiness(now);
+        let grace_end = self.grace_end(now, readiness.opened);
+        let (fast, why) = match self.verdict(now, &readiness, grace_end) {
+            Verdict::Form { fast, why } => (fast, why),
+            Verdict::Wait(why) => return why,
+        };
+        let chosen = self.choose_members(now);
+        let mut up = up_to_date(&chosen, self.durable.committed_step);
+        if up.is_empty() {
+            match self.resume_without_holder(now, &chosen, grace_end) {
+                Ok(sources) => up = sources,
+                Err(why) => return why,
+            }
+        }
+        self.start_step(now, chosen.into_iter().map(|c| c.0).collect(), &up, fast, why);
+        String::new()
+    }
+
+    /// Why no quorum can form whoever is ready: a step is running, or the job is done.
+    fn busy_or_finished(&self) -> Option<String> {
         if let Some(a) = &self.active {
-            return format!(
+            return Some(format!(
                 "step {} is running in {}; wait for it to finish",
                 a.tag.step, a.tag.generation
-            );
+            ));
         }
         if self.is_finished() {
-            return format!("the job finished at step {}", self.durable.committed_step);
+            return Some(format!("the job finished at step {}", self.durable.committed_step));
         }
-        let Readiness { live, ready, ready_from_last_quorum, responsive, opened } =
-            self.readiness(now);
+        None
+    }
+
+    /// When the join grace ends: counted from the earliest ready worker's first request, but
+    /// never from before the last decision, so a worker that waited through the previous step
+    /// does not use up the grace before that step's members can ask again.
+    fn grace_end(&self, now: Instant, opened: Option<Instant>) -> Instant {
+        let opened = opened.unwrap_or(now);
+        let opened = self.last_decided_at.map_or(opened, |d| d.max(opened));
+        opened + self.cfg.join_grace
+    }
+
+    /// Whether the ready workers may form a quorum now, by the first rule that applies, and why.
+    fn verdict(&self, now: Instant, r: &Readiness, grace_end: Instant) -> Verdict {
+        let Readiness { live, ready, ready_from_last_quorum, responsive, .. } = *r;
         if ready < self.cfg.min_workers {
-            return format!(
+            return Verdict::Wait(format!(
                 "{ready} of {live} live workers are ready; min_workers is {}",
                 self.cfg.min_workers
-            );
+            ));
         }
         // Fast quorum: every member of the previous quorum (same incarnation) is ready again.
         let previous = self.last_quorum.as_ref().map_or(0, |q| q.1.len());
         let fast = previous > 0 && ready_from_last_quorum == previous;
-        let opened = opened.unwrap_or(now);
-        let opened = self.last_decided_at.map_or(opened, |d| d.max(opened));
-        let grace_end = opened + self.cfg.join_grace;
         let grace_over = now >= grace_end;
         // `responsive` leaves out a worker that is not ready and has not been heard for a whole
         // heartbeat interval (healthy workers beat several times per interval, even
@@ -143,24 +176,17 @@ impl Core {
         // delay recovery. It still counts as live until its heartbeat timeout, and rejoins the
         // next quorum if it was just slow.
         let interval = self.cfg.heartbeat_interval;
-        // After a restart no quorum is known yet: as many workers as the last quorum before it
-        // had are waited for (up to the join grace), rather than starting with whoever rejoined
-        // first while the rest idle through a step computed by few.
-        let before_restart = match &self.last_quorum {
-            None => usize::try_from(self.durable.last_quorum_size).unwrap_or(usize::MAX),
-            Some(_) => 0,
-        }
-        .min(self.cfg.max_workers);
+        let before_restart = self.before_restart();
         let why = if fast {
             format!("fast quorum: every member of the previous quorum is ready ({ready} ready)")
         } else if before_restart > 0 && ready >= before_restart {
             format!("{ready} workers are ready, as many as the last quorum before the restart")
         } else if before_restart > 0 && !grace_over {
-            return format!(
+            return Verdict::Wait(format!(
                 "waiting {:?} more for the workers of the last quorum before the restart: \
                  {ready} of {before_restart} are ready",
                 grace_end.saturating_duration_since(now)
-            );
+            ));
         } else if ready == live {
             format!("all {live} live workers are ready")
         } else if ready == responsive {
@@ -174,21 +200,37 @@ impl Core {
                 self.cfg.join_grace
             )
         } else {
-            return format!(
+            return Verdict::Wait(format!(
                 "waiting {:?} more for stragglers: {ready} of {live} live workers are ready",
                 grace_end.saturating_duration_since(now)
-            );
+            ));
         };
-        // Holders of the committed step first (so a cut to max_workers never leaves them all
-        // out), then previous members, then newcomers in ring order, up to max_workers.
-        // `waiting` is in ring order and both sorts are stable.
+        Verdict::Form { fast, why }
+    }
+
+    /// After a restart no quorum is known yet: as many workers as the last quorum before it
+    /// had are waited for (up to the join grace), rather than starting with whoever rejoined
+    /// first while the rest idle through a step computed by few. Zero once a quorum formed.
+    fn before_restart(&self) -> usize {
+        match &self.last_quorum {
+            None => usize::try_from(self.durable.last_quorum_size).unwrap_or(usize::MAX),
+            Some(_) => 0,
+        }
+        .min(self.cfg.max_workers)
+    }
+
+    /// The members of the next quorum, ranked by worker id, with the step each holds and
+    /// whether it must heal. Holders of the committed step come first (so a cut to
+    /// max_workers never leaves them all out), then previous members, then newcomers in ring
+    /// order, up to max_workers. `waiting` is in ring order and both sorts are stable.
+    fn choose_members(&self, now: Instant) -> Vec<(Member, Option<u64>, bool)> {
         let committed = self.durable.committed_step;
         let mut chosen: Vec<&MemberState> =
             self.live(now).filter(|m| m.waiting.is_some()).collect();
         chosen.sort_by_key(|m| (!m.holds(committed), !m.in_last_quorum));
         chosen.truncate(self.cfg.max_workers);
         chosen.sort_by(|a, b| a.worker.id.cmp(&b.worker.id));
-        let chosen: Vec<(Member, Option<u64>, bool)> = chosen
+        chosen
             .iter()
             .enumerate()
             .map(|(rank, m)| {
@@ -199,39 +241,39 @@ impl Core {
                 };
                 (member, m.applied_step, m.must_heal)
             })
-            .collect();
-        let mut up: Vec<usize> =
-            (0..chosen.len()).filter(|&i| chosen[i].1 == Some(committed) && !chosen[i].2).collect();
-        if up.is_empty() {
-            if let Some(why) = self.wait_for_live_holder(now) {
-                return why;
-            }
-            match self.rollback_target(&chosen) {
-                Some(_) if !grace_over => {
-                    return format!(
-                        "no ready worker holds step {committed}; waiting {:?} for one before \
-                         resuming from an older state",
-                        grace_end.saturating_duration_since(now)
-                    );
-                }
-                Some((step, cursor, source)) => {
-                    if step != committed {
-                        let reason = self.no_holder_reason(now);
-                        self.roll_back(step, cursor, &source, &reason);
-                    }
-                    up = (0..chosen.len())
-                        .filter(|&i| chosen[i].1 == Some(step) && !chosen[i].2)
-                        .collect();
-                }
-                None => {
-                    return format!(
-                        "no ready worker holds step {committed} or an older step; waiting for one"
-                    );
-                }
-            }
+            .collect()
+    }
+
+    /// No chosen member holds the committed step. Wait for a live holder that is not ready
+    /// yet, or (after the join grace) roll back to the newest step a chosen member holds.
+    /// `Ok`: the members to heal from; `Err`: why the quorum waits.
+    fn resume_without_holder(
+        &mut self,
+        now: Instant,
+        chosen: &[(Member, Option<u64>, bool)],
+        grace_end: Instant,
+    ) -> Result<Vec<usize>, String> {
+        let committed = self.durable.committed_step;
+        if let Some(why) = self.wait_for_live_holder(now) {
+            return Err(why);
         }
-        self.start_step(now, chosen.into_iter().map(|c| c.0).collect(), &up, fast, why);
-        String::new()
+        match self.rollback_target(chosen) {
+            Some(_) if now < grace_end => Err(format!(
+                "no ready worker holds step {committed}; waiting {:?} for one before \
+                 resuming from an older state",
+                grace_end.saturating_duration_since(now)
+            )),
+            Some((step, cursor, source)) => {
+                if step != committed {
+                    let reason = self.no_holder_reason(now);
+                    self.roll_back(step, cursor, &source, &reason);
+                }
+                Ok(up_to_date(chosen, step))
+            }
+            None => Err(format!(
+                "no ready worker holds step {committed} or an older step; waiting for one"
+            )),
+        }
     }
 
     /// Members of the previous quorum that are still registered but not in the new one
@@ -321,8 +363,23 @@ impl Core {
     }
 }
 
+/// The indices of the chosen members that hold `step` and need no healing: the sources the
+/// others heal from.
+fn up_to_date(chosen: &[(Member, Option<u64>, bool)], step: u64) -> Vec<usize> {
+    (0..chosen.len()).filter(|&i| chosen[i].1 == Some(step) && !chosen[i].2).collect()
+}
+
+/// What [`Core::verdict`] decides.
+#[derive(Debug)]
+enum Verdict {
+    /// Form the quorum now; `fast` when it is the previous one again.
+    Form { fast: bool, why: String },
+    /// Not yet, and why.
+    Wait(String),
+}
+
 /// What [`Core::readiness`] counts among the live workers.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Readiness {
     live: usize,
     /// Waiting for a quorum.
