@@ -128,46 +128,10 @@ fn drive_children(
     deadline: std::time::Instant,
     children: &mut Vec<Child>,
 ) -> Result<Vec<BenchResult>, CollectiveError> {
-    let fail = |m: String| CollectiveError::InvalidArgument(format!("bench launcher: {m}"));
-    // One reader thread per child turns its stdout into (rank, line) events; `None` is EOF.
-    let (events_tx, events) = std::sync::mpsc::channel::<(usize, Option<String>)>();
-    for rank in 0..options.ranks {
-        let mut child = command(rank)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| fail(format!("cannot start rank {rank}: {e}")))?;
-        let stdout = child.stdout.take().ok_or_else(|| fail("no stdout".to_owned()))?;
-        children.push(child);
-        let events_tx = events_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if events_tx.send((rank, Some(line))).is_err() {
-                    return;
-                }
-            }
-            let _ = events_tx.send((rank, None));
-        });
-    }
-    drop(events_tx);
-    let next = || {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        events.recv_timeout(left).map_err(|_| fail("ranks did not finish in time".to_owned()))
-    };
-    let mut addrs: Vec<Option<String>> = vec![None; options.ranks];
-    while addrs.iter().any(Option::is_none) {
-        match next()? {
-            // Found anywhere in the line: a harness may not end its own line first.
-            (rank, Some(line)) => {
-                if let Some((_, addr)) = line.split_once("listening ") {
-                    addrs[rank] = Some(addr.trim().to_owned());
-                }
-            }
-            (rank, None) => return Err(fail(format!("rank {rank} exited before listening"))),
-        }
-    }
-    let members_line =
-        format!("members {}\n", addrs.into_iter().flatten().collect::<Vec<_>>().join(" "));
+    let events = spawn_ranks(options.ranks, command, children)?;
+    let ranks = Rendezvous { events, deadline };
+    let addrs = ranks.listening(options.ranks)?;
+    let members_line = format!("members {}\n", addrs.join(" "));
     for (rank, child) in children.iter_mut().enumerate() {
         let stdin = child.stdin.as_mut().ok_or_else(|| fail("no stdin".to_owned()))?;
         stdin
@@ -175,23 +139,7 @@ fn drive_children(
             .and_then(|()| stdin.flush())
             .map_err(|e| fail(format!("rank {rank}: {e}")))?;
     }
-    let mut results = Vec::new();
-    let mut done = vec![false; options.ranks];
-    while done.iter().any(|d| !d) {
-        match next()? {
-            (rank, Some(line)) if line.trim_end().ends_with("done") => done[rank] = true,
-            (0, Some(line)) => {
-                if let Some((_, json)) = line.split_once("result {") {
-                    let json = format!("{{{json}");
-                    let result = BenchResult::from_json(&json)
-                        .ok_or_else(|| fail(format!("rank 0: bad result {json:?}")))?;
-                    results.push(result);
-                }
-            }
-            (_, Some(_)) => {}
-            (rank, None) => return Err(fail(format!("rank {rank} exited before it was done"))),
-        }
-    }
+    let results = ranks.results(options.ranks)?;
     // Every rank has finished every operation: none still needs a peer's server.
     for child in children.iter_mut() {
         if let Some(mut stdin) = child.stdin.take() {
@@ -212,4 +160,93 @@ fn drive_children(
         )));
     }
     Ok(results)
+}
+
+fn fail(m: String) -> CollectiveError {
+    CollectiveError::InvalidArgument(format!("bench launcher: {m}"))
+}
+
+/// A line of a rank's stdout, `None` at its end.
+type RankEvent = (usize, Option<String>);
+
+/// Starts the ranks; one reader thread per child turns its stdout into [`RankEvent`]s.
+fn spawn_ranks(
+    ranks: usize,
+    command: &impl Fn(usize) -> Command,
+    children: &mut Vec<Child>,
+) -> Result<std::sync::mpsc::Receiver<RankEvent>, CollectiveError> {
+    let (events_tx, events) = std::sync::mpsc::channel::<RankEvent>();
+    for rank in 0..ranks {
+        let mut child = command(rank)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(format!("cannot start rank {rank}: {e}")))?;
+        let stdout = child.stdout.take().ok_or_else(|| fail("no stdout".to_owned()))?;
+        children.push(child);
+        let events_tx = events_tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if events_tx.send((rank, Some(line))).is_err() {
+                    return;
+                }
+            }
+            let _ = events_tx.send((rank, None));
+        });
+    }
+    Ok(events)
+}
+
+/// The ranks' stdout lines, read until the run's deadline.
+struct Rendezvous {
+    events: std::sync::mpsc::Receiver<RankEvent>,
+    deadline: std::time::Instant,
+}
+
+impl Rendezvous {
+    fn next(&self) -> Result<RankEvent, CollectiveError> {
+        let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+        self.events.recv_timeout(left).map_err(|_| fail("ranks did not finish in time".to_owned()))
+    }
+
+    /// Every rank's `listening <addr>`, in rank order.
+    fn listening(&self, ranks: usize) -> Result<Vec<String>, CollectiveError> {
+        let mut addrs: Vec<Option<String>> = vec![None; ranks];
+        while addrs.iter().any(Option::is_none) {
+            match self.next()? {
+                // Found anywhere in the line: a harness may not end its own line first.
+                (rank, Some(line)) => {
+                    if let Some((_, addr)) = line.split_once("listening ") {
+                        addrs[rank] = Some(addr.trim().to_owned());
+                    }
+                }
+                (rank, None) => return Err(fail(format!("rank {rank} exited before listening"))),
+            }
+        }
+        Ok(addrs.into_iter().flatten().collect())
+    }
+
+    /// Rank 0's `result {json}` lines, once every rank said `done`.
+    fn results(&self, ranks: usize) -> Result<Vec<BenchResult>, CollectiveError> {
+        let mut results = Vec::new();
+        let mut done = vec![false; ranks];
+        while done.iter().any(|d| !d) {
+            match self.next()? {
+                (rank, Some(line)) if line.trim_end().ends_with("done") => done[rank] = true,
+                (0, Some(line)) => {
+                    if let Some((_, json)) = line.split_once("result {") {
+                        let json = format!("{{{json}");
+                        let result = BenchResult::from_json(&json)
+                            .ok_or_else(|| fail(format!("rank 0: bad result {json:?}")))?;
+                        results.push(result);
+                    }
+                }
+                (_, Some(_)) => {}
+                (rank, None) => {
+                    return Err(fail(format!("rank {rank} exited before it was done")));
+                }
+            }
+        }
+        Ok(results)
+    }
 }

@@ -187,8 +187,7 @@ impl Pump<'_> {
 
     async fn pump(&mut self, writer: &OwnedWriteHalf) -> PumpEnd {
         let mut buf = vec![0_u8; READ_BUFFER_BYTES];
-        let mut queue: VecDeque<Chunk> = VecDeque::new();
-        let mut queued_bytes = 0_usize;
+        let mut backlog = Backlog::default();
         let mut source_closed = false;
         let mut rng = stream_rng(0, self.stream);
         let mut seeded_with = None;
@@ -204,14 +203,14 @@ impl Pump<'_> {
                 }
                 _ => seeded_with = None,
             }
-            if source_closed && queue.is_empty() {
+            if source_closed && backlog.is_empty() {
                 return PumpEnd::Finished;
             }
             // In a partition nothing moves: unread bytes stay in the kernel (the sender blocks),
             // read ones stay queued, and all of it flows again once the partition heals.
             let partitioned = current == NetFault::Partition;
-            let may_read = !partitioned && !source_closed && queued_bytes < MAX_QUEUED_BYTES;
-            let next_due = if partitioned { None } else { queue.front().map(|c| c.due) };
+            let may_read = !partitioned && !source_closed && backlog.bytes < MAX_QUEUED_BYTES;
+            let next_due = if partitioned { None } else { backlog.next_due() };
 
             tokio::select! {
                 // Cancellation and fault changes first, so bytes that became readable together
@@ -234,53 +233,95 @@ impl Pump<'_> {
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
                         Err(err) => return PumpEnd::Failed(err.kind()),
                     };
-                    let now = Instant::now();
                     let hold = hold_for(&current, &mut rng);
-                    let mut data = &buf[..n];
-                    // Fast path: nothing to wait for, so write straight from the read buffer.
-                    if hold.is_zero() && queue.is_empty() {
-                        match writer.try_write(data) {
-                            Ok(written) => {
-                                self.delivered.fetch_add(as_u64(written), Ordering::Relaxed);
-                                data = &data[written..];
-                            }
-                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(err) => return PumpEnd::Failed(err.kind()),
-                        }
-                    }
-                    if !data.is_empty() {
-                        // Never before the chunk ahead of it: delay and stalls keep byte order.
-                        let due = queue.back().map_or(now + hold, |last| last.due.max(now + hold));
-                        queued_bytes += data.len();
-                        queue.push_back(Chunk { due, data: data.to_vec(), written: 0 });
+                    if let Err(kind) = backlog.forward(&buf[..n], hold, writer, self.delivered) {
+                        return PumpEnd::Failed(kind);
                     }
                 }
                 ready = writable_at(writer, next_due), if next_due.is_some() => {
                     if let Err(err) = ready {
                         return PumpEnd::Failed(err.kind());
                     }
-                    let now = Instant::now();
-                    while let Some(chunk) = queue.front_mut() {
-                        if chunk.due > now {
-                            break;
-                        }
-                        match writer.try_write(&chunk.data[chunk.written..]) {
-                            Ok(0) => return PumpEnd::Failed(io::ErrorKind::WriteZero),
-                            Ok(written) => {
-                                self.delivered.fetch_add(as_u64(written), Ordering::Relaxed);
-                                chunk.written += written;
-                                if chunk.written == chunk.data.len() {
-                                    queued_bytes -= chunk.data.len();
-                                    queue.pop_front();
-                                }
-                            }
-                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(err) => return PumpEnd::Failed(err.kind()),
-                        }
+                    if let Err(kind) = backlog.write_due(writer, self.delivered) {
+                        return PumpEnd::Failed(kind);
                     }
                 }
             }
         }
+    }
+}
+
+/// One direction's bytes read but not yet delivered, in order.
+#[derive(Debug, Default)]
+struct Backlog {
+    queue: VecDeque<Chunk>,
+    bytes: usize,
+}
+
+impl Backlog {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.queue.front().map(|c| c.due)
+    }
+
+    /// Passes on `data` just read, held back by `hold`: straight from the read buffer when
+    /// nothing waits, else queued, never before the chunk ahead of it (delay and stalls keep
+    /// byte order).
+    fn forward(
+        &mut self,
+        mut data: &[u8],
+        hold: Duration,
+        writer: &OwnedWriteHalf,
+        delivered: &AtomicU64,
+    ) -> Result<(), io::ErrorKind> {
+        let now = Instant::now();
+        if hold.is_zero() && self.queue.is_empty() {
+            match writer.try_write(data) {
+                Ok(written) => {
+                    delivered.fetch_add(as_u64(written), Ordering::Relaxed);
+                    data = &data[written..];
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(err.kind()),
+            }
+        }
+        if !data.is_empty() {
+            let due = self.queue.back().map_or(now + hold, |last| last.due.max(now + hold));
+            self.bytes += data.len();
+            self.queue.push_back(Chunk { due, data: data.to_vec(), written: 0 });
+        }
+        Ok(())
+    }
+
+    /// Writes every chunk that is due, as far as `writer` takes them.
+    fn write_due(
+        &mut self,
+        writer: &OwnedWriteHalf,
+        delivered: &AtomicU64,
+    ) -> Result<(), io::ErrorKind> {
+        let now = Instant::now();
+        while let Some(chunk) = self.queue.front_mut() {
+            if chunk.due > now {
+                break;
+            }
+            match writer.try_write(&chunk.data[chunk.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero),
+                Ok(written) => {
+                    delivered.fetch_add(as_u64(written), Ordering::Relaxed);
+                    chunk.written += written;
+                    if chunk.written == chunk.data.len() {
+                        self.bytes -= chunk.data.len();
+                        self.queue.pop_front();
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err.kind()),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use albatross_proto::channel::{ChannelOptions, endpoint};
 use albatross_proto::domain::{
     CheckpointReport, Generation, Heartbeat, HeartbeatReply, JoinAccepted, JoinRequest,
     LeaveRequest, PeerFailureReport, QuorumOutcome, QuorumRequest, Vote, VoteDecision,
@@ -14,7 +15,7 @@ use albatross_proto::wire::v1::coordinator_service_client::CoordinatorServiceCli
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::error::{Result, WorkerError};
@@ -78,23 +79,9 @@ impl CoordinatorClient {
         rpc_timeout: Duration,
         tls: Option<&albatross_proto::tls::Tls>,
     ) -> Result<Self> {
-        // With TLS the scheme is https whatever the user wrote.
-        let url = match (tls, url.strip_prefix("http://")) {
-            (Some(_), Some(rest)) => format!("https://{rest}"),
-            _ => url.to_owned(),
-        };
-        let mut endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| WorkerError::Setup(format!("coordinator URL {url:?} is invalid: {e}")))?;
-        if let Some(tls) = tls {
-            endpoint = endpoint
-                .tls_config(tls.client(albatross_proto::tls::host_of(&url)))
-                .map_err(|e| WorkerError::Setup(format!("TLS configuration: {e}")))?;
-        }
-        let endpoint = endpoint
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(10));
+        let options = ChannelOptions { tls: tls.cloned(), ..ChannelOptions::default() };
+        let endpoint = endpoint(url, &options)
+            .map_err(|e| WorkerError::Setup(format!("coordinator URL: {e}")))?;
         let bearer = match token {
             Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
                 WorkerError::Setup("the join token holds characters not allowed in a header".into())

@@ -22,6 +22,7 @@ mod step_core;
 mod transfer;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use albatross_collective::{Collective, CollectiveConfig};
@@ -61,6 +62,59 @@ pub async fn run_worker(
     let id = WorkerId::new(options.id.clone())
         .map_err(|e| WorkerError::Setup(format!("--id {:?}: {}", e.id, e.reason)))?;
     let me = WorkerRef { id, incarnation: incarnation_now() };
+    let mut config = CollectiveConfig::default();
+    config.channel.tls = options.tls.clone();
+    let collective = Collective::new(config)?;
+    let servers = serve_peers(&options, &collective, &stop).await?;
+    let advertise = servers.advertise.clone();
+    tracing::info!(worker = %me, bound = %servers.bound, %advertise, coordinator = %options.coordinator, "worker serving peers");
+
+    let client = CoordinatorClient::new(
+        &options.coordinator,
+        options.token.as_deref(),
+        Duration::from_secs(5),
+        options.tls.as_ref(),
+    )?;
+    let result = session_loop(options, me, advertise, client, collective, stop.clone()).await;
+    stop.cancel();
+    servers.join().await;
+    result
+}
+
+/// The servers a worker runs while it lives: `PeerService` and health on `--listen`, and
+/// health alone in cleartext on `--health-listen`.
+struct Servers {
+    bound: SocketAddr,
+    /// `host:port` peers use to reach this worker.
+    advertise: String,
+    peer: tokio::task::JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+    health: Option<tokio::task::JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
+}
+
+impl Servers {
+    /// Waits for the servers to stop (after `stop` was cancelled).
+    async fn join(self) {
+        match self.peer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "peer server stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "peer server task failed"),
+        }
+        if let Some(task) = self.health {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "health server stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "health server task failed"),
+            }
+        }
+    }
+}
+
+/// Binds and starts the worker's servers; they stop when `stop` is cancelled.
+async fn serve_peers(
+    options: &WorkerOptions,
+    collective: &Collective,
+    stop: &CancellationToken,
+) -> Result<Servers> {
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|e| WorkerError::Setup(format!("cannot listen on {}: {e}", options.listen)))?;
@@ -73,27 +127,13 @@ pub async fn run_worker(
         };
         format!("{ip}:{}", bound.port())
     });
-    let mut config = CollectiveConfig::default();
-    config.channel.tls = options.tls.clone();
-    let collective = Collective::new(config)?;
-    let server_stop = stop.clone();
     let peer_service = collective.peer_server().into_service();
     let (health_reporter, health) = services::health();
     health_reporter
         .set_service_status("albatross.v1.PeerService", tonic_health::ServingStatus::Serving)
         .await;
-    let health_server = match options.health_listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| WorkerError::Setup(format!("cannot listen on {addr}: {e}")))?;
-            let bound = listener.local_addr().map_err(|e| WorkerError::Setup(e.to_string()))?;
-            tracing::info!(%bound, "health alone serving in cleartext");
-            let stop = stop.clone();
-            Some(tokio::spawn(services::serve_health_only(listener, health.clone(), async move {
-                stop.cancelled().await;
-            })))
-        }
+    let health_only = match options.health_listen {
+        Some(addr) => Some(serve_health_only(addr, health.clone(), stop.clone()).await?),
         None => None,
     };
     let mut builder = collective.config().server.server_builder();
@@ -102,36 +142,30 @@ pub async fn run_worker(
             .tls_config(tls.server())
             .map_err(|e| WorkerError::Setup(format!("TLS configuration: {e}")))?;
     }
+    let server_stop = stop.clone();
     let server = builder
         .add_service(health)
         .add_service(peer_service)
-        .serve_with_incoming_shutdown(albatross_proto::services::incoming(listener), async move {
+        .serve_with_incoming_shutdown(services::incoming(listener), async move {
             server_stop.cancelled().await;
         });
-    let server = tokio::spawn(server);
-    tracing::info!(worker = %me, %bound, %advertise, coordinator = %options.coordinator, "worker serving peers");
+    Ok(Servers { bound, advertise, peer: tokio::spawn(server), health: health_only })
+}
 
-    let client = CoordinatorClient::new(
-        &options.coordinator,
-        options.token.as_deref(),
-        Duration::from_secs(5),
-        options.tls.as_ref(),
-    )?;
-    let result = session_loop(options, me, advertise, client, collective, stop.clone()).await;
-    stop.cancel();
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "peer server stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "peer server task failed"),
-    }
-    if let Some(task) = health_server {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "health server stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "health server task failed"),
-        }
-    }
-    result
+/// Health alone, in cleartext (probes cannot present a client certificate).
+async fn serve_health_only<H: tonic_health::pb::health_server::Health>(
+    addr: SocketAddr,
+    health: tonic_health::pb::health_server::HealthServer<H>,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::result::Result<(), tonic::transport::Error>>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| WorkerError::Setup(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| WorkerError::Setup(e.to_string()))?;
+    tracing::info!(%bound, "health alone serving in cleartext");
+    Ok(tokio::spawn(services::serve_health_only(listener, health, async move {
+        stop.cancelled().await;
+    })))
 }
 
 /// Join, run until told to rejoin, repeat.
