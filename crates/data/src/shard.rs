@@ -15,6 +15,7 @@
 //!
 //! A shard is verified (size, then checksums) when opened, before any example is served.
 
+mod format;
 mod verification;
 
 use std::fs::File;
@@ -26,14 +27,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{DataError, Result};
 use crate::example::Example;
+pub use format::{HEADER_BYTES, MAGIC, VERSION};
 use verification::{Header, Index, read_body};
-
-/// First bytes of every shard.
-pub const MAGIC: &[u8; 8] = b"ALBSHARD";
-/// Shard format version written by this crate.
-pub const VERSION: u32 = 1;
-/// Size of the fixed header.
-pub const HEADER_BYTES: usize = 64;
 
 /// Collects examples (token ids already at the shard's width) and writes them as one shard.
 #[derive(Debug)]

@@ -10,6 +10,7 @@ mod t06_deploy;
 mod t07_netns;
 mod t08_long_steps;
 mod t09_devices;
+mod t10_structure;
 
 use albatross_tests::Albatross;
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{HEADER_BYTES, MAGIC, VERSION};
+use super::format::{HEADER_BYTES, MAGIC, VERSION};
 use crate::error::{DataError, Result};
 
 /// Bytes hashed per read while verifying.
