@@ -23,7 +23,7 @@ fn no_crate_has_an_import_circle_between_its_files() {
         let files = module_files(&src);
         let graph = import_graph(&files);
         for circle in strongly_connected(&graph) {
-            let names: Vec<String> = circle.iter().map(|m| display(m)).collect();
+            let names: Vec<String> = circle.iter().map(display).collect();
             circles.push(format!("{}: {}", src.display(), names.join(" ↔ ")));
         }
     }
