@@ -1,5 +1,5 @@
-//! The data pipeline: corpus readers (Wikipedia XML, WikiExtractor, JSON Lines, plain text and
-//! books), the ALBERT tokenizer, SOP pairs with n-gram masking and the exactly-once sampler.
+//! The data pipeline: corpus readers (Wikipedia XML, WikiExtractor, JSON Lines, parquet, plain
+//! text and books, behind one reader loop), the ALBERT tokenizer, SOP pairs with n-gram masking and the exactly-once sampler.
 //!
 //! Invariants:
 //! - an epoch's sample order is a pure function of (seed, epoch); a position in that order names

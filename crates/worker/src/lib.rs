@@ -2,12 +2,17 @@
 //! all-reduce → vote → apply or discard), state transfer to peers, checkpoints, heartbeats and
 //! graceful leave.
 //!
-//! Built so far: [`albert_config`], the mapping of a job's model spec onto the model crate's
-//! configuration, and [`Trainer`], the training-step engine the loop drives each step
-//! (`compute` → all-reduce by the caller → `apply` on commit or `discard` on abort), with its
-//! normalisation scheme documented in [`trainer`]. Invariants it will keep:
-//! - an update is applied only after the coordinator's commit decision for that step;
-//! - every wait (coordinator, peers, collectives) has a deadline and is cancellable.
+//! - [`runtime`]: the process: joining, sessions, heartbeats, state served to healing peers,
+//!   and the step protocol as a sans-IO decision core (`runtime/step_core`) with an async driver;
+//! - [`Trainer`]: the training-step engine the driver runs each step (`compute` → all-reduce by
+//!   the caller → `apply` on commit or `discard` on abort), its normalisation documented in
+//!   [`trainer`]; [`albert_config`] maps a job's model spec onto the model crate's configuration;
+//! - [`checkpoint`], [`state`], [`batches`], [`gradients`]: what a step reads and writes.
+//!
+//! Invariants:
+//! - an update is applied only after the coordinator's commit decision for that exact step tag;
+//! - every wait (coordinator, peers, collectives) has a deadline and is cancellable;
+//! - control flow never depends on an error's text (typed refusals, typed peer addresses).
 
 pub mod batches;
 pub mod checkpoint;
