@@ -1,4 +1,4 @@
-use super::{DeviceKind, EXAMPLE_TOML, JobSpec, JobSpecError, ModelPreset};
+use super::{ComputeDevice, EXAMPLE_TOML, JobSpec, JobSpecError, ModelPreset};
 
 const MINIMAL: &str = r#"
 name = "albert-base-wikipedia"
@@ -207,7 +207,7 @@ fn compute_device_pins_a_kind_and_is_left_out_of_the_fingerprint_when_unset() {
     assert_eq!(base.compute.device, None);
     assert!(!base.to_canonical_toml().contains("[compute]"), "jobs without it keep their text");
     let pinned = parse(&format!("{MINIMAL}[compute]\ndevice = \"cuda\"\n")).expect("cuda");
-    assert_eq!(pinned.compute.device, Some(DeviceKind::Cuda));
+    assert_eq!(pinned.compute.device, Some(ComputeDevice::Cuda));
     assert_ne!(pinned.fingerprint(), base.fingerprint());
     let reparsed = parse(&pinned.to_canonical_toml()).expect("canonical text parses");
     assert_eq!(reparsed.fingerprint(), pinned.fingerprint());

@@ -12,7 +12,7 @@ mod validate;
 
 pub use error::{FieldError, JobSpecError};
 pub use spec::{
-    Activation, BatchSpec, CheckpointSpec, ComputeSpec, DataSpec, DeviceKind, FaultToleranceSpec,
+    Activation, BatchSpec, CheckpointSpec, ComputeSpec, DataSpec, ComputeDevice, FaultToleranceSpec,
     JobSpec, ModelPreset, ModelSpec, OptimizerSpec,
 };
 

@@ -189,7 +189,7 @@ pub struct ComputeSpec {
     /// The device kind every worker must use; a worker started with a `--device` of another
     /// kind is refused. Unset: each worker runs on its own `--device` (the CPU by default).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub device: Option<DeviceKind>,
+    pub device: Option<ComputeDevice>,
 }
 
 impl ComputeSpec {
@@ -201,7 +201,7 @@ impl ComputeSpec {
 /// A backend family (the worker's `--device` picks the device within it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DeviceKind {
+pub enum ComputeDevice {
     /// burn's CPU backend.
     Cpu,
     /// burn-wgpu: Vulkan, Metal or DX12.

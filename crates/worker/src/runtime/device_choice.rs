@@ -5,8 +5,8 @@ use albatross_model::{Device, DeviceKind};
 use crate::error::{Result, WorkerError};
 
 /// The model's name for the job spec's device kind.
-pub(crate) fn device_kind(kind: albatross_proto::job::DeviceKind) -> DeviceKind {
-    use albatross_proto::job::DeviceKind as Job;
+pub(crate) fn device_kind(kind: albatross_proto::job::ComputeDevice) -> DeviceKind {
+    use albatross_proto::job::ComputeDevice as Job;
     match kind {
         Job::Cpu => DeviceKind::Cpu,
         Job::Wgpu => DeviceKind::Wgpu,
