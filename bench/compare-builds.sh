@@ -22,6 +22,6 @@ for round in $(seq 1 "$rounds"); do
     end=$(date +%s.%N)
     summary=$(tr -d '\n ' <"$run/summary.json")
     tokens=$(grep -o '"tokens_per_second":[0-9.]*' <<<"$summary" | cut -d: -f2)
-    echo "launch $which $round tokens_per_second $tokens wall_s $(echo "$end - $start" | bc)"
+    echo "launch $which $round tokens_per_second $tokens wall_s $(awk "BEGIN { print $end - $start }")"
   done
 done
