@@ -12,8 +12,8 @@ mod validate;
 
 pub use error::{FieldError, JobSpecError};
 pub use spec::{
-    Activation, BatchSpec, CheckpointSpec, ComputeSpec, DataSpec, ComputeDevice, FaultToleranceSpec,
-    JobSpec, ModelPreset, ModelSpec, OptimizerSpec,
+    Activation, BatchSpec, CheckpointSpec, ComputeDevice, ComputeSpec, DataSpec,
+    FaultToleranceSpec, JobSpec, ModelPreset, ModelSpec, OptimizerSpec,
 };
 
 /// A commented example job file; `albatross config example` prints it.
