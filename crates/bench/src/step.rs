@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use burn::optim::GradientsParams;
 use serde::Serialize;
 
+use albatross_model::batch::{HostBatch, IGNORE_INDEX, PretrainingBatch};
 use albatross_model::lamb::{FlatState, FlatStateMut, Lamb, LambConfig, clip_by_global_norm};
-use albatross_model::loss::{HostBatch, IGNORE_INDEX, PretrainingBatch};
 use albatross_model::{
     AlbertConfig, AlbertForPreTraining, CancelFlag, Device, GradLayout, OnDevice, Result,
     TrainingBackend, run_cancellable, run_on,

@@ -93,7 +93,7 @@ fn batches(tokenizer: &str, dir: &str, batch_size: u64) -> Result<(), Box<dyn st
             let id = sampler.sample_at(epoch, position)?;
             samples.push(data.sample(id, epoch, &masking, &vocab)?);
         }
-        collate(&samples, seq_len, masking.max_predictions_per_seq, tok.special().pad)?;
+        collate(&samples, seq_len, tok.special().pad)?;
     }
     let per_batch = started.elapsed() / rounds;
     eprintln!(

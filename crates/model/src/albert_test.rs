@@ -4,11 +4,11 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::DefaultBackend;
 use crate::albert::AlbertForPreTraining;
+use crate::batch::{HostBatch, IGNORE_INDEX};
 use crate::config::AlbertConfig;
 use crate::config::HiddenAct;
 use crate::hash::{collect_params, parameter_hash};
 use crate::init::{normal_values, with_path_ids};
-use crate::loss::{HostBatch, IGNORE_INDEX};
 use crate::params::{hf_name, param_id, param_specs, parameter_count};
 use crate::reference_test::Naive;
 

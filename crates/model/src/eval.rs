@@ -6,11 +6,11 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::albert::AlbertForPreTraining;
+use crate::batch::{HostBatch, IGNORE_INDEX};
 use crate::config::AlbertConfig;
 use crate::error::{ModelError, Result};
 use crate::fused::FusedOps;
 use crate::hf::{HfTensor, import_hf, write_safetensors};
-use crate::loss::{HostBatch, IGNORE_INDEX};
 
 /// The inputs file: `[B, S]` integer arrays as transformers takes them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -10,6 +10,7 @@
 //! Code is generic over the burn backend; [`DefaultBackend`] is the Flex CPU backend.
 
 pub mod albert;
+pub mod batch;
 pub mod cancel;
 pub mod config;
 pub mod device;
@@ -33,6 +34,7 @@ pub mod params;
 mod reference_test;
 
 pub use albert::{AlbertForPreTraining, AlbertModel, ModelInput, PretrainingLogits};
+pub use batch::{HostBatch, IGNORE_INDEX, MaskedBatch, PretrainingBatch};
 pub use cancel::{CancelFlag, Cancelled, run_cancellable};
 pub use config::{AlbertConfig, HiddenAct, PRESETS};
 pub use device::{Device, DeviceKind, OnDevice, WgpuAdapter, run_on};
@@ -51,10 +53,7 @@ pub use lamb::{
     FlatState, FlatStateMut, Lamb, LambConfig, LrSchedule, ParamStep, clip_by_global_norm,
     clip_to_norm, moment_ranges,
 };
-pub use loss::{
-    HostBatch, IGNORE_INDEX, LossReport, PretrainingBatch, PretrainingOutput, cross_entropy,
-    row_cross_entropy,
-};
+pub use loss::{LossReport, PretrainingOutput, cross_entropy, row_cross_entropy};
 pub use objective::{ObjectiveSums, SummedObjective};
 pub use params::{ParamSpec, param_id, param_specs, parameter_breakdown, parameter_count};
 

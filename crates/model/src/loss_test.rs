@@ -3,8 +3,8 @@ use burn::module::Module;
 use crate::DefaultBackend;
 use crate::albert::AlbertForPreTraining;
 use crate::albert::tests::{Perturb, tiny, tiny_batch};
+use crate::batch::{HostBatch, IGNORE_INDEX};
 use crate::error::ModelError;
-use crate::loss::{HostBatch, IGNORE_INDEX};
 
 type B = DefaultBackend;
 

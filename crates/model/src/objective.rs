@@ -12,9 +12,10 @@ use burn::prelude::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
 use crate::albert::AlbertForPreTraining;
+use crate::batch::PretrainingBatch;
 use crate::error::{ModelError, Result};
 use crate::fused::TrainingBackend;
-use crate::loss::{PretrainingBatch, row_cross_entropy};
+use crate::loss::row_cross_entropy;
 
 /// The summed loss of a micro-batch (what `backward` runs on) and its statistics.
 #[derive(Debug)]
@@ -113,8 +114,8 @@ mod tests {
     use crate::DefaultAutodiffBackend;
     use crate::albert::AlbertForPreTraining;
     use crate::albert::tests::{tiny, tiny_batch};
+    use crate::batch::IGNORE_INDEX;
     use crate::error::ModelError;
-    use crate::loss::IGNORE_INDEX;
 
     type B = DefaultAutodiffBackend;
 

@@ -8,7 +8,7 @@ use albatross_data::{
     Dataset, EpochSampler, MaskedExample, MaskingConfig, MaskingVocab, collate,
     tokenizer::SpecialTokens,
 };
-use albatross_model::{HostBatch, IGNORE_INDEX};
+use albatross_model::MaskedBatch;
 use albatross_proto::domain::SampleRange;
 
 use crate::error::{Result, WorkerError};
@@ -75,62 +75,35 @@ impl SampleReader {
 /// One micro-batch ready for upload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MicroBatch {
-    /// Inputs and `[B, S]` labels, padded to the longest sample of this micro-batch.
-    pub host: HostBatch,
-    /// `[M]` weight of each masked token, in the flat `b * S + s` order in which
-    /// `HostBatch::to_device` gathers them: `1 / m_b`, where `m_b` is the number of masked
-    /// tokens of the token's own sample.
+    /// Inputs padded to the longest sample of this micro-batch, and the masked tokens listed.
+    pub host: MaskedBatch,
+    /// `[M]` weight of each masked token, in `host.mlm_positions` order: `1 / m_b`, where `m_b`
+    /// is the number of masked tokens of the token's own sample.
     pub mlm_weights: Vec<f32>,
     /// Real (non-padding) tokens.
     pub tokens: u64,
 }
 
-/// Pads `samples` (at least one) into a micro-batch.
+/// Pads `samples` (at least one) into a micro-batch: `collate`'s arrays, moved as they are.
 pub fn micro_batch(samples: &[MaskedExample], pad_id: u32) -> Result<MicroBatch> {
     let seq = samples.iter().map(|s| s.input_ids.len()).max().unwrap_or(0);
-    let predictions = samples.iter().map(|s| s.masked_positions.len()).max().unwrap_or(0);
     if samples.is_empty() || seq == 0 {
         return Err(WorkerError::InvalidStep("a micro-batch needs a non-empty sample".to_owned()));
     }
-    let padded = collate(samples, seq, predictions, pad_id)?;
-    let mut labels = vec![IGNORE_INDEX; padded.batch_size * seq];
-    for row in 0..padded.batch_size {
-        let slots = row * predictions..(row + 1) * predictions;
-        for slot in slots {
-            if padded.masked_weights[slot] > 0.0 {
-                let position = usize::try_from(padded.masked_positions[slot]).map_err(|_| {
-                    WorkerError::InvalidStep(format!(
-                        "masked position {} of row {row} is negative",
-                        padded.masked_positions[slot]
-                    ))
-                })?;
-                labels[row * seq + position] = padded.masked_labels[slot];
-            }
-        }
-    }
-    // Count per row from the labels themselves, so weights follow exactly the tokens the
-    // model crate gathers (a duplicated position would be counted once, as it is gathered).
-    let per_row: Vec<usize> =
-        labels.chunks(seq).map(|row| row.iter().filter(|&&l| l != IGNORE_INDEX).count()).collect();
-    let mlm_weights = labels
-        .iter()
-        .enumerate()
-        .filter(|&(_, &l)| l != IGNORE_INDEX)
-        .map(|(i, _)| 1.0 / per_row[i / seq] as f32)
-        .collect();
-    let tokens = samples.iter().map(|s| s.input_ids.len() as u64).sum();
+    let padded = collate(samples, seq, pad_id)?;
     Ok(MicroBatch {
-        host: HostBatch {
+        host: MaskedBatch {
             batch: padded.batch_size,
             seq,
             input_ids: padded.input_ids,
             token_type_ids: padded.token_type_ids,
             attention_mask: padded.attention_mask,
-            labels,
-            sentence_order_label: padded.sop_labels,
+            mlm_positions: padded.mlm_positions,
+            mlm_labels: padded.mlm_labels,
+            sop_labels: padded.sop_labels,
         },
-        mlm_weights,
-        tokens,
+        mlm_weights: padded.mlm_weights,
+        tokens: padded.tokens,
     })
 }
 
@@ -156,10 +129,10 @@ mod tests {
         assert_eq!((mb.host.batch, mb.host.seq), (2, 5));
         assert_eq!(&mb.host.input_ids[..5], &[10, 11, 12, 0, 0]);
         assert_eq!(&mb.host.attention_mask[..5], &[1, 1, 1, 0, 0]);
-        let n = IGNORE_INDEX;
-        assert_eq!(mb.host.labels, vec![n, 77, n, n, n, n, 70, 71, n, 72]);
+        assert_eq!(mb.host.mlm_positions, vec![1, 6, 7, 9]);
+        assert_eq!(mb.host.mlm_labels, vec![77, 70, 71, 72]);
         assert_eq!(mb.mlm_weights, vec![1.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]);
-        assert_eq!(mb.host.sentence_order_label, vec![0, 1]);
+        assert_eq!(mb.host.sop_labels, vec![0, 1]);
         assert_eq!(mb.tokens, 8);
         // Each sample's weights sum to one: its MLM term is the mean over its own tokens.
         assert!((mb.mlm_weights[1..].iter().sum::<f32>() - 1.0).abs() < 1e-6);
