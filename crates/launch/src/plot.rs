@@ -51,6 +51,19 @@ pub fn write_line_chart_png(
 /// # Errors
 /// A file that cannot be written (the error names the path).
 pub fn write_loss_png(path: &Path, points: &[(u64, f64)]) -> Result<()> {
+    with_loss_series(points, |series| write_chart(path, &loss_labels(), series, LOSS_CHART_SIZE))
+}
+
+/// The loss chart's size in pixels.
+const LOSS_CHART_SIZE: (u32, u32) = (900, 500);
+
+fn loss_labels() -> Labels<'static> {
+    Labels { title: "training loss", y_name: "loss" }
+}
+
+/// Calls `f` with the loss chart's series: the loss, and its moving mean over a tenth of the
+/// run (1 to 20 steps).
+fn with_loss_series<R>(points: &[(u64, f64)], f: impl FnOnce(&[Series<'_>]) -> R) -> R {
     let window = (points.len() / 10).clamp(1, 20);
     let averaged = moving_average(points, window);
     let average_name = format!("mean of {window}");
@@ -58,8 +71,7 @@ pub fn write_loss_png(path: &Path, points: &[(u64, f64)]) -> Result<()> {
         Series { name: "loss", points, rgb: rgb_of(LOSS_RGB) },
         Series { name: &average_name, points: &averaged, rgb: rgb_of(AVERAGE_RGB) },
     ];
-    let labels = Labels { title: "training loss", y_name: "loss" };
-    write_chart(path, &labels, &series, (900, 500))
+    f(&series)
 }
 
 struct Labels<'a> {
@@ -301,14 +313,7 @@ mod tests {
 
     /// The loss chart's pixels and plotting area, as `write_loss_png` draws them.
     fn loss_chart(points: &[(u64, f64)]) -> Result<Rendered> {
-        let window = (points.len() / 10).clamp(1, 20);
-        let averaged = moving_average(points, window);
-        let average_name = format!("mean of {window}");
-        let series = [
-            Series { name: "loss", points, rgb: rgb_of(LOSS_RGB) },
-            Series { name: &average_name, points: &averaged, rgb: rgb_of(AVERAGE_RGB) },
-        ];
-        render(&Labels { title: "training loss", y_name: "loss" }, &series, (900, 500))
+        with_loss_series(points, |series| render(&loss_labels(), series, LOSS_CHART_SIZE))
     }
 
     #[test]
