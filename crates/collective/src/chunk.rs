@@ -5,7 +5,6 @@ use albatross_proto::domain::{CollectiveOp, ElementType, OpTag, WorkerRef};
 use albatross_proto::wire::v1::{OpKind, ReduceChunk, RingPhase, WireDtype};
 use bytes::Bytes;
 
-use crate::compress::WireFormat;
 use crate::error::op_name;
 use crate::framing::RawChunk;
 use crate::registry::{Expect, Link, Reject};
@@ -16,13 +15,6 @@ pub(crate) fn ring_phase(phase: Phase) -> RingPhase {
         Phase::ReduceScatter => RingPhase::ReduceScatter,
         Phase::AllGather => RingPhase::AllGather,
         Phase::Broadcast => RingPhase::Broadcast,
-    }
-}
-
-pub(crate) fn element_type(format: WireFormat) -> ElementType {
-    match format {
-        WireFormat::F32 => ElementType::F32,
-        WireFormat::Bf16 => ElementType::Bf16,
     }
 }
 
@@ -176,3 +168,7 @@ fn check_len(payload_len: usize, elements: usize, dtype: ElementType) -> Result<
         )))
     }
 }
+
+#[cfg(test)]
+#[path = "chunk_test.rs"]
+mod chunk_test;

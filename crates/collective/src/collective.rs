@@ -1,5 +1,6 @@
 //! The handle a worker holds: configuration, the registry shared with its `PeerService`, the
-//! channel pool, and the three operations (bulk all-reduce, broadcast, scalar sum).
+//! channel pool, and the operations (bulk all-reduce of f32 or exact i64, broadcast, scalar
+//! sum).
 
 use std::sync::{Arc, PoisonError};
 
@@ -10,6 +11,7 @@ use crate::channel::ChannelPool;
 use crate::compress::WireFormat;
 use crate::config::CollectiveConfig;
 use crate::error::CollectiveError;
+use crate::exact::WrappingI64;
 use crate::op::OpContext;
 use crate::ring::run_ring;
 use crate::scalar::run_scalar;
@@ -76,13 +78,14 @@ impl Collective {
         )
     }
 
-    fn shape(&self, ctx: &OpContext, len: usize) -> Result<RingShape, CollectiveError> {
+    /// The ring shape of an operation on `buf` (pieces of `piece_bytes` of its elements).
+    fn shape<E>(&self, ctx: &OpContext, buf: &[E]) -> Result<RingShape, CollectiveError> {
         ctx.validate()?;
         let shape = RingShape {
             world: ctx.world_size(),
             rank: ctx.rank as usize,
-            len,
-            piece_elems: self.shared.config.piece_elems(),
+            len: buf.len(),
+            piece_elems: self.shared.config.piece_elems(size_of::<E>()),
         };
         validate_shape(&shape).map_err(CollectiveError::InvalidArgument)?;
         Ok(shape)
@@ -112,8 +115,29 @@ impl Collective {
         buf: &mut [f32],
         wire: WireFormat,
     ) -> Result<(), CollectiveError> {
-        let plan = RingPlan::all_reduce(self.shape(ctx, buf.len())?);
+        let plan = RingPlan::all_reduce(self.shape(ctx, buf)?);
         run_ring(&self.shared, ctx, CollectiveOp::AllReduceSum, plan, wire, buf).await
+    }
+
+    /// Sum `buf` element-wise over all ranks of `ctx` with wrapping i64 addition, in place, as
+    /// raw little-endian i64 on the wire (the configured wire format does not apply).
+    ///
+    /// Integer addition modulo 2^64 is associative and commutative: the result is exact and
+    /// bit-identical whatever the world size, ring order or assignment of contributions to
+    /// ranks (fixed-point gradients for a bit-exact training mode). Partial sums may wrap on
+    /// the way; the caller bounds the magnitudes so that the true sum fits in an i64, and then
+    /// gets exactly that sum. All ranks must call this one (a rank running
+    /// [`Self::all_reduce_sum`] for the same operation has its chunks refused).
+    ///
+    /// # Errors
+    /// As [`Self::all_reduce_sum`].
+    pub async fn all_reduce_sum_i64(
+        &self,
+        ctx: &OpContext,
+        buf: &mut [i64],
+    ) -> Result<(), CollectiveError> {
+        let plan = RingPlan::all_reduce(self.shape(ctx, buf)?);
+        run_ring(&self.shared, ctx, CollectiveOp::AllReduceSum, plan, WrappingI64, buf).await
     }
 
     /// Copy rank `root`'s `buf` to every rank (exact f32 bytes).
@@ -126,7 +150,7 @@ impl Collective {
         root: u32,
         buf: &mut [f32],
     ) -> Result<(), CollectiveError> {
-        let shape = self.shape(ctx, buf.len())?;
+        let shape = self.shape(ctx, buf)?;
         if root as usize >= shape.world {
             return Err(CollectiveError::InvalidArgument(format!(
                 "broadcast root {root} is outside the {} ranks",

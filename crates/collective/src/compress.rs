@@ -71,11 +71,11 @@ pub fn encode(values: &[f32], format: WireFormat) -> Bytes {
     Bytes::from(out)
 }
 
-/// f32 values viewed as their little-endian bytes, so a vector of sums becomes a payload
-/// without a copy.
-struct F32Bytes(Vec<f32>);
+/// Values viewed as their in-memory bytes, so a vector of sums becomes a payload without a
+/// copy: the wire bytes only on a little-endian target (callers check `target_endian`).
+pub(crate) struct PodBytes<T>(pub Vec<T>);
 
-impl AsRef<[u8]> for F32Bytes {
+impl<T: bytemuck::Pod> AsRef<[u8]> for PodBytes<T> {
     fn as_ref(&self) -> &[u8] {
         bytemuck::cast_slice(&self.0)
     }
@@ -106,7 +106,7 @@ pub fn add_encode(values: &[f32], received: &Payload, format: WireFormat) -> Byt
     });
     debug_assert_eq!(sums.len(), values.len(), "the caller checked the payload length");
     if format == WireFormat::F32 && cfg!(target_endian = "little") {
-        return Bytes::from_owner(F32Bytes(sums));
+        return Bytes::from_owner(PodBytes(sums));
     }
     encode(&sums, format)
 }
@@ -125,7 +125,7 @@ pub fn add_keep_encode(values: &mut [f32], received: &Payload, format: WireForma
                 *v
             }));
         });
-        return Bytes::from_owner(F32Bytes(sums));
+        return Bytes::from_owner(PodBytes(sums));
     }
     // bf16 (half the bytes, rounding on the way): the plain passes.
     apply(values, received, format, RecvAction::Accumulate);

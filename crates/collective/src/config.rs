@@ -14,7 +14,8 @@ const MAX_WINDOW_BYTES: u32 = (1 << 31) - 1;
 /// `wire` format (a receiver rejects pieces that do not match its own plan).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectiveConfig {
-    /// Pipelined piece size in bytes of f32 (the unit of overlap between send, receive, add).
+    /// Pipelined piece size in bytes of the caller's buffer (the unit of overlap between send,
+    /// receive, add): `piece_bytes / 4` elements of an f32 buffer, `piece_bytes / 8` of i64.
     pub piece_bytes: usize,
     /// Pieces queued per direction (bounds the extra memory per rank).
     pub queue_pieces: usize,
@@ -101,8 +102,9 @@ impl CollectiveConfig {
         self
     }
 
-    pub(crate) fn piece_elems(&self) -> usize {
-        (self.piece_bytes / 4).max(1)
+    /// Elements per piece of a buffer of `element_bytes`-byte elements.
+    pub(crate) fn piece_elems(&self, element_bytes: usize) -> usize {
+        (self.piece_bytes / element_bytes.max(1)).max(1)
     }
 }
 

@@ -1,10 +1,14 @@
 //! Ring all-reduce over gRPC (`albatross.v1.PeerService`): reduce-scatter then all-gather,
-//! pipelined pieces, optional bf16 wire compression, broadcast and a small scalar all-reduce.
+//! pipelined pieces, optional bf16 wire compression, an exact i64 all-reduce (wrapping
+//! addition), broadcast and a small scalar all-reduce.
 //!
 //! - [`schedule`]: the sans-IO ring schedule (segments, pieces, which piece every rank sends
 //!   and receives in which order, and what each send waits for).
-//! - [`compress`]: payload encodings (raw little-endian f32, bf16 with f32 accumulation, f64).
-//! - [`Collective`]: a worker's handle: `all_reduce_sum`, `broadcast`, `scalar_sum`, and the
+//! - [`compress`]: payload encodings (raw little-endian f32, bf16 with f32 accumulation, f64);
+//!   `exact`: raw little-endian i64 summed with wrapping addition; `codec`: what the ring
+//!   driver needs of either.
+//! - [`Collective`]: a worker's handle: `all_reduce_sum`, `all_reduce_sum_i64`, `broadcast`,
+//!   `scalar_sum`, and the
 //!   [`PeerServer`] that receives pieces from the ring predecessor.
 //!
 //! One operation on one rank: it registers with the worker's registry (tag, members, the
@@ -41,10 +45,12 @@
 
 mod channel;
 mod chunk;
+mod codec;
 mod collective;
 pub mod compress;
 mod config;
 mod error;
+mod exact;
 mod framing;
 mod landing;
 mod op;

@@ -17,8 +17,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 use tonic::{Code, Status};
 
-use crate::chunk::{ChunkHeader, element_type};
-use crate::compress::{self, WireFormat};
+use crate::chunk::ChunkHeader;
+use crate::codec::RingCodec;
 use crate::error::CollectiveError;
 use crate::landing::{Landing, landings};
 use crate::op::OpContext;
@@ -85,16 +85,17 @@ async fn reserve<T>(tx: &Option<mpsc::Sender<T>>) -> Option<mpsc::Permit<'_, T>>
     }
 }
 
-/// Execute `plan` (all-reduce or broadcast) on `buf`. On error the buffer holds partial data.
-pub(crate) async fn run_ring(
+/// Execute `plan` (all-reduce or broadcast) on `buf`, its elements travelling and combining
+/// as `codec` says. On error the buffer holds partial data.
+pub(crate) async fn run_ring<C: RingCodec>(
     shared: &Shared,
     ctx: &OpContext,
     kind: CollectiveOp,
     plan: RingPlan,
-    format: WireFormat,
-    buf: &mut [f32],
+    codec: C,
+    buf: &mut [C::Elem],
 ) -> Result<(), CollectiveError> {
-    let result = drive_ring(shared, ctx, kind, plan, format, buf).await;
+    let result = drive_ring(shared, ctx, kind, plan, codec, buf).await;
     if let Err(err) = &result {
         shared.pool.evict(&ctx.successor().address);
         tracing::warn!(op = ctx.op(), rank = ctx.rank, error = %err, "collective failed");
@@ -102,13 +103,13 @@ pub(crate) async fn run_ring(
     result
 }
 
-async fn drive_ring(
+async fn drive_ring<C: RingCodec>(
     shared: &Shared,
     ctx: &OpContext,
     kind: CollectiveOp,
     plan: RingPlan,
-    format: WireFormat,
-    buf: &mut [f32],
+    codec: C,
+    buf: &mut [C::Elem],
 ) -> Result<(), CollectiveError> {
     let RingPlan { sends, recvs } = plan;
     let recvs: Arc<[RecvStep]> = recvs.into();
@@ -128,11 +129,11 @@ async fn drive_ring(
         members: Arc::clone(&ctx.members),
         rank: ctx.rank as usize,
         total_elements: buf.len() as u64,
-        expect: Expect::Ring { recvs: Arc::clone(&recvs), dtype: element_type(format) },
+        expect: Expect::Ring { recvs: Arc::clone(&recvs), dtype: codec.element_type() },
         inbox: inbox_tx,
         failures: failures_tx,
     })?;
-    let mut run = RingRun::new(shared, ctx, kind, format, sends, recvs, buf.len());
+    let mut run = RingRun::new(shared, ctx, kind, codec, sends, recvs, buf.len());
     run.report();
     let (out_tx, out_rx) = mpsc::channel::<OutPiece>(depth);
     let mut links = Links {
@@ -185,10 +186,10 @@ enum Ended {
 }
 
 /// One rank's ring operation between the events of its loop.
-struct RingRun<'a> {
+struct RingRun<'a, C> {
     shared: &'a Shared,
     ctx: &'a OpContext,
-    format: WireFormat,
+    codec: C,
     sends: Vec<SendStep>,
     recvs: Arc<[RecvStep]>,
     /// What becomes of each received piece (see [`Landing`]).
@@ -203,12 +204,12 @@ struct RingRun<'a> {
     started: Instant,
 }
 
-impl<'a> RingRun<'a> {
+impl<'a, C: RingCodec> RingRun<'a, C> {
     fn new(
         shared: &'a Shared,
         ctx: &'a OpContext,
         kind: CollectiveOp,
-        format: WireFormat,
+        codec: C,
         sends: Vec<SendStep>,
         recvs: Arc<[RecvStep]>,
         elements: usize,
@@ -225,14 +226,14 @@ impl<'a> RingRun<'a> {
             sender: ctx.me().worker.clone(),
             kind,
             total_elements: elements as u64,
-            dtype: element_type(format),
+            dtype: codec.element_type(),
         };
         let progress =
             Progress { ctx, sent: 0, sends: sends.len(), applied: 0, recvs: recvs.len() };
         Self {
             shared,
             ctx,
-            format,
+            codec,
             sends,
             recvs,
             landings,
@@ -274,7 +275,7 @@ impl<'a> RingRun<'a> {
     async fn exchange(
         &mut self,
         links: &mut Links<'_>,
-        buf: &mut [f32],
+        buf: &mut [C::Elem],
     ) -> Result<(), CollectiveError> {
         loop {
             let (sent, applied) = (self.progress.sent, self.progress.applied);
@@ -319,7 +320,7 @@ impl<'a> RingRun<'a> {
 
     /// Applies or sends a piece; what ended otherwise is left to the caller, which may then
     /// use every link (the event, and the borrow of a permit, are gone).
-    fn handle(&mut self, event: Event<'_>, buf: &mut [f32]) -> Result<Ended, CollectiveError> {
+    fn handle(&mut self, event: Event<'_>, buf: &mut [C::Elem]) -> Result<Ended, CollectiveError> {
         match event {
             Event::Received(incoming) => self.apply(incoming, buf)?,
             Event::CanSend(permit) => self.send(permit, buf)?,
@@ -333,29 +334,27 @@ impl<'a> RingRun<'a> {
     fn apply(
         &mut self,
         incoming: Option<Incoming>,
-        buf: &mut [f32],
+        buf: &mut [C::Elem],
     ) -> Result<(), CollectiveError> {
         let applied = self.progress.applied;
         let Some(incoming) = incoming.filter(|i| i.index == applied) else {
             return Err(self.progress.peer_failed(self.ctx.predecessor(), "pieces out of order"));
         };
-        let format = self.format;
+        let codec = self.codec;
         let step = &self.recvs[applied];
         let range = step.transfer.range.clone();
         let values = &mut buf[range.clone()];
         let outgoing = match self.landings[applied] {
             Landing::Apply => {
-                compress::apply(values, &incoming.payload, format, step.action);
+                codec.apply(values, &incoming.payload, step.action);
                 None
             }
             Landing::ApplyAndForward => {
-                compress::apply(values, &incoming.payload, format, step.action);
+                codec.apply(values, &incoming.payload, step.action);
                 Some(incoming.payload)
             }
-            Landing::Relay => Some(compress::add_encode(values, &incoming.payload, format).into()),
-            Landing::Keep => {
-                Some(compress::add_keep_encode(values, &incoming.payload, format).into())
-            }
+            Landing::Relay => Some(codec.add_encode(values, &incoming.payload).into()),
+            Landing::Keep => Some(codec.add_keep_encode(values, &incoming.payload).into()),
         };
         if let Some(payload) = outgoing {
             self.forward.insert(range.start, payload);
@@ -370,12 +369,12 @@ impl<'a> RingRun<'a> {
     fn send(
         &mut self,
         permit: mpsc::Permit<'_, OutPiece>,
-        buf: &mut [f32],
+        buf: &mut [C::Elem],
     ) -> Result<(), CollectiveError> {
-        let format = self.format;
+        let codec = self.codec;
         let step = &self.sends[self.progress.sent];
         let range = step.transfer.range.clone();
-        let wire_bytes = range.len() * format.element_bytes();
+        let wire_bytes = range.len() * codec.element_bytes();
         let payload = match self.forward.remove(&range.start) {
             Some(received) if received.len() == wire_bytes => received,
             _ if self.relayed.contains(&range.start) => {
@@ -386,9 +385,9 @@ impl<'a> RingRun<'a> {
             }
             _ => {
                 if step.owner_source {
-                    compress::round_in_place(&mut buf[range.clone()], format);
+                    codec.round_in_place(&mut buf[range.clone()]);
                 }
-                Payload::from(compress::encode(&buf[range], format))
+                Payload::from(codec.encode(&buf[range]))
             }
         };
         let piece = OutPiece::new(&self.header.ring(&step.transfer, Bytes::new()), payload)

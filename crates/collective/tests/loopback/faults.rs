@@ -231,7 +231,7 @@ async fn malformed_chunks_are_invalid_argument_and_fail_the_operation() {
     let ring = start(2, CollectiveConfig::default()).await;
     let addr = ring.ranks[1].addr;
     type Corrupt = fn(&mut ReduceChunk);
-    let cases: [(&str, Corrupt); 6] = [
+    let cases: [(&str, Corrupt); 7] = [
         ("payload is 1996 bytes, expected 2000", |c| c.payload = vec![0u8; 1996].into()),
         ("chunk_index 2 out of range for a world of 2 ranks", |c| c.chunk_index = 2),
         ("unknown dtype 9", |c| c.dtype = 9),
@@ -239,6 +239,10 @@ async fn malformed_chunks_are_invalid_argument_and_fail_the_operation() {
         ("element_offset is 4, expected 0", |c| c.element_offset = 4),
         ("dtype is WIRE_DTYPE_BF16_LE, expected WIRE_DTYPE_F32_LE", |c| {
             c.dtype = WireDtype::Bf16Le.into();
+        }),
+        ("dtype is WIRE_DTYPE_I64_LE, expected WIRE_DTYPE_F32_LE", |c| {
+            c.dtype = WireDtype::I64Le.into();
+            c.payload = vec![0u8; 500 * 8].into();
         }),
     ];
     for (seq, (message, corrupt)) in cases.into_iter().enumerate() {

@@ -95,6 +95,23 @@ impl Ring {
         }
         out
     }
+
+    /// Run `all_reduce_sum_i64` on every rank concurrently; returns each rank's buffer.
+    pub async fn all_reduce_i64(&self, inputs: Vec<Vec<i64>>, tag: OpTag) -> Vec<Vec<i64>> {
+        let mut tasks = Vec::new();
+        for (rank, mut buf) in inputs.into_iter().enumerate() {
+            let collective = self.ranks[rank].collective.clone();
+            let ctx = self.ctx(rank, tag, Duration::from_secs(20));
+            tasks.push(tokio::spawn(async move {
+                collective.all_reduce_sum_i64(&ctx, &mut buf).await.map(|()| buf)
+            }));
+        }
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.expect("join").expect("i64 all-reduce succeeds"));
+        }
+        out
+    }
 }
 
 pub use albatross_collective::testing::inputs;

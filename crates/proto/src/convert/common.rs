@@ -220,6 +220,7 @@ impl From<ElementType> for wire::WireDtype {
             ElementType::F32 => Self::F32Le,
             ElementType::Bf16 => Self::Bf16Le,
             ElementType::F64 => Self::F64Le,
+            ElementType::I64 => Self::I64Le,
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum ElementType {
     /// bfloat16, accumulated in f32 by the receiver: half the bytes.
     Bf16,
     F64,
+    /// Two's-complement i64, summed with wrapping addition: exact and order-independent.
+    I64,
 }
 
 impl ElementType {
@@ -35,7 +37,7 @@ impl ElementType {
         match self {
             Self::Bf16 => 2,
             Self::F32 => 4,
-            Self::F64 => 8,
+            Self::F64 | Self::I64 => 8,
         }
     }
 }
