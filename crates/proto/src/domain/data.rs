@@ -74,18 +74,30 @@ impl DataCursor {
     }
 
     /// The `global` samples of a step starting at this cursor, cut into `world` contiguous
-    /// slices, one per rank in ring order; the first `global % world` ranks get one sample
-    /// more. A pure function, so a retried step re-splits the same samples the same way.
-    pub fn split(self, global: u64, world: usize, epoch_size: u64) -> Vec<Vec<SampleRange>> {
+    /// slices, one per rank in ring order, at multiples of `unit` samples from the step's start
+    /// (the last unit may be short): each rank gets whole units, the first ranks one unit more
+    /// when they do not divide evenly. A pure function, so a retried step re-splits the same
+    /// samples the same way. A `unit` of 1 balances samples; exact mode passes the micro-batch
+    /// size, so every micro-batch is computed whole by one rank whatever the world size.
+    pub fn split(
+        self,
+        global: u64,
+        world: usize,
+        epoch_size: u64,
+        unit: u64,
+    ) -> Vec<Vec<SampleRange>> {
+        let unit = unit.max(1);
+        let units = global.div_ceil(unit);
         let world_u64 = u64::try_from(world.max(1)).unwrap_or(u64::MAX);
-        let (base, extra) = (global / world_u64, global % world_u64);
-        let mut offset = 0;
+        let (base, extra) = (units / world_u64, units % world_u64);
+        let mut first_unit = 0;
         (0..world_u64)
             .map(|rank| {
-                let len = base + u64::from(rank < extra);
-                let slice = self.advance(offset, epoch_size).ranges(len, epoch_size);
-                offset += len;
-                slice
+                let count = base + u64::from(rank < extra);
+                let start = (first_unit * unit).min(global);
+                let end = ((first_unit + count) * unit).min(global);
+                first_unit += count;
+                self.advance(start, epoch_size).ranges(end - start, epoch_size)
             })
             .collect()
     }
@@ -121,12 +133,12 @@ mod tests {
 
     #[test]
     fn split_is_contiguous_and_balanced() {
-        let slices = c(0, 6).split(10, 3, 8);
+        let slices = c(0, 6).split(10, 3, 8, 1);
         assert_eq!(slices, vec![vec![r(0, 6, 8), r(1, 0, 2)], vec![r(1, 2, 5)], vec![r(1, 5, 8)]]);
-        let one = c(3, 0).split(4, 1, 100);
+        let one = c(3, 0).split(4, 1, 100, 1);
         assert_eq!(one, vec![vec![r(3, 0, 4)]]);
         // More ranks than samples: the last ranks get empty slices.
-        assert_eq!(c(0, 0).split(2, 3, 10), vec![vec![r(0, 0, 1)], vec![r(0, 1, 2)], vec![]]);
+        assert_eq!(c(0, 0).split(2, 3, 10, 1), vec![vec![r(0, 0, 1)], vec![r(0, 1, 2)], vec![]]);
     }
 
     #[test]
@@ -137,15 +149,29 @@ mod tests {
             .flat_map(|r| (r.start..r.end).map(move |p| (r.epoch, p)))
             .collect();
         assert_eq!(step.len(), 5);
-        for world in 1..=7 {
-            let union: Vec<(u64, u64)> = c(0, 7)
-                .split(5, world, 10)
-                .iter()
-                .flatten()
-                .flat_map(|r| (r.start..r.end).map(move |p| (r.epoch, p)))
-                .collect();
-            // Concatenated in rank order, the slices are exactly the step: no gap, no overlap.
-            assert_eq!(union, step, "world {world}");
+        for unit in [1, 2, 3, 8] {
+            for world in 1..=7 {
+                let union: Vec<(u64, u64)> = c(0, 7)
+                    .split(5, world, 10, unit)
+                    .iter()
+                    .flatten()
+                    .flat_map(|r| (r.start..r.end).map(move |p| (r.epoch, p)))
+                    .collect();
+                // Concatenated in rank order, the slices are exactly the step: no gap, no overlap.
+                assert_eq!(union, step, "world {world}, unit {unit}");
+            }
         }
+    }
+
+    #[test]
+    fn split_in_units_gives_whole_units_and_cuts_only_at_unit_boundaries() {
+        // 10 samples in units of 3: units [0,3) [3,6) [6,9) [9,10) over 3 ranks → 2, 1, 1 units.
+        let slices = c(0, 0).split(10, 3, 100, 3);
+        assert_eq!(slices, vec![vec![r(0, 0, 6)], vec![r(0, 6, 9)], vec![r(0, 9, 10)]]);
+        // Across an epoch boundary the cut points stay at multiples of the unit from the start.
+        let slices = c(0, 6).split(8, 2, 8, 4);
+        assert_eq!(slices, vec![vec![r(0, 6, 8), r(1, 0, 2)], vec![r(1, 2, 6)]]);
+        // More ranks than units: the last ranks get nothing.
+        assert_eq!(c(0, 0).split(4, 3, 10, 2), vec![vec![r(0, 0, 2)], vec![r(0, 2, 4)], vec![]]);
     }
 }

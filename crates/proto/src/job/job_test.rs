@@ -214,3 +214,32 @@ fn compute_device_pins_a_kind_and_is_left_out_of_the_fingerprint_when_unset() {
     let err = parse(&format!("{MINIMAL}[compute]\ndevice = \"tpu\"\n")).expect_err("tpu");
     assert!(err.to_string().contains("tpu"), "{err}");
 }
+
+#[test]
+fn determinism_is_off_by_default_left_out_when_off_and_part_of_the_fingerprint_when_on() {
+    let base = parse(MINIMAL).expect("minimal");
+    assert!(!base.determinism.exact);
+    assert!(!base.to_canonical_toml().contains("[determinism]"), "jobs without it keep their text");
+    let exact = parse(&format!("{MINIMAL}[determinism]\nexact = true\n")).expect("exact");
+    assert!(exact.determinism.exact);
+    assert_ne!(exact.fingerprint(), base.fingerprint());
+    let reparsed = parse(&exact.to_canonical_toml()).expect("canonical text parses");
+    assert_eq!(reparsed, exact);
+    // 4096 / 32 = 128 micro-batches need 7 bits of headroom: 62 - 7 - 20 fraction bits.
+    assert_eq!(exact.micro_batches_per_step(), 128);
+    assert_eq!(exact.fraction_bits(), 35);
+}
+
+#[test]
+fn exact_mode_refuses_dropout_and_a_range_that_leaves_too_few_fraction_bits() {
+    let dropout = MINIMAL
+        .replace("preset = \"base\"", "preset = \"base\"\nhidden_dropout_prob = 0.1")
+        + "[determinism]\nexact = true\n";
+    assert_eq!(invalid_fields(&dropout), vec!["model.hidden_dropout_prob"]);
+    let wide = format!("{MINIMAL}[determinism]\nexact = true\nrange_bits = 40\n");
+    let err = parse(&wide).expect_err("no fraction bits left");
+    assert!(err.to_string().contains("determinism.range_bits"), "{err}");
+    assert!(err.to_string().contains("128 micro-batches"), "{err}");
+    // The same range is fine when exact mode is off (nothing is converted).
+    parse(&format!("{MINIMAL}[determinism]\nrange_bits = 40\n")).expect("off");
+}

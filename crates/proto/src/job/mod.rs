@@ -12,7 +12,7 @@ mod validate;
 
 pub use error::{FieldError, JobSpecError};
 pub use spec::{
-    Activation, BatchSpec, CheckpointSpec, ComputeDevice, ComputeSpec, DataSpec,
+    Activation, BatchSpec, CheckpointSpec, ComputeDevice, ComputeSpec, DataSpec, DeterminismSpec,
     FaultToleranceSpec, JobSpec, ModelPreset, ModelSpec, OptimizerSpec,
 };
 

@@ -28,6 +28,9 @@ pub struct JobSpec {
     /// their fingerprints.
     #[serde(default, skip_serializing_if = "ComputeSpec::is_unset")]
     pub compute: ComputeSpec,
+    /// Bit-exact training; left out of the canonical text when off, as `compute` is.
+    #[serde(default, skip_serializing_if = "DeterminismSpec::is_unset")]
+    pub determinism: DeterminismSpec,
 }
 
 fn default_name() -> String {
@@ -195,6 +198,62 @@ pub struct ComputeSpec {
 impl ComputeSpec {
     fn is_unset(&self) -> bool {
         self == &Self::default()
+    }
+}
+
+/// Bit-exact training: the parameters and optimizer state after every step are the same bits
+/// whatever the number of workers, whichever worker computes which samples, and whatever fails.
+///
+/// The global batch is cut into fixed micro-batches (`batch.micro_batch_size` samples each, in
+/// the step's sample order); each micro-batch's gradient is computed on its own, turned into
+/// fixed-point integers with [`Self::fraction_bits`] bits after the binary point, and summed
+/// with integer (associative) addition, within a rank and across ranks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeterminismSpec {
+    /// Exact mode on (off by default: normal mode sums in f32, in whatever order the ring has).
+    pub exact: bool,
+    /// In exact mode, every element of a micro-batch's summed gradient must lie below
+    /// `2^range_bits` in magnitude; a step where one does not is skipped on every worker, as a
+    /// step with a non-finite gradient is. The rest of the 63 bits (less the bits the
+    /// micro-batch count needs) resolve the fraction.
+    pub range_bits: u32,
+    /// The kernel set every worker must run (e.g. `cpu/flex/x86-64-v4`); unset, the first
+    /// worker to join fixes it for the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_set: Option<String>,
+}
+
+impl Default for DeterminismSpec {
+    fn default() -> Self {
+        Self { exact: false, range_bits: 20, kernel_set: None }
+    }
+}
+
+impl DeterminismSpec {
+    fn is_unset(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// Bits of an i64 a fixed-point sum may use: one is the sign, one is kept free so that the
+/// conversion back can tell an in-range sum from an overflow.
+const EXACT_VALUE_BITS: u32 = 62;
+
+impl JobSpec {
+    /// Micro-batches in one step's global batch (the last may be short).
+    pub fn micro_batches_per_step(&self) -> u64 {
+        let micro = u64::from(self.batch.micro_batch_size.max(1));
+        u64::from(self.batch.global_batch_size).div_ceil(micro)
+    }
+
+    /// In exact mode, the bits after the binary point of the fixed-point gradient: what is
+    /// left of [`EXACT_VALUE_BITS`] after the range and the headroom for summing every
+    /// micro-batch of a step (so the step's sum cannot overflow when each term is in range).
+    /// Negative when the range and micro-batch count leave no room (validation refuses that).
+    pub fn fraction_bits(&self) -> i64 {
+        let headroom = self.micro_batches_per_step().next_power_of_two().trailing_zeros();
+        i64::from(EXACT_VALUE_BITS) - i64::from(headroom) - i64::from(self.determinism.range_bits)
     }
 }
 

@@ -12,6 +12,10 @@ const SPECIAL_TOKENS: u32 = 5;
 /// TOML integers are signed 64-bit: anything larger cannot be written back.
 const TOML_INT_MAX: u64 = i64::MAX as u64;
 
+/// Fewest fraction bits exact mode accepts: below this the fixed-point rounding of each
+/// micro-batch's gradient would be coarser than the gradients of a small model.
+const MIN_FRACTION_BITS: i64 = 16;
+
 /// Collects violations instead of stopping at the first, so a user fixes a file in one pass.
 #[derive(Default)]
 struct Violations(Vec<FieldError>);
@@ -85,6 +89,7 @@ impl JobSpec {
         self.validate_batch(&mut v);
         self.validate_fault_tolerance(&mut v);
         self.validate_checkpoint(&mut v);
+        self.validate_determinism(&mut v);
         if v.0.is_empty() { Ok(()) } else { Err(v.0) }
     }
 
@@ -171,6 +176,43 @@ impl JobSpec {
             1,
             b.global_batch_size.max(1).into(),
         );
+    }
+
+    fn validate_determinism(&self, v: &mut Violations) {
+        let d = &self.determinism;
+        v.int_range("determinism.range_bits", d.range_bits.into(), 1, 40);
+        if let Some(set) = &d.kernel_set {
+            v.require(
+                !set.trim().is_empty(),
+                "determinism.kernel_set",
+                "\"\"",
+                "a kernel set name",
+            );
+        }
+        if !d.exact {
+            return;
+        }
+        v.require(
+            self.fraction_bits() >= MIN_FRACTION_BITS,
+            "determinism.range_bits",
+            d.range_bits,
+            format_args!(
+                "small enough to leave {MIN_FRACTION_BITS} fraction bits: 62 bits less the range \
+                 less {} bits for summing {} micro-batches leaves {}",
+                self.micro_batches_per_step().next_power_of_two().trailing_zeros(),
+                self.micro_batches_per_step(),
+                self.fraction_bits()
+            ),
+        );
+        // Dropout draws from a per-process generator: steps could not repeat bit for bit.
+        for (field, p) in [
+            ("model.hidden_dropout_prob", self.model.hidden_dropout_prob),
+            ("model.attention_probs_dropout_prob", self.model.attention_probs_dropout_prob),
+        ] {
+            if let Some(p) = p {
+                v.require(p == 0.0, field, p, "0 when determinism.exact is on (dropout is random)");
+            }
+        }
     }
 
     fn validate_fault_tolerance(&self, v: &mut Violations) {
