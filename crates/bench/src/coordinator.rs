@@ -223,6 +223,7 @@ async fn join_range(
                 expected_job_fingerprint: None,
                 data_fingerprint: None,
                 applied_step: None,
+                kernel_set: None,
             };
             c.join(wire::JoinRequest::from(req)).await.map(drop)
         });

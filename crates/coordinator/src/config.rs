@@ -24,6 +24,13 @@ pub struct CoreConfig {
     pub collective_deadline: Duration,
     /// Samples per step over the whole quorum.
     pub global_batch: u64,
+    /// Ranks get whole units of this many samples: 1 normally; the micro-batch size in exact
+    /// mode, so each micro-batch is computed whole, by one rank, whatever the world size.
+    pub split_unit: u64,
+    /// Exact mode (job spec `[determinism] exact`): every member must run one kernel set.
+    pub exact: bool,
+    /// The kernel set the job spec pins, if any (else the first worker to join fixes it).
+    pub kernel_set: Option<String>,
     /// Samples in one epoch of the prepared data.
     pub epoch_size: u64,
     /// The job ends after this many committed steps.
@@ -60,6 +67,13 @@ impl CoreConfig {
             join_grace: ft.join_grace,
             collective_deadline: ft.step_deadline,
             global_batch: u64::from(job.batch.global_batch_size),
+            split_unit: if job.determinism.exact {
+                u64::from(job.batch.micro_batch_size.max(1))
+            } else {
+                1
+            },
+            exact: job.determinism.exact,
+            kernel_set: job.determinism.kernel_set.clone(),
             epoch_size,
             total_steps: job.optimizer.total_steps,
             checkpoint_every: job.checkpoint.every_steps.max(1),

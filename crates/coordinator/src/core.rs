@@ -201,6 +201,7 @@ impl Core {
                 "data fingerprint {theirs} differs from the coordinator's {ours}"
             )));
         }
+        self.admit_kernel_set(req)?;
         self.note_restart(now);
         let admission = self.members.admit(
             &req.worker,
@@ -241,6 +242,39 @@ impl Core {
             coordinator_instance: self.instance.clone(),
             committed_generation: self.durable.committed_generation,
         })
+    }
+
+    /// In exact mode, a worker must run the job's kernel set (the spec's pin, else the first
+    /// one declared, which is recorded here and persisted): results differ bit for bit between
+    /// kernel sets, so one other worker would break the contract of the whole job.
+    fn admit_kernel_set(&mut self, req: &JoinRequest) -> Result<(), CoordinatorError> {
+        if !self.cfg.exact {
+            return Ok(());
+        }
+        let mismatch =
+            |what: String| CoordinatorError::Mismatch { worker: req.worker.clone(), what };
+        let Some(theirs) = req.kernel_set.as_deref() else {
+            return Err(mismatch(
+                "declares no kernel set, and the job runs in exact mode ([determinism] exact)"
+                    .into(),
+            ));
+        };
+        let (ours, whence) = match (&self.cfg.kernel_set, &self.durable.kernel_set) {
+            (Some(pinned), _) => (pinned.as_str(), "the job spec's [determinism] kernel_set"),
+            (None, Some(recorded)) => (recorded.as_str(), "fixed by the first worker to join"),
+            (None, None) => {
+                info!(worker = %req.worker, kernel_set = theirs, "exact mode: kernel set fixed for the job");
+                self.durable.kernel_set = Some(theirs.to_owned());
+                return Ok(());
+            }
+        };
+        if theirs != ours {
+            return Err(mismatch(format!(
+                "runs kernel set {theirs}, but this exact-mode job runs {ours} ({whence}): \
+                 its results would differ bit for bit"
+            )));
+        }
+        Ok(())
     }
 
     /// Liveness and progress. Never an error: an unknown worker is told to join again.

@@ -296,6 +296,7 @@ impl World {
                 expected_job_fingerprint: None,
                 data_fingerprint: None,
                 applied_step: Some(self.workers[i].holds),
+                kernel_set: None,
             };
             let accepted = self.call(|world| world.sim.core.join(now, &req))?;
             let accepted = accepted.map_err(|e| TestCaseError::fail(format!("join: {e}")))?;

@@ -97,6 +97,7 @@ impl Sim {
             expected_job_fingerprint: None,
             data_fingerprint: None,
             applied_step: None,
+            kernel_set: None,
         };
         self.core.join(self.now, &req)
     }
@@ -667,6 +668,7 @@ fn joins_with_another_job_or_protocol_are_refused_with_what_differs() {
         expected_job_fingerprint: None,
         data_fingerprint: None,
         applied_step: None,
+        kernel_set: None,
     };
     let err = s.core.join(s.now, &req).expect_err("protocol");
     let expected = format!(
@@ -758,6 +760,7 @@ fn a_new_worker_gets_the_checkpoint_on_cold_start_and_rolls_back_to_it() {
         committed_generation: Generation(6),
         recoveries: 1,
         last_quorum_size: 0,
+        kernel_set: None,
     };
     let mut s = Sim::restored(Some(durable));
     assert_eq!(s.core.generation(), Generation(8));
@@ -809,6 +812,7 @@ fn client_text_is_bounded_and_addresses_must_be_host_port() {
             expected_job_fingerprint: None,
             data_fingerprint: None,
             applied_step: None,
+            kernel_set: None,
         };
         let err = s.core.join(s.now, &req).expect_err(bad);
         assert!(matches!(err, CoordinatorError::InvalidArgument(_)), "{bad:?}: {err}");
@@ -917,6 +921,7 @@ fn restored_at_step_5() -> Sim {
         committed_generation: Generation(6),
         recoveries: 0,
         last_quorum_size: 0,
+        kernel_set: None,
     }))
 }
 
@@ -1043,4 +1048,63 @@ fn a_decision_keeps_the_slowest_and_the_quickest_all_reduce_time() {
     assert_eq!(record.decision, Decision::Commit);
     // The slowest includes a's wait for b; the quickest is the exchange itself.
     assert_eq!((record.stats.reduce_ms, record.reduce_fastest_ms), (130, 40));
+}
+
+fn join_with_kernels(s: &mut Sim, id: &str, kernel_set: Option<&str>) -> Result<(), String> {
+    let req = JoinRequest {
+        worker: w(id, 1),
+        advertise_address: format!("{id}:7000"),
+        build: BuildInfo::current(),
+        expected_job_fingerprint: None,
+        data_fingerprint: None,
+        applied_step: None,
+        kernel_set: kernel_set.map(str::to_owned),
+    };
+    s.core.join(s.now, &req).map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn exact_mode_fixes_the_kernel_set_at_the_first_join_and_refuses_another_naming_both() {
+    let mut s = Sim::new();
+    s.core.cfg.exact = true;
+    join_with_kernels(&mut s, "a", Some("cpu/flex/x86_64/gemm-avx512f/pulp-v4")).expect("first");
+    assert_eq!(
+        s.core.durable().kernel_set.as_deref(),
+        Some("cpu/flex/x86_64/gemm-avx512f/pulp-v4"),
+        "recorded in the durable state, so a restarted coordinator keeps it"
+    );
+    join_with_kernels(&mut s, "b", Some("cpu/flex/x86_64/gemm-avx512f/pulp-v4")).expect("same");
+    let err = join_with_kernels(&mut s, "c", Some("cpu/flex/x86_64/gemm-fma/pulp-v3"))
+        .expect_err("another kernel set");
+    assert!(err.contains("runs kernel set cpu/flex/x86_64/gemm-fma/pulp-v3"), "{err}");
+    assert!(err.contains("job runs cpu/flex/x86_64/gemm-avx512f/pulp-v4"), "{err}");
+    let err = join_with_kernels(&mut s, "c", None).expect_err("undeclared");
+    assert!(err.contains("declares no kernel set"), "{err}");
+
+    // A pin in the job spec wins over the first join.
+    let mut pinned = Sim::new();
+    pinned.core.cfg.exact = true;
+    pinned.core.cfg.kernel_set = Some("wgpu/llvmpipe".into());
+    let err = join_with_kernels(&mut pinned, "a", Some("cpu/flex/x86_64/gemm-avx512f/pulp-v4"))
+        .expect_err("pinned");
+    assert!(err.contains("the job spec's [determinism] kernel_set"), "{err}");
+    assert_eq!(pinned.core.durable().kernel_set, None);
+
+    // Outside exact mode kernel sets may differ.
+    let mut normal = Sim::new();
+    join_with_kernels(&mut normal, "a", Some("x")).expect("normal a");
+    join_with_kernels(&mut normal, "b", Some("y")).expect("normal b");
+    assert_eq!(normal.core.durable().kernel_set, None);
+}
+
+#[test]
+fn exact_mode_gives_each_rank_whole_micro_batches() {
+    let mut s = Sim::new();
+    // 12 samples in micro-batches of 5: units [0,5) [5,10) [10,12) over 2 ranks → 2 and 1.
+    s.core.cfg.split_unit = 5;
+    s.join("a", 1).expect("join a");
+    s.join("b", 1).expect("join b");
+    let quorums = round(&mut s, &["a", "b"], 1, 0);
+    assert_eq!(quorums[0].samples, vec![r(0, 0, 10)]);
+    assert_eq!(quorums[1].samples, vec![r(0, 10, 12)]);
 }

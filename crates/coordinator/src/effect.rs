@@ -126,4 +126,7 @@ pub struct Durable {
     /// Members of the last quorum formed: after a restart the first quorum waits (up to the
     /// join grace) for this many workers rather than starting with the first to rejoin.
     pub last_quorum_size: u64,
+    /// In exact mode, the kernel set every member runs: the job spec's, or the one the first
+    /// worker to join declared. Kept across coordinator restarts, so that a job never mixes two.
+    pub kernel_set: Option<String>,
 }

@@ -329,8 +329,12 @@ impl Core {
             healing.push(members[i].worker.clone());
             *slot = Some(HealInstruction { source, target_step: self.durable.committed_step });
         }
-        let slices =
-            self.durable.cursor.split(self.cfg.global_batch, members.len(), self.cfg.epoch_size);
+        let slices = self.durable.cursor.split(
+            self.cfg.global_batch,
+            members.len(),
+            self.cfg.epoch_size,
+            self.cfg.split_unit,
+        );
         for m in self.members.iter_mut() {
             m.in_last_quorum = false;
         }

@@ -42,6 +42,7 @@ async fn join(c: &mut Client, id: &str) -> anyhow::Result<JoinAccepted> {
         expected_job_fingerprint: None,
         data_fingerprint: None,
         applied_step: None,
+        kernel_set: None,
     };
     let reply = c.join(wire::JoinRequest::from(req)).await.context("join")?;
     Ok(JoinAccepted::try_from(reply.into_inner())?)

@@ -43,6 +43,9 @@ struct Record {
     /// first quorum after a restart forms as before, without waiting for anyone).
     #[serde(default)]
     last_quorum_size: u64,
+    /// Added after format 1 was first written: absent in files of jobs not in exact mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kernel_set: Option<String>,
     cursor: CursorRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checkpoint: Option<CheckpointRecord>,
@@ -162,6 +165,7 @@ impl StateStore {
             committed_generation: durable.committed_generation.0,
             recoveries: durable.recoveries,
             last_quorum_size: durable.last_quorum_size,
+            kernel_set: durable.kernel_set.clone(),
             cursor: cursor_record(durable.cursor),
             checkpoint: durable.latest_checkpoint.as_ref().map(|c| CheckpointRecord {
                 step: c.step,
@@ -292,6 +296,7 @@ fn to_durable(r: &Record) -> Result<Durable, CoordinatorError> {
         committed_generation: Generation(r.committed_generation),
         recoveries: r.recoveries,
         last_quorum_size: r.last_quorum_size,
+        kernel_set: r.kernel_set.clone(),
     })
 }
 

@@ -17,6 +17,7 @@ fn durable(step: u64) -> Durable {
         committed_generation: Generation(2 + step),
         recoveries: step / 3,
         last_quorum_size: 4,
+        kernel_set: Some("cpu/flex/x86_64/gemm-avx512f/pulp-v4".into()),
     }
 }
 
@@ -131,7 +132,7 @@ fn a_state_file_written_before_skips_and_committed_generations_still_loads() {
     let body: String = body
         .lines()
         .filter(|l| {
-            !["skipped_steps", "committed_generation", "last_quorum_size"]
+            !["skipped_steps", "committed_generation", "last_quorum_size", "kernel_set"]
                 .iter()
                 .any(|key| l.starts_with(key))
         })
@@ -147,6 +148,7 @@ fn a_state_file_written_before_skips_and_committed_generations_still_loads() {
             skipped_steps: 0,
             committed_generation: Generation(0),
             last_quorum_size: 0,
+            kernel_set: None,
             ..old
         }
     );

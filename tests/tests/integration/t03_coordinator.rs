@@ -147,6 +147,7 @@ async fn join(c: &mut Client, id: &str) -> JoinAccepted {
         ),
         data_fingerprint: Some(Sha256Digest::of("t03 data")),
         applied_step: None,
+        kernel_set: None,
     };
     let reply =
         c.join(timed(wire::JoinRequest::from(req), Duration::from_secs(5))).await.expect("join");

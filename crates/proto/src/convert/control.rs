@@ -28,6 +28,7 @@ impl From<JoinRequest> for wire::JoinRequest {
             expected_job_fingerprint: digest_bytes(j.expected_job_fingerprint),
             data_fingerprint: digest_bytes(j.data_fingerprint),
             applied_step: j.applied_step,
+            kernel_set: j.kernel_set.unwrap_or_default(),
         }
     }
 }
@@ -49,6 +50,7 @@ impl TryFrom<wire::JoinRequest> for JoinRequest {
             )?,
             data_fingerprint: optional_digest(&j.data_fingerprint, "data_fingerprint")?,
             applied_step: j.applied_step,
+            kernel_set: Some(j.kernel_set).filter(|k| !k.is_empty()),
         })
     }
 }

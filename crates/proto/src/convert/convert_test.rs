@@ -120,6 +120,7 @@ fn control_messages_round_trip() {
         expected_job_fingerprint: Some(Sha256Digest::of("job")),
         data_fingerprint: None,
         applied_step: Some(41),
+        kernel_set: Some("cpu/flex/x86_64/gemm-avx512f/pulp-v4".into()),
     });
     round_trip::<_, wire::JoinResponse>(JoinAccepted {
         job_spec_toml: "name = \"x\"\n".into(),

@@ -31,6 +31,9 @@ pub struct JoinRequest {
     pub data_fingerprint: Option<Sha256Digest>,
     /// The last step whose update the worker holds, when it holds a model.
     pub applied_step: Option<u64>,
+    /// The kernel set the worker's model runs (see `albatross_model::kernel_set`); exact mode
+    /// admits only workers running the job's one.
+    pub kernel_set: Option<String>,
 }
 
 /// The coordinator accepted a worker: here is the job.
