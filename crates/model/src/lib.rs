@@ -17,6 +17,7 @@ pub mod device;
 pub mod embeddings;
 pub mod error;
 pub mod eval;
+pub mod fixed_point;
 pub mod flat;
 pub mod fused;
 pub mod grads;
@@ -25,6 +26,7 @@ pub mod heads;
 pub mod hf;
 pub mod info;
 pub mod init;
+pub mod kernel_set;
 pub mod lamb;
 pub mod layer;
 pub mod loss;
@@ -40,6 +42,7 @@ pub use config::{AlbertConfig, HiddenAct, PRESETS};
 pub use device::{Device, DeviceKind, OnDevice, WgpuAdapter, run_on};
 pub use error::{ModelError, Result};
 pub use eval::{EvalInputs, EvalOutput, eval_hf_dir, evaluate};
+pub use fixed_point::{FixedPoint, OutOfRange};
 pub use fused::{FusedKernels, FusedOps, TrainingBackend};
 pub use grads::{GradLayout, LayoutEntry};
 pub use hash::{ParamEntry, collect_params, parameter_hash};
@@ -49,6 +52,7 @@ pub use hf::{
 };
 pub use info::{ModelInfo, ModuleSize};
 pub use init::{PathIdMapper, with_path_ids};
+pub use kernel_set::kernel_set;
 pub use lamb::{
     FlatState, FlatStateMut, Lamb, LambConfig, LrSchedule, ParamStep, clip_by_global_norm,
     clip_to_norm, moment_ranges,

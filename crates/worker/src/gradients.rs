@@ -2,6 +2,8 @@
 //! sums for statistics. Every field is a *sum* over samples (or tokens), so summing them across
 //! ranks gives the global batch's figures whatever the split.
 
+use albatross_model::FixedPoint;
+
 /// Loss and accuracy sums over the samples a rank computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ComputeStats {
@@ -37,6 +39,17 @@ impl ComputeStats {
         self.sop_correct += other.sop_correct;
     }
 
+    /// These sums with each loss rounded by [`loss_on_grid`] (exact mode, per micro-batch).
+    #[must_use]
+    pub fn on_grid(self) -> Self {
+        Self {
+            mlm_loss_sum: loss_on_grid(self.mlm_loss_sum),
+            mlm_token_loss_sum: loss_on_grid(self.mlm_token_loss_sum),
+            sop_loss_sum: loss_on_grid(self.sop_loss_sum),
+            ..self
+        }
+    }
+
     /// The objective the update minimises: mean over samples of (per-sample mean MLM loss +
     /// SOP loss). `None` without samples.
     pub fn mean_loss(&self) -> Option<f64> {
@@ -59,11 +72,46 @@ impl ComputeStats {
 pub struct StepGradients {
     /// Σ over this rank's samples of ∂(per-sample loss)/∂θ, flat in the `GradLayout` order.
     /// All-reduce it (sum), then pass it to `Trainer::apply`.
-    pub buffer: Vec<f32>,
+    pub sum: GradientSum,
     /// Loss sums of this rank's samples.
     pub stats: ComputeStats,
     /// Whether `buffer` or a loss holds NaN or ±Inf; such a step must be voted down.
     pub non_finite: bool,
+}
+
+/// A rank's gradient sum, as the job's mode keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GradientSum {
+    /// Normal mode: f32, summed in whatever order the micro-batches and the ring add.
+    Float(Vec<f32>),
+    /// Exact mode: fixed-point integers (see `albatross_model::fixed_point`), summed with
+    /// integer addition, so the quorum's sum is the same bits for any split; converted to f32
+    /// once, after the all-reduce.
+    Fixed { sums: Vec<i64>, format: FixedPoint },
+}
+
+impl GradientSum {
+    /// The values as f32: the float sum as it is, the fixed-point one converted (what a
+    /// quorum of one would apply).
+    pub fn into_f32(self) -> Vec<f32> {
+        match self {
+            Self::Float(values) => values,
+            Self::Fixed { sums, format } => {
+                let mut values = vec![0.0; sums.len()];
+                format.write_f32(&sums, &mut values);
+                values
+            }
+        }
+    }
+}
+
+/// Exact mode's loss sums: each micro-batch's sum is rounded to a multiple of 2^-24 before it
+/// is added, so every partial sum is exact in f64 (53 bits hold 2^29 in steps of 2^-24, far above
+/// any step's loss sum) and the quorum's total is the same bits whatever the split and whatever
+/// order ranks and the coordinator add in.
+pub fn loss_on_grid(value: f64) -> f64 {
+    const GRID: f64 = 16_777_216.0; // 2^24
+    (value * GRID).round_ties_even() / GRID
 }
 
 /// Where NaN or ±Inf sit in `buffer`: `(count, first index)`, or `None` when all are finite.

@@ -26,7 +26,7 @@ pub mod trainer;
 
 pub use batches::{MicroBatch, SampleReader, micro_batch};
 pub use error::{Result, WorkerError};
-pub use gradients::{ComputeStats, StepGradients, non_finite};
+pub use gradients::{ComputeStats, GradientSum, StepGradients, non_finite};
 pub use model_config::albert_config;
 pub use state::TrainerState;
 pub use trainer::{ApplyReport, Trainer};

@@ -36,8 +36,8 @@ use albatross_model::TrainingBackend;
 use albatross_model::cancel::{self, CancelFlag, Cancelled, run_cancellable};
 use albatross_model::flat::{add_assign, divide_and_sum_squares};
 use albatross_model::{
-    AlbertConfig, AlbertForPreTraining, FlatState, FlatStateMut, GradLayout, Lamb, LambConfig,
-    LrSchedule, ModelError, clip_to_norm, parameter_hash,
+    AlbertConfig, AlbertForPreTraining, FixedPoint, FlatState, FlatStateMut, GradLayout, Lamb,
+    LambConfig, LrSchedule, ModelError, OutOfRange, clip_to_norm, parameter_hash,
 };
 use albatross_proto::domain::{SampleRange, StateHash};
 use albatross_proto::job::JobSpec;
@@ -46,7 +46,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::batches::{SampleReader, micro_batch};
 use crate::error::{Result, WorkerError};
-use crate::gradients::{ComputeStats, StepGradients, non_finite};
+use crate::gradients::{ComputeStats, GradientSum, StepGradients, non_finite};
 use crate::model_config::albert_config;
 use crate::objective::micro_loss;
 use crate::state::TrainerState;
@@ -90,6 +90,8 @@ pub struct Trainer<B: AutodiffBackend> {
     schedule: LrSchedule,
     clip_norm: f32,
     micro_batch_size: usize,
+    /// Exact mode's fixed-point format (`None`: normal mode, f32 sums).
+    exact: Option<FixedPoint>,
     /// The job's seed: the initial parameters are a pure function of it.
     seed: u64,
     reader: SampleReader,
@@ -175,6 +177,7 @@ impl<B: TrainingBackend> Trainer<B> {
             schedule,
             clip_norm: o.clip_norm as f32,
             micro_batch_size: job.batch.micro_batch_size.max(1) as usize,
+            exact: exact_format(job)?,
             seed: job.seed,
             reader,
             device,
@@ -263,13 +266,12 @@ impl<B: TrainingBackend> Trainer<B> {
     /// An empty slice gives a zero buffer: the rank still joins the all-reduce.
     pub fn compute(&mut self, ranges: &[SampleRange]) -> Result<StepGradients> {
         let samples = self.reader.read(ranges)?;
-        let mut buffer = vec![0.0f32; self.layout.len()];
+        let mut sum = Accumulator::new(self.exact, self.layout.len());
         let mut stats = ComputeStats::default();
         let pad = self.reader.pad_id();
         let model = self.model.as_ref().ok_or(WorkerError::Poisoned)?;
         let micro_batches = samples.len().div_ceil(self.micro_batch_size).max(1);
         let delay_each = self.compute_delay / u32::try_from(micro_batches).unwrap_or(u32::MAX);
-        let mut on_device: Option<burn::tensor::Tensor<B::InnerBackend, 1>> = None;
         for (index, chunk) in samples.chunks(self.micro_batch_size).enumerate() {
             delay_cancellably(delay_each);
             if cancel::requested() {
@@ -279,40 +281,50 @@ impl<B: TrainingBackend> Trainer<B> {
             let mb = micro_batch(chunk, pad)?;
             let out = micro_loss(model, &self.config, &mb, &self.device)?;
             let mut grads = GradientsParams::from_grads(out.loss.backward(), model);
-            if B::DEVICE_MEMORY {
-                // Summed on the device and read once after the last micro-batch: one transfer
-                // per step, whatever the number of micro-batches.
-                if let Some(flat) = self.layout.gather::<B::InnerBackend>(&mut grads)? {
-                    on_device = Some(match on_device.take() {
-                        Some(sum) => sum.add(flat),
-                        None => flat,
-                    });
+            match &mut sum {
+                Accumulator::Fixed { sums, format, out_of_range } => {
+                    // Each micro-batch on its own, read to the host and added as integers: the
+                    // same bits whichever rank computes it, beside whichever others.
+                    self.layout.flatten_into::<B::InnerBackend>(&mut grads, &mut self.scratch)?;
+                    if out_of_range.is_none()
+                        && let Err(e) = format.accumulate(sums, &self.scratch)
+                    {
+                        *out_of_range = Some(e);
+                    }
+                    stats.merge(&out.stats.on_grid());
+                    continue;
                 }
-            } else if index == 0 {
-                // The first micro-batch lands directly in the buffer, so a slice that fits one
-                // micro-batch gives exactly the unaccumulated gradient.
-                self.layout.flatten_into::<B::InnerBackend>(&mut grads, &mut buffer)?;
-            } else {
-                self.layout.flatten_into::<B::InnerBackend>(&mut grads, &mut self.scratch)?;
-                add_assign(&mut buffer, &self.scratch);
+                Accumulator::Float { on_device, .. } if B::DEVICE_MEMORY => {
+                    // Summed on the device and read once after the last micro-batch: one
+                    // transfer per step, whatever the number of micro-batches.
+                    if let Some(flat) = self.layout.gather::<B::InnerBackend>(&mut grads)? {
+                        *on_device = Some(match on_device.take() {
+                            Some(sum) => sum.add(flat),
+                            None => flat,
+                        });
+                    }
+                }
+                Accumulator::Float { buffer, .. } if index == 0 => {
+                    // The first micro-batch lands directly in the buffer, so a slice that fits
+                    // one micro-batch gives exactly the unaccumulated gradient.
+                    self.layout.flatten_into::<B::InnerBackend>(&mut grads, buffer)?;
+                }
+                Accumulator::Float { buffer, .. } => {
+                    self.layout.flatten_into::<B::InnerBackend>(&mut grads, &mut self.scratch)?;
+                    add_assign(buffer, &self.scratch);
+                }
             }
             stats.merge(&out.stats);
         }
-        if let Some(sum) = on_device {
-            self.layout.read_flat(sum, &mut buffer)?;
-        }
-        if std::mem::take(&mut self.inject_non_finite) {
+        let inject = std::mem::take(&mut self.inject_non_finite);
+        if inject {
             tracing::warn!("test hook: injecting a NaN into the gradient buffer");
-            if let Some(first) = buffer.first_mut() {
-                *first = f32::NAN;
-            }
         }
+        let (sum, bad) = sum.finish(&self.layout, inject)?;
         let losses = [stats.mlm_loss_sum, stats.mlm_token_loss_sum, stats.sop_loss_sum];
-        let bad = non_finite(&buffer);
         let non_finite = bad.is_some() || losses.iter().any(|l| !l.is_finite());
         if non_finite {
-            let (count, first) = bad.unwrap_or((0, 0));
-            tracing::warn!(count, first, loss = ?stats.mean_loss(), "non-finite gradient or loss");
+            tracing::warn!(problem = ?bad, loss = ?stats.mean_loss(), "gradient or loss not usable: the step will be skipped");
         }
         tracing::debug!(
             samples = stats.samples,
@@ -321,7 +333,7 @@ impl<B: TrainingBackend> Trainer<B> {
             "gradients computed"
         );
         self.pending = Some(Pending { samples: stats.samples });
-        Ok(StepGradients { buffer, stats, non_finite })
+        Ok(StepGradients { sum, stats, non_finite })
     }
 
     /// After a commit: divides the all-reduced sum `reduced` by `global_samples`, clips it by
@@ -469,6 +481,67 @@ impl<B: TrainingBackend> Trainer<B> {
         let layout = GradLayout::from_module(&model)?;
         self.layout.check_peer(&layout.fingerprint())?;
         Ok(model)
+    }
+}
+
+/// Exact mode's fixed-point format for `job`, or `None` in normal mode.
+fn exact_format(job: &JobSpec) -> Result<Option<FixedPoint>> {
+    if !job.determinism.exact {
+        return Ok(None);
+    }
+    let range = job.determinism.range_bits;
+    match u32::try_from(job.fraction_bits()) {
+        Ok(fraction) if fraction + range <= 62 => Ok(Some(FixedPoint::new(fraction, range))),
+        _ => Err(WorkerError::Incompatible {
+            field: "determinism.range_bits",
+            value: range.to_string(),
+            reason: format!(
+                "it leaves {} fraction bits for {} micro-batches per step",
+                job.fraction_bits(),
+                job.micro_batches_per_step()
+            ),
+        }),
+    }
+}
+
+/// A step's gradient sum while its micro-batches are computed.
+enum Accumulator<B: burn::prelude::Backend> {
+    Float { buffer: Vec<f32>, on_device: Option<burn::tensor::Tensor<B, 1>> },
+    Fixed { sums: Vec<i64>, format: FixedPoint, out_of_range: Option<OutOfRange> },
+}
+
+impl<B: burn::prelude::Backend> Accumulator<B> {
+    fn new(exact: Option<FixedPoint>, len: usize) -> Self {
+        match exact {
+            Some(format) => Self::Fixed { sums: vec![0; len], format, out_of_range: None },
+            None => Self::Float { buffer: vec![0.0; len], on_device: None },
+        }
+    }
+
+    /// The sum, and what makes it unusable (non-finite or out of exact mode's range), if
+    /// anything. `poison` is the test hook that makes a step non-finite.
+    fn finish(self, layout: &GradLayout, poison: bool) -> Result<(GradientSum, Option<String>)> {
+        match self {
+            Self::Float { mut buffer, on_device } => {
+                if let Some(sum) = on_device {
+                    layout.read_flat(sum, &mut buffer)?;
+                }
+                if poison && let Some(first) = buffer.first_mut() {
+                    *first = f32::NAN;
+                }
+                let bad = non_finite(&buffer).map(|(count, first)| {
+                    format!("{count} non-finite values, the first at {first}")
+                });
+                Ok((GradientSum::Float(buffer), bad))
+            }
+            Self::Fixed { sums, format, out_of_range } => {
+                let bad = match out_of_range {
+                    Some(e) => Some(e.to_string()),
+                    None => poison.then(|| "test hook: a NaN in the gradient".to_owned()),
+                };
+                Ok((GradientSum::Fixed { sums, format }, bad))
+            }
+        }
     }
 }
 

@@ -96,7 +96,7 @@ impl<B: TrainingBackend> Session<B> {
 
     /// Applies the reduced gradients of committed step `tag` and publishes the new state.
     pub(crate) async fn apply(&mut self, tag: StepTag, global_samples: u64) -> Result<()> {
-        let mut reduced = self.gradients.take().ok_or(WorkerError::Poisoned)?;
+        let mut reduced = self.gradients.take().ok_or(WorkerError::Poisoned)?.into_f32();
         let started = Instant::now();
         let report =
             self.blocking(move |t| t.apply(&mut reduced, global_samples, tag.step - 1)).await??;

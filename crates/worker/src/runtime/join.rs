@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use super::client::CoordinatorClient;
+use super::device_choice::{choose_device, device_kind};
 use super::options::WorkerOptions;
 use crate::error::{Result, WorkerError};
 
@@ -36,6 +37,7 @@ pub(crate) async fn join(
         expected_job_fingerprint: options.expected_job.as_ref().map(JobSpec::fingerprint),
         data_fingerprint: None,
         applied_step,
+        kernel_set: Some(albatross_model::kernel_set(declared_device(options)?)),
     };
     let mut backoff = Duration::from_millis(100);
     let mut attempts = 0u32;
@@ -68,6 +70,32 @@ pub(crate) async fn join(
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// The device this worker declares (its kernel set) at join, before it has the job: `--device`,
+/// else the device kind of the job it was started with, else the CPU. [`check_kernel_set`]
+/// refuses to run when the coordinator's job then picks another.
+pub(crate) fn declared_device(options: &WorkerOptions) -> Result<albatross_model::Device> {
+    let pinned = options.expected_job.as_ref().and_then(|job| job.compute.device);
+    choose_device(options.device, pinned.map(device_kind))
+}
+
+/// In exact mode, the device the job makes this worker use must run the kernel set it declared
+/// at join (the coordinator admitted it for that one).
+pub(crate) fn check_kernel_set(
+    job: &JobSpec,
+    options: &WorkerOptions,
+    device: albatross_model::Device,
+) -> Result<()> {
+    let declared = albatross_model::kernel_set(declared_device(options)?);
+    let runs = albatross_model::kernel_set(device);
+    if job.determinism.exact && declared != runs {
+        return Err(WorkerError::Setup(format!(
+            "joined an exact-mode job declaring kernel set {declared}, but the job's device kind \
+             makes it run {runs}; start it with --device {device}"
+        )));
+    }
+    Ok(())
 }
 
 /// Errors that mean "the coordinator is not there right now", worth retrying.

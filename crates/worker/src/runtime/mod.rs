@@ -189,7 +189,8 @@ async fn session_loop(
     };
     let job = job_of(&accepted)?;
     let device = choose_device(options.device, job.compute.device.map(device_kind))?;
-    tracing::info!(%device, "model device");
+    join::check_kernel_set(&job, &options, device)?;
+    tracing::info!(%device, kernel_set = %albatross_model::kernel_set(device), exact = job.determinism.exact, "model device");
     let sessions = Sessions { options, me, advertise, client, collective, stop, accepted, job };
     run_on(device, sessions)?.await
 }

@@ -48,7 +48,7 @@ pub(crate) struct Session<B: TrainingBackend> {
     pub computing: Option<(albatross_model::CancelFlag, Option<std::time::Instant>)>,
     /// The step's gradients: this rank's sum after the computation, the quorum's after the
     /// all-reduce, kept until the core applies or discards them.
-    pub gradients: Option<Vec<f32>>,
+    pub gradients: Option<crate::gradients::GradientSum>,
 }
 
 impl<B: TrainingBackend> Session<B> {

@@ -28,6 +28,7 @@ use super::step_core::{
     Command, Computed, Event, Held, ReduceFailure, Reduced, RpcFailure, VoteAnswer,
 };
 use crate::error::{Result, WorkerError};
+use crate::gradients::GradientSum;
 
 impl From<RpcFailure> for WorkerError {
     fn from(f: RpcFailure) -> Self {
@@ -348,7 +349,7 @@ impl<B: TrainingBackend> Session<B> {
                     compute_ms: elapsed_ms(started),
                     reduce_ms: 0,
                 };
-                self.gradients = Some(gradients.buffer);
+                self.gradients = Some(gradients.sum);
                 Computed::Done { stats, non_finite: gradients.non_finite }
             }
             Err(WorkerError::Cancelled) => Computed::Cancelled,
@@ -358,10 +359,20 @@ impl<B: TrainingBackend> Session<B> {
 
     /// Sums the step's gradients over the quorum, in place.
     async fn all_reduce(&mut self, quorum: &Quorum) -> Result<Result<Reduced, ReduceFailure>> {
-        let mut buffer = self.gradients.take().ok_or(WorkerError::Poisoned)?;
+        let sum = self.gradients.take().ok_or(WorkerError::Poisoned)?;
         let started = Instant::now();
         let ctx = OpContext::for_quorum(quorum, 0, self.step_token.clone());
-        let result = self.collective.all_reduce_sum(&ctx, &mut buffer).await;
+        let (result, buffer) = match sum {
+            GradientSum::Float(mut buffer) => {
+                let result = self.collective.all_reduce_sum(&ctx, &mut buffer).await;
+                (result, buffer)
+            }
+            GradientSum::Fixed { mut sums, format } => {
+                // Integer sums: the same bits for every split; f32 from here on, once.
+                let result = self.collective.all_reduce_sum_i64(&ctx, &mut sums).await;
+                (result, GradientSum::Fixed { sums, format }.into_f32())
+            }
+        };
         let reduce_ms = elapsed_ms(started);
         let answer = match result {
             // One pass: the sum of squares is finite exactly when every value is.
@@ -372,7 +383,7 @@ impl<B: TrainingBackend> Session<B> {
                 peer: peer_address(&e),
             }),
         };
-        self.gradients = Some(buffer);
+        self.gradients = Some(GradientSum::Float(buffer));
         Ok(answer)
     }
 
