@@ -181,6 +181,8 @@ impl Core {
                 directive: directive.clone(),
             });
         }
+        // Commits and skips need every vote with one hash (see `decide`).
+        let state_before = active.votes.values().find_map(|v| v.state_hash);
         self.record(DecisionRecord {
             tag: active.tag,
             decision,
@@ -191,6 +193,7 @@ impl Core {
             checkpoint,
             stats: self.last_stats,
             reduce_fastest_ms: fastest_reduce(&active.votes),
+            state_before,
         });
         self.last_decided_at = Some(now);
     }
@@ -216,6 +219,7 @@ impl Core {
             checkpoint: None,
             stats: sum_stats(active.votes.values().map(|v| &v.stats)),
             reduce_fastest_ms: fastest_reduce(&active.votes),
+            state_before: None,
         });
         self.bump_generation(format!("{} aborted", active.tag));
         self.last_decided_at = Some(now);

@@ -53,6 +53,10 @@ pub(crate) struct StepLine {
     pub aborted_steps: u64,
     pub skipped_steps: u64,
     pub recoveries: u64,
+    /// The replicas' state hash before the step (after the step before; hex): equal lines
+    /// of two runs mean equal bits up to there, so a divergence can be found to the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_before: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,6 +108,7 @@ impl StepLine {
             aborted_steps: durable.aborted_steps,
             skipped_steps: durable.skipped_steps,
             recoveries: durable.recoveries,
+            state_before: record.state_before.map(|h| h.to_hex()),
         })
     }
 }
@@ -155,6 +160,7 @@ mod tests {
             checkpoint: None,
             stats,
             reduce_fastest_ms: 5,
+            state_before: (step == 1).then_some(albatross_proto::domain::StateHash([0xab; 32])),
         }
     }
 
@@ -209,6 +215,7 @@ mod tests {
                 "compute_ms": 80, "reduce_ms": 7, "reduce_fastest_ms": 5, "members": 2,
                 "cursor": { "epoch": 0, "next_sample": 12 },
                 "aborted_steps": 1, "skipped_steps": 1, "recoveries": 2,
+                "state_before": "ab".repeat(32),
             })
         );
         // Non-finite figures and empty steps are null, never NaN (which is not JSON).

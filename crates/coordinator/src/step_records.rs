@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use albatross_proto::domain::{
-    CheckpointDirective, Decision, StepStats, StepTag, VoteDecision, WorkerId, WorkerRef,
+    CheckpointDirective, Decision, StateHash, StepStats, StepTag, VoteDecision, WorkerId, WorkerRef,
 };
 
 /// A quorum's ranks by worker id. Every member asks "am I in it, at which rank" once or more per
@@ -51,6 +51,9 @@ pub(crate) struct DecisionRecord {
     /// reaches the all-reduce last waits for nobody (`stats.reduce_ms`, the slowest, also
     /// holds the others' wait for stragglers).
     pub reduce_fastest_ms: u64,
+    /// The state hash every voter held before the step (the state after the step before), on
+    /// a commit or skip: a per-step fingerprint of the replicas, to compare runs by.
+    pub state_before: Option<StateHash>,
 }
 
 impl DecisionRecord {
