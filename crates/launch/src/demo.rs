@@ -29,12 +29,15 @@ pub struct DemoJob<'a> {
     pub checkpoint_every: u64,
 }
 
-/// The job text: `preset` with `vocab` ids, LAMB with a short warm-up, a 2 s join grace;
-/// each worker's slice is one micro-batch of at most 8. `data` and `checkpoints` are filled
-/// in by the launcher.
+/// The job text: `preset` with `vocab` ids, LAMB with a short warm-up, a 2 s join grace,
+/// micro-batches of at most 8. `data` and `checkpoints` are filled in by the launcher.
+///
+/// The micro-batch size does not depend on the worker count: in exact mode it is part of the
+/// arithmetic (each micro-batch's gradient is computed whole), so runs with any number of
+/// workers must cut the global batch alike to end with the same bits.
 pub fn job_toml(j: &DemoJob<'_>) -> String {
     let workers = u32::try_from(j.workers.max(1)).unwrap_or(1);
-    let micro = j.global_batch.div_ceil(workers).clamp(1, 8);
+    let micro = j.global_batch.clamp(1, 8);
     format!(
         "name = \"albatross-demo\"\n\
          seed = 42\n\

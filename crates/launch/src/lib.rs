@@ -7,6 +7,8 @@
 //! - [`chaos`]: the fault schedule (`--chaos`), checkpoint damage, and the recovery report;
 //! - [`netfault`]: TCP proxies that delay, drop or cut a worker's links;
 //! - [`summary`]: the metrics log, the run summary and its exact sample ledger;
+//! - [`expect`]: `--expect-hash` and `--reference`, a run's final hash and metrics log
+//!   checked against an earlier run's, to the first divergent step;
 //! - [`demo`]: the bundled corpus and tokenizer and the demo job;
 //! - [`plot`]: loss.png; [`allocator`]: malloc settings for child processes; [`signals`]:
 //!   the runtime and the stop signal; [`fleet`] and [`run_dir`]: who runs and where it writes.
@@ -14,14 +16,16 @@
 //! The launcher starts copies of the program that calls it (`std::env::current_exe`), which
 //! must therefore be the `albatross` binary (or a test build of it).
 //!
-//! Imports run one way: `run` → `cluster` → `chaos` → `netfault`, `summary`, `fleet`; nothing
-//! imports `run`.
+//! Imports run one way: `run` → `cluster` → `chaos` → `netfault`, `summary`, `fleet`;
+//! `summary` → `expect` → `jsonl`; nothing imports `run`.
 
 pub mod allocator;
 pub mod chaos;
 pub mod cluster;
 pub mod demo;
+pub mod expect;
 pub mod fleet;
+pub mod jsonl;
 pub mod netfault;
 pub mod plot;
 pub mod run;

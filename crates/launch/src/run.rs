@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 
 use crate::chaos::{self, Injection};
 use crate::cluster::{Cluster, Outcome};
+use crate::expect::{self, Expect, FinalHashes};
 use crate::fleet::{Fleet, worker_name};
 use crate::run_dir::{self, RunDir};
 use crate::signals::{runtime, shutdown_signal};
@@ -69,13 +70,31 @@ pub struct LaunchOptions {
     /// or CI job that hangs fails instead of running forever.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub time_limit: Option<std::time::Duration>,
+    /// Exact mode (`[determinism] exact = true` in the job): the parameters and optimizer state
+    /// after every step are the same bits for any number of workers and whatever fails.
+    #[arg(long)]
+    pub deterministic: bool,
+    /// Check the run's final hash against H (64 hex digits, a final state or parameter hash an
+    /// earlier run printed): summary.json and chaos-report.json record the check, and the
+    /// launch fails, after writing them, when the hash differs. With --reference too, the hash
+    /// is checked against H and the steps against the reference.
+    #[arg(long, value_name = "H", value_parser = expect::parse_hash)]
+    pub expect_hash: Option<String>,
+    /// Check the run against an earlier run's --out directory: the final state hash against its
+    /// summary.json, and metrics.jsonl step by step (state before each step, losses, gradient
+    /// norm) to the first divergent step. The launch fails, after writing summary.json and
+    /// chaos-report.json, when the final hash differs.
+    #[arg(long, value_name = "DIR")]
+    pub reference: Option<PathBuf>,
 }
 
 /// Runs a launch to its end and writes its report (the summary and, with `--chaos`, the chaos
 /// table) to `out`. Fails when training did not finish (interrupted, out of time, a worker that
-/// kept dying).
+/// kept dying), or ended with another final hash than `--expect-hash` / `--reference` expect.
 pub fn launch(args: &LaunchOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
+    // Read before --fresh clears anything: the reference may be --out itself.
+    let expect = Expect::load(args.expect_hash.as_deref(), args.reference.as_deref())?;
     let run = RunDir::at(&args.out)?;
     if args.fresh {
         for stale in [
@@ -106,7 +125,12 @@ pub fn launch(args: &LaunchOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         faults.into_iter().partition(|f| f.at_step == chaos::AT_END);
     let fleet = Fleet::new(args.workers, args.threads_per_worker, args.device, &args.devices)?;
     let ran = run_cluster(&run, &job, &fleet, true, during_run, args.time_limit)?;
-    let (outcome, summary, injections) = (ran.outcome, ran.summary, ran.injections);
+    let (outcome, mut summary, injections) = (ran.outcome, ran.summary, ran.injections);
+    if let Some(expect) = &expect {
+        let steps = expect::read_steps(&run.path("metrics.jsonl"))?;
+        summary.expected = Some(expect.check(&final_hashes(&summary), &steps));
+        write_summary(&run, &summary)?;
+    }
     write_text(out, &describe(&summary, &run, outcome))?;
     if chaos {
         let damaged = if after_run.is_empty() || outcome != Outcome::Finished {
@@ -132,6 +156,11 @@ pub fn launch(args: &LaunchOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             summary.final_step,
             job.optimizer.total_steps
         ),
+    }
+    if let Some(failure) =
+        summary.expected.as_ref().and_then(|e| e.failure(&final_hashes(&summary)))
+    {
+        bail!("{failure}");
     }
     Ok(())
 }
@@ -190,24 +219,38 @@ pub fn run_cluster(
             serde_json::from_str(&text).ok()
         })
         .collect();
-    let summary = summarize(
-        &lines,
-        &reports,
-        workers,
-        u64::from(job.batch.global_batch_size),
-        started.elapsed().as_secs_f64(),
-    );
-    let summary_path = run.path("summary.json");
-    std::fs::write(&summary_path, serde_json::to_string_pretty(&summary)? + "\n")
-        .with_context(|| format!("cannot write {}", summary_path.display()))?;
+    let summary = Summary {
+        deterministic: job.determinism.exact,
+        ..summarize(
+            &lines,
+            &reports,
+            workers,
+            u64::from(job.batch.global_batch_size),
+            started.elapsed().as_secs_f64(),
+        )
+    };
+    write_summary(run, &summary)?;
     let points: Vec<(u64, f64)> = lines.iter().filter_map(|l| Some((l.step, l.loss?))).collect();
     plot::write_loss_png(&run.path("loss.png"), &points)?;
     Ok(ClusterRun { outcome, summary, injections })
 }
 
+fn write_summary(run: &RunDir, summary: &Summary) -> anyhow::Result<()> {
+    let path = run.path("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(summary)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn final_hashes(s: &Summary) -> FinalHashes {
+    FinalHashes {
+        final_state_hash: s.final_state_hash.clone(),
+        final_param_hash: s.final_param_hash.clone(),
+    }
+}
+
 fn describe(s: &Summary, run: &RunDir, outcome: Outcome) -> String {
     let loss = |l: Option<f64>| l.map_or("-".to_owned(), |l| format!("{l:.3}"));
-    format!(
+    let mut text = format!(
         "{} at step {}: loss {} -> {}, {} workers, {} aborted steps, {} recoveries, {} skipped\n\
          samples: {} committed, {} duplicated, {} lost; replica hashes agree: {}\n\
          {}tokens/s; wrote {}/{{summary.json,metrics.jsonl,loss.png,checkpoints/}}\n",
@@ -229,7 +272,16 @@ fn describe(s: &Summary, run: &RunDir, outcome: Outcome) -> String {
         s.replica_hashes_agree,
         s.tokens_per_second.map_or(String::new(), |t| format!("{t:.0} ")),
         run.root().display(),
-    )
+    );
+    if let Some(hash) = s.final_state_hash.as_ref().filter(|_| s.deterministic) {
+        text.push_str(&format!(
+            "final state hash (exact mode; check a later run with --expect-hash): {hash}\n"
+        ));
+    }
+    if let Some(expected) = &s.expected {
+        text.push_str(&expected.line(s.deterministic));
+    }
+    text
 }
 
 /// The job to run: `--job`, or the demo job on the bundled corpus; data and checkpoint
@@ -261,17 +313,88 @@ fn effective_job(args: &LaunchOptions, run: &RunDir) -> anyhow::Result<JobSpec> 
         }
     };
     job.checkpoint.dir = run.path("checkpoints");
+    override_job(&mut job, args);
+    validated(&job)
+}
+
+/// `job` through the validator: overrides obey the same rules as a job file.
+fn validated(job: &JobSpec) -> anyhow::Result<JobSpec> {
+    JobSpec::from_toml_str(&job.to_canonical_toml(), "the launch job").map_err(Into::into)
+}
+
+/// The flags that override the job's own settings.
+fn override_job(job: &mut JobSpec, args: &LaunchOptions) {
     if let Some(steps) = args.steps {
         job.optimizer.total_steps = steps;
     }
     if let Some(batch) = args.global_batch {
         job.batch.global_batch_size = batch;
     }
+    if args.deterministic {
+        job.determinism.exact = true;
+    }
     job.fault_tolerance.max_workers = job.fault_tolerance.max_workers.max(args.workers as u32);
-    // Round-trip through the validator: overrides obey the same rules as a job file.
-    JobSpec::from_toml_str(&job.to_canonical_toml(), "the launch job").map_err(Into::into)
 }
 
 fn write_text(out: &mut dyn Write, text: &str) -> anyhow::Result<()> {
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write the report")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        launch: LaunchOptions,
+    }
+
+    fn options(args: &[&str]) -> Result<LaunchOptions, clap::Error> {
+        Cli::try_parse_from(std::iter::once("launch").chain(args.iter().copied())).map(|c| c.launch)
+    }
+
+    fn demo_job() -> JobSpec {
+        let text = demo::job_toml(&demo::DemoJob {
+            preset: "tiny",
+            vocab: 8000,
+            seq_len: demo::DEMO_SEQ_LEN,
+            steps: 500,
+            global_batch: 32,
+            workers: 2,
+            checkpoint_every: 100,
+        });
+        JobSpec::from_toml_str(&text, "the demo job").expect("the demo job is valid")
+    }
+
+    #[test]
+    fn deterministic_turns_exact_mode_on_and_the_validator_still_rules() {
+        let mut job = demo_job();
+        override_job(&mut job, &options(&[]).expect("no flags"));
+        assert!(!validated(&job).expect("valid").determinism.exact);
+
+        let mut job = demo_job();
+        override_job(&mut job, &options(&["--deterministic", "--steps", "400"]).expect("flags"));
+        let job = validated(&job).expect("the demo job runs in exact mode");
+        assert!(job.determinism.exact);
+        assert_eq!(job.optimizer.total_steps, 400);
+
+        let mut job = demo_job();
+        job.model.hidden_dropout_prob = Some(0.1);
+        override_job(&mut job, &options(&["--deterministic"]).expect("flags"));
+        let err = validated(&job).expect_err("dropout is random");
+        assert!(format!("{err:#}").contains("model.hidden_dropout_prob"), "{err:#}");
+    }
+
+    #[test]
+    fn expect_hash_takes_64_hex_digits() {
+        let err = options(&["--expect-hash", "abc"]).expect_err("too short");
+        assert!(err.to_string().contains("64 hex digits"), "{err}");
+        let both = options(&["--expect-hash", &"AB".repeat(32), "--reference", "clean"])
+            .expect("both flags together");
+        assert_eq!(both.expect_hash, Some("ab".repeat(32)));
+        assert_eq!(both.reference, Some(PathBuf::from("clean")));
+    }
 }

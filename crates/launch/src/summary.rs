@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+use crate::expect::Expectation;
+use crate::jsonl;
 
 /// One line of `metrics.jsonl` (the fields the launcher uses).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -72,31 +74,16 @@ pub struct Summary {
     /// The same with the quickest member's all-reduce: the exchange itself, waiting for nobody.
     pub allreduce_exchange_share: Option<f64>,
     pub wall_seconds: f64,
+    /// Whether the job ran in exact mode (`determinism.exact`): then the final hashes are the
+    /// same bits for any number of workers and any faults.
+    pub deterministic: bool,
+    /// The check against `--expect-hash` / `--reference`; null when neither was given.
+    pub expected: Option<Expectation>,
 }
 
 /// Reads every complete line of `metrics.jsonl` (a torn last line is ignored).
 pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<MetricsLine>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let mut lines = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(parsed) => lines.push(parsed),
-            Err(e) if number + 1 == text.lines().count() && !text.ends_with('\n') => {
-                tracing::debug!(error = %e, "ignoring a torn last metrics line");
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("{}:{}", path.display(), number + 1));
-            }
-        }
-    }
-    Ok(lines)
+    jsonl::read(path)
 }
 
 /// Samples (duplicated, lost) by the decisions of steps `steps`: a step decided twice used its
@@ -172,6 +159,8 @@ pub fn summarize(
         allreduce_share: share(reduce),
         allreduce_exchange_share: share(exchange),
         wall_seconds,
+        deterministic: false,
+        expected: None,
     }
 }
 

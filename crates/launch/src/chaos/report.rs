@@ -7,6 +7,7 @@ use albatross_coordinator::LoggedEvent;
 
 use super::damage::CheckpointDamage;
 use super::schedule::Injection;
+use crate::expect::Expectation;
 use crate::summary::{MetricsLine, Summary};
 
 /// How the cluster came through one fault, from the coordinator's metrics log.
@@ -54,6 +55,10 @@ pub struct ChaosReport {
     pub samples_lost_before_any_fault: u64,
     pub samples_duplicated_before_any_fault: u64,
     pub replica_hashes_agree: bool,
+    /// Whether the job ran in exact mode, and the check against `--expect-hash` /
+    /// `--reference` (null when neither was given), as in summary.json.
+    pub deterministic: bool,
+    pub expected: Option<Expectation>,
 }
 
 const REACTIONS: [&str; 5] = ["evicted", "left", "aborted", "generation_changed", "started"];
@@ -113,6 +118,8 @@ pub fn report(
         samples_lost_before_any_fault: charged.before_faults.lost,
         samples_duplicated_before_any_fault: charged.before_faults.duplicated,
         replica_hashes_agree: summary.replica_hashes_agree,
+        deterministic: summary.deterministic,
+        expected: summary.expected.clone(),
         faults,
     }
 }
@@ -253,6 +260,9 @@ pub fn table(r: &ChaosReport) -> String {
         r.samples_duplicated,
         r.replica_hashes_agree
     ));
+    if let Some(expected) = &r.expected {
+        out.push_str(&expected.line(r.deterministic));
+    }
     out
 }
 
@@ -326,6 +336,26 @@ mod tests {
         assert_eq!(r.max_next_commit_ms, Some(2_950));
         let table = table(&r);
         assert!(table.contains("lost") && table.contains("2 faults"), "{table}");
+        assert!(!table.contains("final"), "no check asked: {table}");
+
+        // A checked run: the report carries the check and the table says where the runs parted.
+        let expect = crate::expect::Expect {
+            from: crate::expect::ExpectedFrom::ExpectHash,
+            hash: "ab".repeat(32),
+            reference: None,
+        };
+        let summary = Summary {
+            deterministic: true,
+            expected: Some(expect.check(&Default::default(), &[])),
+            ..summary
+        };
+        let r = report(&injections, Vec::new(), &lines, &events, &summary, 4);
+        assert_eq!((r.deterministic, r.expected.as_ref().map(|e| e.matched)), (true, Some(false)));
+        assert!(
+            super::table(&r).ends_with("final hash differs from the expected hash (exact mode)\n"),
+            "{}",
+            super::table(&r)
+        );
     }
 
     /// The issue-25 run: a kill after step 4, a rollback to step 0, steps 1-4 decided again,
