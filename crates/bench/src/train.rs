@@ -39,6 +39,9 @@ pub struct TrainBenchOptions {
     /// Untimed steps first.
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
+    /// Exact mode (job spec `[determinism] exact`): fixed-point gradients, i64 all-reduce.
+    #[arg(long)]
+    pub deterministic: bool,
     /// Keep the run (logs, metrics) in this directory instead of a temporary one.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -73,12 +76,21 @@ pub fn run(args: &TrainBenchOptions) -> anyhow::Result<String> {
         checkpoint_every: u64::MAX / 2,
     });
     let mut job = JobSpec::from_toml_str(&text, "the benchmark job")?;
+    job.determinism.exact = args.deterministic;
+    // One micro-batch per worker in both modes, so they compute the same shapes (exact mode
+    // gives each worker whole micro-batches).
+    let workers = u32::try_from(args.workers).unwrap_or(u32::MAX);
+    job.batch.micro_batch_size = args.batch.div_ceil(workers).clamp(1, 8);
     job.data.dir = demo::prepared_sample(&demo::cache_root(&run.path("cache")), args.seq)?;
     job.checkpoint.dir = run.path("checkpoints");
     let fleet = Fleet::new(args.workers, args.threads_per_worker, args.device, &args.devices)?;
     run_cluster(&run, &job, &fleet, !args.json, Vec::new(), None)?;
     let lines = read_metrics(&run.path("metrics.jsonl"))?;
-    let report = bench_report(args, &lines);
+    let parameters = albatross_model::parameter_count(&albatross_model::AlbertConfig {
+        vocab_size: vocab,
+        ..preset.clone()
+    });
+    let report = bench_report(args, &lines, parameters);
     if args.json {
         return Ok(format!("{}\n", serde_json::to_string(&report)?));
     }
@@ -87,7 +99,8 @@ pub fn run(args: &TrainBenchOptions) -> anyhow::Result<String> {
          cluster {:.0} tokens/s, {:.3} s/step (median step: {:.0} tokens/s, {:.3} s), \
          compute {:.3} s/step\n\
          all-reduce {:.1} % of the step (median {} ms) counting the wait for the slower \
-         workers, {:.1} % (median {} ms) for the exchange alone\n",
+         workers, {:.1} % (median {} ms) for the exchange alone; {:.1} MB sent per worker \
+         and step{}\n",
         args.workers,
         report.threads_per_worker,
         args.preset,
@@ -104,6 +117,8 @@ pub fn run(args: &TrainBenchOptions) -> anyhow::Result<String> {
         report.allreduce_ms_median,
         report.allreduce_exchange_share * 100.0,
         report.allreduce_exchange_ms_median,
+        report.allreduce_bytes_per_worker as f64 / 1e6,
+        if args.deterministic { " (exact mode: 64-bit integers)" } else { "" },
     ))
 }
 
@@ -129,9 +144,24 @@ pub struct BenchTrainReport {
     pub allreduce_exchange_ms_median: u64,
     /// The exchange alone over the step.
     pub allreduce_exchange_share: f64,
+    pub deterministic: bool,
+    /// Bytes each worker sends per step in the all-reduce (from the ring schedule).
+    pub allreduce_bytes_per_worker: u64,
 }
 
-fn bench_report(args: &TrainBenchOptions, lines: &[MetricsLine]) -> BenchTrainReport {
+/// Bytes one worker sends in a step's ring all-reduce of `parameters` elements: `2 (n-1)/n` of
+/// the buffer (reduce-scatter then all-gather), in f32 normally and in i64 in exact mode.
+fn allreduce_bytes_per_worker(parameters: usize, workers: usize, deterministic: bool) -> u64 {
+    let element = if deterministic { 8 } else { 4 };
+    let n = workers.max(1) as u64;
+    2 * (n - 1) * (parameters as u64 * element) / n
+}
+
+fn bench_report(
+    args: &TrainBenchOptions,
+    lines: &[MetricsLine],
+    parameters: usize,
+) -> BenchTrainReport {
     // The first timed step's start is the last warm-up step's commit.
     let timed: Vec<&MetricsLine> = lines.iter().filter(|l| l.step >= args.warmup).collect();
     let span = match (timed.first(), timed.last()) {
@@ -179,6 +209,12 @@ fn bench_report(args: &TrainBenchOptions, lines: &[MetricsLine]) -> BenchTrainRe
         allreduce_share: share(&reduce),
         allreduce_exchange_ms_median: upper_middle(&exchange),
         allreduce_exchange_share: share(&exchange),
+        deterministic: args.deterministic,
+        allreduce_bytes_per_worker: allreduce_bytes_per_worker(
+            parameters,
+            args.workers,
+            args.deterministic,
+        ),
     }
 }
 
@@ -197,7 +233,7 @@ mod bench_report_tests {
             line(3, 6000, 50, 40),
             line(4, 7000, 50, 40),
         ];
-        let report = bench_report(&args, &lines);
+        let report = bench_report(&args, &lines, 1000);
         assert_eq!(report.steps, 3);
         assert_near("step_seconds", report.step_seconds, 2.0);
         assert_near("step_seconds_median", report.step_seconds_median, 1.0);
@@ -221,6 +257,7 @@ mod bench_report_tests {
             seq: 128,
             steps: 3,
             warmup: 1,
+            deterministic: false,
             out: None,
             json: true,
         }
@@ -254,7 +291,7 @@ mod bench_report_tests {
             line(2, 2000, 100, 20),
             line(3, 3000, 60, 40),
         ];
-        let report = bench_report(&args, &lines);
+        let report = bench_report(&args, &lines, 1000);
         assert_eq!(report.steps, 2);
         assert_near("tokens_per_second", report.tokens_per_second, 1024.0);
         assert_near("step_seconds", report.step_seconds, 1.0);
@@ -263,5 +300,18 @@ mod bench_report_tests {
         assert_eq!((report.allreduce_ms_median, report.allreduce_exchange_ms_median), (100, 40));
         assert_near("allreduce_share", report.allreduce_share, 0.08);
         assert_near("allreduce_exchange_share", report.allreduce_exchange_share, 0.03);
+    }
+}
+
+#[cfg(test)]
+mod wire_bytes_tests {
+    use super::allreduce_bytes_per_worker;
+
+    #[test]
+    fn exact_mode_sends_twice_the_bytes_of_f32_and_one_worker_sends_none() {
+        assert_eq!(allreduce_bytes_per_worker(1000, 2, false), 4000);
+        assert_eq!(allreduce_bytes_per_worker(1000, 2, true), 8000);
+        assert_eq!(allreduce_bytes_per_worker(900, 3, false), 4800);
+        assert_eq!(allreduce_bytes_per_worker(1000, 1, true), 0);
     }
 }

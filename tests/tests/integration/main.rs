@@ -11,6 +11,7 @@ mod t07_netns;
 mod t08_long_steps;
 mod t09_devices;
 mod t10_structure;
+mod t11_exact;
 
 use albatross_tests::Albatross;
 
