@@ -15,6 +15,7 @@ fn options() -> BenchOptions {
         iters: 2,
         warmup: 1,
         config: CollectiveConfig { piece_bytes: 64 << 10, ..CollectiveConfig::default() },
+        exact: false,
     }
 }
 

@@ -15,6 +15,9 @@ pub struct BenchOptions {
     /// Untimed iterations per size before timing.
     pub warmup: usize,
     pub config: CollectiveConfig,
+    /// Sum i64 (exact mode's fixed-point gradients) instead of f32: as many elements as the
+    /// f32 buffer of the same size, so twice the bytes.
+    pub exact: bool,
 }
 
 impl BenchOptions {
@@ -38,12 +41,45 @@ impl BenchOptions {
     }
 }
 
+/// What travels on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchWire {
+    F32,
+    Bf16,
+    /// Exact mode: fixed-point i64, summed with wrapping addition.
+    I64,
+}
+
+impl BenchWire {
+    /// The wire of `options`.
+    pub fn of(options: &BenchOptions) -> Self {
+        match (options.exact, options.config.wire) {
+            (true, _) => Self::I64,
+            (false, WireFormat::F32) => Self::F32,
+            (false, WireFormat::Bf16) => Self::Bf16,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::I64 => "i64",
+        }
+    }
+}
+
 /// One measured size.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BenchResult {
     pub ranks: usize,
+    /// The buffer's bytes (an i64 buffer has twice the bytes of the f32 one of the same size
+    /// option: the same element count).
     pub bytes: usize,
-    pub wire: WireFormat,
+    /// Elements summed.
+    pub elements: usize,
+    pub wire: BenchWire,
     pub iters: usize,
     pub median_s: f64,
     pub min_s: f64,
@@ -52,7 +88,8 @@ pub struct BenchResult {
 }
 
 impl BenchResult {
-    pub(super) fn new(ranks: usize, bytes: usize, wire: WireFormat, times: Vec<f64>) -> Self {
+    pub(super) fn new(ranks: usize, elements: usize, wire: BenchWire, times: Vec<f64>) -> Self {
+        let bytes = elements * if wire == BenchWire::I64 { 8 } else { 4 };
         let min_s = times.iter().copied().reduce(f64::min).unwrap_or(f64::NAN);
         let iters = times.len();
         let median_s = if times.is_empty() { f64::NAN } else { median(times) };
@@ -61,6 +98,7 @@ impl BenchResult {
         Self {
             ranks,
             bytes,
+            elements,
             wire,
             iters,
             median_s,
@@ -81,7 +119,7 @@ impl BenchResult {
             "ranks {:>2}  size {:>9.2} MiB  wire {:>4}  median {:>9.3} ms  algbw {:>6.3} GB/s  busbw {:>6.3} GB/s",
             self.ranks,
             self.bytes as f64 / 1048576.0,
-            wire_name(self.wire),
+            self.wire.name(),
             self.median_s * 1e3,
             self.algbw_gbps,
             self.busbw_gbps
@@ -94,24 +132,20 @@ impl BenchResult {
     }
 }
 
-fn wire_name(wire: WireFormat) -> &'static str {
-    match wire {
-        WireFormat::F32 => "f32",
-        WireFormat::Bf16 => "bf16",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn bandwidths_follow_nccl_tests() {
-        let r = BenchResult::new(4, 1_000_000_000, WireFormat::F32, vec![2.0, 1.0, 4.0]);
+        let r = BenchResult::new(4, 250_000_000, BenchWire::F32, vec![2.0, 1.0, 4.0]);
         assert_eq!(r.median_s, 2.0);
         assert_eq!(r.min_s, 1.0);
         assert!((r.algbw_gbps - 0.5).abs() < 1e-12);
         assert!((r.busbw_gbps - 0.75).abs() < 1e-12);
         assert_eq!(BenchResult::from_json(&r.to_json()), Some(r));
+        let exact = BenchResult::new(4, 250_000_000, BenchWire::I64, vec![2.0]);
+        assert_eq!(exact.bytes, 2_000_000_000);
+        assert!((exact.busbw_gbps - 1.5).abs() < 1e-12);
     }
 }

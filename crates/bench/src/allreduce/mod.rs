@@ -18,7 +18,7 @@ use std::process::Command;
 use albatross_collective::{CollectiveConfig, WireFormat};
 use anyhow::Context;
 
-pub use figures::{BenchOptions, BenchResult};
+pub use figures::{BenchOptions, BenchResult, BenchWire};
 pub use processes::{launch, rank_process};
 pub use ring::run_in_process;
 
@@ -40,8 +40,12 @@ pub struct AllreduceBenchOptions {
     #[arg(long, default_value_t = 1024)]
     pub piece_kib: usize,
     /// Send bf16 on the wire (f32 accumulation): half the bytes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "exact")]
     pub bf16: bool,
+    /// Sum i64 as exact mode does (as many elements as the f32 buffer of each size: twice the
+    /// bytes).
+    #[arg(long)]
+    pub exact: bool,
     /// Run every rank in this process instead of one process per rank.
     #[arg(long)]
     pub in_process: bool,
@@ -74,6 +78,7 @@ pub fn run(args: &AllreduceBenchOptions) -> anyhow::Result<String> {
             ..Default::default()
         }
         .with_piece_bytes(args.piece_kib << 10),
+        exact: args.exact,
     };
     // A rank process does nothing but the collective: one thread runs its server, its ring
     // driver and its connections, so a received piece is handled where it was read, with no

@@ -10,32 +10,65 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::figures::{BenchOptions, BenchResult};
+use super::figures::{BenchOptions, BenchResult, BenchWire};
 
 /// Rank `rank`'s input, element `i` being `i % 7 + rank`: small integers, so the sum is exact in
-/// f32 and in bf16. Written a period at a time, so a fill
-/// costs about a memcpy (as gloo's baseline `(idx + rank).to(float32)` does): an element-wise
-/// modulo took ~50 ms per 48 MiB, and with more ranks than cores the rank that finished an
-/// all-reduce first ate into its peers' time with it.
-fn fill(buf: &mut [f32], rank: usize) {
+/// f32, in bf16 and in i64. Written a period at a time, so a fill costs about a memcpy (as
+/// gloo's baseline `(idx + rank).to(float32)` does): an element-wise modulo took ~50 ms per
+/// 48 MiB, and with more ranks than cores the rank that finished an all-reduce first ate into
+/// its peers' time with it.
+fn fill<T: Copy + From<u8>>(buf: &mut [T], rank: usize) {
     const PERIOD: usize = 7 * 64;
-    let pattern: Vec<f32> = (0..PERIOD).map(|i| ((i % 7) + rank) as f32).collect();
+    let pattern: Vec<T> =
+        (0..PERIOD).map(|i| T::from(u8::try_from((i % 7) + rank).unwrap_or(u8::MAX))).collect();
     for piece in buf.chunks_mut(PERIOD) {
         piece.copy_from_slice(&pattern[..piece.len()]);
     }
 }
 
-fn verify(buf: &[f32], ranks: usize) -> Result<(), CollectiveError> {
-    let base = (ranks * (ranks - 1) / 2) as f32;
+fn verify<T: Copy + PartialEq + std::fmt::Display + From<u8>>(
+    buf: &[T],
+    ranks: usize,
+) -> Result<(), CollectiveError> {
     for (i, v) in buf.iter().enumerate() {
-        let want = (ranks * (i % 7)) as f32 + base;
-        if *v != want {
+        let want = u8::try_from(ranks * (i % 7) + ranks * (ranks - 1) / 2).map(T::from);
+        if want.as_ref().ok() != Some(v) {
             return Err(CollectiveError::InvalidArgument(format!(
-                "bench verification failed: element {i} is {v}, expected {want}"
+                "bench verification failed: element {i} is {v}, expected {}",
+                ranks * (i % 7) + ranks * (ranks - 1) / 2
             )));
         }
     }
     Ok(())
+}
+
+/// A buffer the benchmark can sum: f32 (the configured wire) or i64 (exact mode).
+trait BenchBuffer: Copy + PartialEq + std::fmt::Display + From<u8> + Default {
+    async fn all_reduce(
+        collective: &Collective,
+        ctx: &OpContext,
+        buf: &mut [Self],
+    ) -> Result<(), CollectiveError>;
+}
+
+impl BenchBuffer for f32 {
+    async fn all_reduce(
+        collective: &Collective,
+        ctx: &OpContext,
+        buf: &mut [f32],
+    ) -> Result<(), CollectiveError> {
+        collective.all_reduce_sum(ctx, buf).await
+    }
+}
+
+impl BenchBuffer for i64 {
+    async fn all_reduce(
+        collective: &Collective,
+        ctx: &OpContext,
+        buf: &mut [i64],
+    ) -> Result<(), CollectiveError> {
+        collective.all_reduce_sum_i64(ctx, buf).await
+    }
 }
 
 fn bench_worker(rank: usize) -> Result<WorkerRef, CollectiveError> {
@@ -62,6 +95,21 @@ pub(super) async fn run_rank(
     rank: usize,
     options: &BenchOptions,
 ) -> Result<Vec<BenchResult>, CollectiveError> {
+    if options.exact {
+        run_sizes::<i64>(collective, members, rank, options).await
+    } else {
+        run_sizes::<f32>(collective, members, rank, options).await
+    }
+}
+
+/// [`run_rank`] with buffers of `T`: each size's buffer holds `bytes / 4` elements (the element
+/// count of the f32 buffer of that size).
+async fn run_sizes<T: BenchBuffer>(
+    collective: &Collective,
+    members: Arc<[Member]>,
+    rank: usize,
+    options: &BenchOptions,
+) -> Result<Vec<BenchResult>, CollectiveError> {
     let n = members.len();
     let mut op_seq = 0u64;
     let mut next_ctx = |bytes: usize| {
@@ -76,15 +124,16 @@ pub(super) async fn run_rank(
     };
     let mut results = Vec::new();
     for &bytes in &options.sizes {
-        let mut buf = vec![0f32; bytes / 4];
+        let mut buf = vec![T::default(); bytes / 4];
+        let wire_bytes = std::mem::size_of_val(buf.as_slice());
         let mut times = Vec::with_capacity(options.iters);
         for iter in 0..options.warmup + options.iters {
             fill(&mut buf, rank);
             // A scalar sum lines the ranks up so each timed iteration starts together.
             collective.scalar_sum(&next_ctx(8), &mut [0.0]).await?;
-            let ctx = next_ctx(bytes);
+            let ctx = next_ctx(wire_bytes);
             let started = Instant::now();
-            collective.all_reduce_sum(&ctx, &mut buf).await?;
+            T::all_reduce(collective, &ctx, &mut buf).await?;
             let elapsed = started.elapsed().as_secs_f64();
             if iter == 0 || iter + 1 == options.warmup + options.iters {
                 verify(&buf, n)?;
@@ -93,7 +142,7 @@ pub(super) async fn run_rank(
                 times.push(elapsed);
             }
         }
-        results.push(BenchResult::new(n, bytes, options.config.wire, times));
+        results.push(BenchResult::new(n, buf.len(), BenchWire::of(options), times));
     }
     Ok(results)
 }
@@ -171,11 +220,15 @@ mod tests {
             iters: 3,
             warmup: 1,
             config: CollectiveConfig { piece_bytes: 64 << 10, ..CollectiveConfig::default() },
+            exact: false,
         };
         let results = run_in_process(&options).await.expect("bench runs");
         assert_eq!(results.len(), 2);
         assert_eq!(results[1].bytes, 1 << 20);
         assert!(results.iter().all(|r| r.iters == 3 && r.busbw_gbps > 0.0), "{results:?}");
+        let exact = run_in_process(&BenchOptions { exact: true, ..options }).await.expect("i64");
+        assert_eq!((exact[1].elements, exact[1].bytes), (1 << 18, 2 << 20));
+        assert_eq!(exact[1].wire, BenchWire::I64);
     }
 
     #[test]
@@ -185,5 +238,8 @@ mod tests {
         assert!(verify(&buf, 1).is_ok());
         buf[3] += 1.0;
         assert!(verify(&buf, 1).is_err_and(|e| e.to_string().contains("element 3")));
+        let mut exact = vec![0i64; 10];
+        fill(&mut exact, 2);
+        assert_eq!(&exact[..3], &[2, 3, 4]);
     }
 }
