@@ -26,6 +26,12 @@
 //! would make steps random: the SOP head's `classifier_dropout_prob` (a fine-tuning setting in
 //! Hugging Face's config) is set to 0 for training, as in the original ALBERT pretraining;
 //! hidden and attention dropout stay as the job says (0 by default) and are warned about.
+//!
+//! Exact mode (`[determinism] exact`) makes the step itself a pure function of (state, seed,
+//! step): the coordinator gives each rank whole micro-batches, each micro-batch's gradient is
+//! computed alone and added as fixed-point integers (see `albatross_model::fixed_point`), and its
+//! loss sums are rounded to a grid on which f64 sums are exact, so neither the split into ranks
+//! nor the order of additions changes a bit. Dropout is refused by the job's validation.
 
 use std::sync::Arc;
 

@@ -362,18 +362,18 @@ impl<B: TrainingBackend> Session<B> {
         let sum = self.gradients.take().ok_or(WorkerError::Poisoned)?;
         let started = Instant::now();
         let ctx = OpContext::for_quorum(quorum, 0, self.step_token.clone());
-        let (result, buffer) = match sum {
+        let (result, reduce_ms, buffer) = match sum {
             GradientSum::Float(mut buffer) => {
                 let result = self.collective.all_reduce_sum(&ctx, &mut buffer).await;
-                (result, buffer)
+                (result, elapsed_ms(started), buffer)
             }
             GradientSum::Fixed { mut sums, format } => {
                 // Integer sums: the same bits for every split; f32 from here on, once.
                 let result = self.collective.all_reduce_sum_i64(&ctx, &mut sums).await;
-                (result, GradientSum::Fixed { sums, format }.into_f32())
+                let reduce_ms = elapsed_ms(started);
+                (result, reduce_ms, GradientSum::Fixed { sums, format }.into_f32())
             }
         };
-        let reduce_ms = elapsed_ms(started);
         let answer = match result {
             // One pass: the sum of squares is finite exactly when every value is.
             Ok(()) => Ok(Reduced { squares: sum_squares(&buffer), reduce_ms }),
