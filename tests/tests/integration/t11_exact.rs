@@ -153,8 +153,8 @@ fn launch_with_chaos_matches_a_clean_reference_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = dir.path().join("cache");
     let launch = |out: &str, extra: &[&str]| {
-        let mut command = albatross()
-            .command(["launch", "--deterministic", "--steps", "40", "--fresh"].iter().chain(extra));
+        let mut command =
+            albatross().command(["launch", "--deterministic", "--fresh"].iter().chain(extra));
         command.arg("--out").arg(dir.path().join(out)).env("ALBATROSS_CACHE_DIR", &cache);
         let result = command.output().expect("launch runs");
         let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
@@ -162,13 +162,19 @@ fn launch_with_chaos_matches_a_clean_reference_run() {
         assert!(result.status.success(), "{out}: {stdout}\n{stderr}");
         stdout
     };
-    launch("clean", &["--workers", "1"]);
+    launch("clean", &["--workers", "1", "--steps", "60"]);
     let reference = dir.path().join("clean");
     let reference = reference.to_str().expect("utf-8 path");
-    let schedule = "kill:worker-1@step=8,pause:worker-0@step=16+3s,kill:coordinator@step=24,\
-                    kill:worker-2@step=30";
-    let stdout =
-        launch("chaos", &["--workers", "3", "--chaos", schedule, "--reference", reference]);
+    // A kill (the launcher restarts the worker, which heals from a peer), a pause, a partition
+    // longer than the heartbeat timeout (evicted, the others go on, it rejoins), a coordinator
+    // restart, a graceful leave and slow links.
+    let schedule = "kill:worker-1@step=8,pause:worker-0@step=16+3s,partition:worker-2@step=22+7s,\
+                    kill:coordinator@step=34,term:worker-1@step=44,\
+                    delay:worker-0@step=50+50ms~10ms/2s";
+    let stdout = launch(
+        "chaos",
+        &["--workers", "3", "--steps", "60", "--chaos", schedule, "--reference", reference],
+    );
     let read = |path: &str| -> Value {
         let text = std::fs::read_to_string(dir.path().join(path)).expect(path);
         serde_json::from_str(&text).expect("json")
@@ -177,10 +183,10 @@ fn launch_with_chaos_matches_a_clean_reference_run() {
     assert_eq!(summary["deterministic"], true, "{summary}");
     assert_eq!(summary["expected"]["matched"], true, "{summary}\n{stdout}");
     assert_eq!(summary["expected"]["first_divergent_step"], Value::Null, "{summary}");
-    assert_eq!(summary["expected"]["compared_steps"], 40, "{summary}");
+    assert_eq!(summary["expected"]["compared_steps"], 60, "{summary}");
     let report = read("chaos/chaos-report.json");
     assert_eq!(report["expected"]["matched"], true, "{report}");
-    assert_eq!(report["total_faults"], 4, "{report}");
+    assert_eq!(report["total_faults"], 6, "{report}");
     assert_eq!(
         (report["samples_lost"].as_u64(), report["samples_duplicated"].as_u64()),
         (Some(0), Some(0)),
