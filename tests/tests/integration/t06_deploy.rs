@@ -112,3 +112,35 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The container image, built and run for real (issue 22): `deploy/docker/build-image.sh` makes
+/// it from the binary this package built (with podman, and a base made from Debian packages where
+/// none can be pulled), then `deploy/docker/test-image.sh` checks its user, entrypoint and
+/// contents and runs a job in containers: prepare-data, a coordinator and two workers, a graceful
+/// leave (`podman stop`), a kill and a heal, and an exact ledger. Both scripts install podman,
+/// runc and debootstrap with apt when they are missing (as root); without them this fails.
+#[test]
+fn the_image_builds_from_this_binary_and_runs_a_job_in_containers() {
+    let _serial = super::t05_cluster::serial();
+    let root = repo_root();
+    let tag = "localhost/albatross:it";
+    let build = Command::new("bash")
+        .arg(root.join("deploy/docker/build-image.sh"))
+        .args(["--tag", tag, "--binary", env!("CARGO_BIN_EXE_albatross-it")])
+        .output()
+        .expect("bash runs build-image.sh");
+    assert!(build.status.success(), "build-image.sh failed:\n{}", describe(&build));
+    let built = String::from_utf8_lossy(&build.stdout);
+    assert!(built.contains(" MB ("), "build-image.sh reports the size: {built}");
+    eprintln!("{built}");
+    let test = Command::new("bash")
+        .arg(root.join("deploy/docker/test-image.sh"))
+        .arg(tag)
+        .output()
+        .expect("bash runs test-image.sh");
+    assert!(test.status.success(), "test-image.sh failed:\n{}", describe(&test));
+    let report = String::from_utf8_lossy(&test.stderr);
+    for step in ["image ok", "graceful leave", "healed from its peer", "PASSED"] {
+        assert!(report.contains(step), "test-image.sh did not report {step:?}:\n{report}");
+    }
+}
