@@ -564,8 +564,14 @@ def script_commands(script: str) -> list[list[str]]:
     return found
 
 
+# Files the Dockerfile copies that a script stages before it builds (they are not committed):
+# source -> the script, which must name the staged path.
+STAGED_SOURCES = {"deploy/docker/prebuilt/albatross": "deploy/docker/build-image.sh"}
+
+
 def check_dockerfile(dockerfile: str, context: str) -> list[str]:
-    """Files the Dockerfile copies from the context exist and .dockerignore keeps them."""
+    """Files the Dockerfile copies from the context exist (or a build script stages them) and
+    .dockerignore keeps them."""
     errors = []
     text = open(dockerfile, encoding="utf-8").read().replace("\\\n", " ")
     ignore_file = os.path.join(context, ".dockerignore")
@@ -583,7 +589,13 @@ def check_dockerfile(dockerfile: str, context: str) -> list[str]:
         for src in sources:
             if src == ".":
                 continue
-            if not os.path.exists(os.path.join(context, src)):
+            if src in STAGED_SOURCES:
+                script = os.path.join(context, STAGED_SOURCES[src])
+                staged = os.path.relpath(src, os.path.dirname(STAGED_SOURCES[src]))
+                if not os.path.exists(script) or staged not in open(script, encoding="utf-8").read():
+                    errors.append(f"Dockerfile copies {src}, which {STAGED_SOURCES[src]} "
+                                  "should stage and does not")
+            elif not os.path.exists(os.path.join(context, src)):
                 errors.append(f"Dockerfile copies {src}, which does not exist")
             parts = src.split("/")
             for pattern in patterns:
