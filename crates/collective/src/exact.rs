@@ -113,15 +113,8 @@ pub(crate) fn apply(values: &mut [i64], payload: &Payload, action: RecvAction) {
 mod tests {
     use super::*;
 
-    /// `bytes` cut at `cuts`, as HTTP/2 frames may deliver it (also inside an element).
     fn split(bytes: &Bytes, cuts: &[usize]) -> Payload {
-        let mut payload = Payload::new();
-        let mut start = 0;
-        for &cut in cuts.iter().chain([bytes.len()].iter()) {
-            payload.push(bytes.slice(start..cut));
-            start = cut;
-        }
-        payload
+        Payload::cut(bytes, cuts)
     }
 
     #[test]

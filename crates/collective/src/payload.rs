@@ -97,18 +97,27 @@ impl From<Bytes> for Payload {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn split(bytes: &[u8], cuts: &[usize]) -> Payload {
+impl Payload {
+    /// `bytes` received in segments ending at `cuts`, as HTTP/2 frames may cut a payload (also
+    /// inside an element).
+    pub(crate) fn cut(bytes: &[u8], cuts: &[usize]) -> Self {
         let data = Bytes::copy_from_slice(bytes);
-        let mut payload = Payload::new();
+        let mut payload = Self::new();
         let mut start = 0;
         for &cut in cuts.iter().chain([bytes.len()].iter()) {
             payload.push(data.slice(start..cut));
             start = cut;
         }
         payload
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(bytes: &[u8], cuts: &[usize]) -> Payload {
+        Payload::cut(bytes, cuts)
     }
 
     #[test]

@@ -90,6 +90,16 @@ impl Sim {
         id: &str,
         inc: u64,
     ) -> Result<albatross_proto::domain::JoinAccepted, CoordinatorError> {
+        self.join_declaring(id, inc, None)
+    }
+
+    /// [`Self::join`] declaring `kernel_set`.
+    pub fn join_declaring(
+        &mut self,
+        id: &str,
+        inc: u64,
+        kernel_set: Option<&str>,
+    ) -> Result<albatross_proto::domain::JoinAccepted, CoordinatorError> {
         let req = JoinRequest {
             worker: w(id, inc),
             advertise_address: format!("{id}:7000"),
@@ -97,7 +107,7 @@ impl Sim {
             expected_job_fingerprint: None,
             data_fingerprint: None,
             applied_step: None,
-            kernel_set: None,
+            kernel_set: kernel_set.map(str::to_owned),
         };
         self.core.join(self.now, &req)
     }
@@ -1051,16 +1061,7 @@ fn a_decision_keeps_the_slowest_and_the_quickest_all_reduce_time() {
 }
 
 fn join_with_kernels(s: &mut Sim, id: &str, kernel_set: Option<&str>) -> Result<(), String> {
-    let req = JoinRequest {
-        worker: w(id, 1),
-        advertise_address: format!("{id}:7000"),
-        build: BuildInfo::current(),
-        expected_job_fingerprint: None,
-        data_fingerprint: None,
-        applied_step: None,
-        kernel_set: kernel_set.map(str::to_owned),
-    };
-    s.core.join(s.now, &req).map(|_| ()).map_err(|e| e.to_string())
+    s.join_declaring(id, 1, kernel_set).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[test]

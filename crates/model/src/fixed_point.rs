@@ -73,18 +73,6 @@ impl FixedPoint {
         f64::from(self.range_bits).exp2()
     }
 
-    /// `x` as an integer count of `2^-fraction_bits`, rounded to nearest (ties to even). Exact
-    /// for every `x` whose last significant bit is not below `2^-fraction_bits`.
-    pub fn to_fixed(self, x: f64) -> i64 {
-        // In range, |x · 2^F| < 2^62: the conversion to i64 cannot saturate.
-        (x * self.scale()).round_ties_even() as i64
-    }
-
-    /// An integer count back as f64 (rounded to 53 bits, then scaled exactly).
-    pub fn to_f64(self, fixed: i64) -> f64 {
-        fixed as f64 * (1.0 / self.scale())
-    }
-
     /// Adds `values` (a micro-batch's gradient) into `sums`, element by element, with wrapping
     /// addition. Every element is checked first, so on error `sums` is unchanged.
     ///
@@ -102,6 +90,9 @@ impl FixedPoint {
         if let Some(index) = values.iter().position(|x| x.is_nan() || x.abs() >= limit) {
             return Err(OutOfRange { index, value: values[index], bound });
         }
+        // Each value becomes an integer count of 2^-F, rounded to nearest, ties to even: exact
+        // for every value whose last significant bit is not below 2^-F. In range,
+        // |x · 2^F| < 2^62, so the conversion to i64 cannot saturate.
         let scale = self.scale();
         for (sum, &x) in sums.iter_mut().zip(values) {
             *sum = sum.wrapping_add((f64::from(x) * scale).round_ties_even() as i64);
@@ -115,7 +106,8 @@ impl FixedPoint {
     /// When the slices differ in length.
     pub fn write_f32(self, sums: &[i64], out: &mut [f32]) {
         assert_eq!(sums.len(), out.len(), "fixed-point sums and output differ in length");
-        // Multiplying by 2^-F is exact, so it equals the division, and vectorises better.
+        // Each sum is rounded once, to 53 bits, then scaled exactly: multiplying by 2^-F equals
+        // dividing by 2^F, and vectorises better.
         let inverse = 1.0 / self.scale();
         for (o, &s) in out.iter_mut().zip(sums) {
             *o = (s as f64 * inverse) as f32;
@@ -202,10 +194,13 @@ mod tests {
         fp.write_f32(&sums, &mut out);
         assert_eq!(out, [1.5 + 2f32.powi(-30), 0.0, 2f32.powi(-39), 1.0]);
         // Below the grid, values round to nearest, ties to even, the same everywhere.
-        assert_eq!(fp.to_fixed(0.5 * 2f64.powi(-40)), 0);
-        assert_eq!(fp.to_fixed(1.5 * 2f64.powi(-40)), 2);
-        assert_eq!(fp.to_fixed(-1.5 * 2f64.powi(-40)), -2);
-        assert_eq!(fp.to_f64(fp.to_fixed(3.25)), 3.25);
+        let mut ties = vec![0i64; 4];
+        let half = 2f32.powi(-41);
+        fp.accumulate(&mut ties, &[half, 3.0 * half, -3.0 * half, 3.25]).expect("ties");
+        assert_eq!(&ties[..3], &[0, 2, -2]);
+        let mut back = [0f32; 4];
+        fp.write_f32(&ties, &mut back);
+        assert_eq!(back[3], 3.25);
     }
 
     #[test]

@@ -81,34 +81,37 @@ impl Ring {
 
     /// Run `all_reduce_sum` on every rank concurrently; returns each rank's buffer.
     pub async fn all_reduce(&self, inputs: Vec<Vec<f32>>, tag: OpTag) -> Vec<Vec<f32>> {
-        let mut tasks = Vec::new();
-        for (rank, mut buf) in inputs.into_iter().enumerate() {
-            let collective = self.ranks[rank].collective.clone();
-            let ctx = self.ctx(rank, tag, Duration::from_secs(20));
-            tasks.push(tokio::spawn(async move {
-                collective.all_reduce_sum(&ctx, &mut buf).await.map(|()| buf)
-            }));
-        }
-        let mut out = Vec::new();
-        for task in tasks {
-            out.push(task.await.expect("join").expect("all-reduce succeeds"));
-        }
-        out
+        self.on_every_rank(inputs, tag, |collective, ctx, mut buf| async move {
+            collective.all_reduce_sum(&ctx, &mut buf).await.map(|()| buf)
+        })
+        .await
     }
 
     /// Run `all_reduce_sum_i64` on every rank concurrently; returns each rank's buffer.
     pub async fn all_reduce_i64(&self, inputs: Vec<Vec<i64>>, tag: OpTag) -> Vec<Vec<i64>> {
+        self.on_every_rank(inputs, tag, |collective, ctx, mut buf| async move {
+            collective.all_reduce_sum_i64(&ctx, &mut buf).await.map(|()| buf)
+        })
+        .await
+    }
+
+    /// Runs `op` on every rank's input concurrently (20 s deadline); each rank's result.
+    async fn on_every_rank<T, F, Fut>(&self, inputs: Vec<Vec<T>>, tag: OpTag, op: F) -> Vec<Vec<T>>
+    where
+        T: Send + 'static,
+        F: Fn(Collective, OpContext, Vec<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>, albatross_collective::CollectiveError>>
+            + Send
+            + 'static,
+    {
         let mut tasks = Vec::new();
-        for (rank, mut buf) in inputs.into_iter().enumerate() {
-            let collective = self.ranks[rank].collective.clone();
+        for (rank, buf) in inputs.into_iter().enumerate() {
             let ctx = self.ctx(rank, tag, Duration::from_secs(20));
-            tasks.push(tokio::spawn(async move {
-                collective.all_reduce_sum_i64(&ctx, &mut buf).await.map(|()| buf)
-            }));
+            tasks.push(tokio::spawn(op(self.ranks[rank].collective.clone(), ctx, buf)));
         }
         let mut out = Vec::new();
         for task in tasks {
-            out.push(task.await.expect("join").expect("i64 all-reduce succeeds"));
+            out.push(task.await.expect("join").expect("all-reduce succeeds"));
         }
         out
     }
