@@ -103,7 +103,15 @@ if [ "$binary" = prebuilt ]; then
   strip "$here/prebuilt/albatross" 2>/dev/null || log "strip not found: the binary keeps its symbols"
 fi
 
+# Rebuilding a tag leaves the image it named behind, untagged, and podman keeps each
+# intermediate stage as an untagged image: the untagged images this build leaves are removed.
+dangling() { "$engine" images --quiet --no-trunc --filter dangling=true | sort; }
+before="$(dangling)"
 (cd "$root" && "$engine" build -f deploy/docker/Dockerfile \
   --build-arg "BASE=$base" --build-arg "BINARY=$binary" -t "$tag" . >&2)
+for image in $(comm -13 <(echo "$before") <(dangling)); do
+  # Fails harmlessly while a container still uses it.
+  "$engine" image rm "$image" >/dev/null 2>&1 || true
+done
 size="$("$engine" image inspect "$tag" --format '{{.Size}}')"
 echo "$tag: $((size / 1000000)) MB ($engine, base $base, binary from $binary)"

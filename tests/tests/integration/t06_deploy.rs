@@ -117,8 +117,10 @@ fn copy_dir(from: &Path, to: &Path) {
 /// it from the binary this package built (with podman, and a base made from Debian packages where
 /// none can be pulled), then `deploy/docker/test-image.sh` checks its user, entrypoint and
 /// contents and runs a job in containers: prepare-data, a coordinator and two workers, a graceful
-/// leave (`podman stop`), a kill and a heal, and an exact ledger. Both scripts install podman,
-/// runc and debootstrap with apt when they are missing (as root); without them this fails.
+/// leave (`podman stop`), a kill and a heal, and an exact ledger; then `deploy/docker/kube_play.py`
+/// runs the rendered `local` overlay with `podman kube play` (coordinator pod replaced, worker pod
+/// deleted and recreated, exact ledger). Both scripts install podman, runc, debootstrap and
+/// PyYAML with apt when they are missing (as root); without them this fails.
 #[test]
 fn the_image_builds_from_this_binary_and_runs_a_job_in_containers() {
     let _serial = super::t05_cluster::serial();
@@ -140,7 +142,13 @@ fn the_image_builds_from_this_binary_and_runs_a_job_in_containers() {
         .expect("bash runs test-image.sh");
     assert!(test.status.success(), "test-image.sh failed:\n{}", describe(&test));
     let report = String::from_utf8_lossy(&test.stderr);
-    for step in ["image ok", "graceful leave", "healed from its peer", "PASSED"] {
+    for step in [
+        "image ok",
+        "graceful leave",
+        "healed from its peer",
+        "kube-play: PASSED",
+        "PASSED: localhost/albatross:it",
+    ] {
         assert!(report.contains(step), "test-image.sh did not report {step:?}:\n{report}");
     }
 }
