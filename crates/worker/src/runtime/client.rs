@@ -1,6 +1,7 @@
 //! The worker's side of `CoordinatorService`: domain types in and out, a deadline on every
-//! call (announced to the server and enforced here), the join token on every request. The channel connects lazily and reconnects by
-//! itself, so a restarted coordinator is reached again without rebuilding anything.
+//! call (announced to the server and enforced here), the join token on every request. The
+//! channel connects lazily and reconnects by itself, so a restarted coordinator is reached again
+//! without rebuilding anything.
 
 use std::time::Duration;
 
