@@ -33,8 +33,8 @@ waiting in its init containers as on a cluster) and checks the job:
   4. a worker's pod is deleted (SIGTERM: a graceful leave, recorded as `left`) and created again:
      it heals from its peer;
   5. the job runs to its last step with an exact ledger: every step decided once with a full batch
-     (no sample lost or repeated), no hash-vote disagreement; the coordinator's and workers' logs
-     are JSON lines.
+     (no sample lost or repeated), no hash-vote disagreement, the workers' final state hashes
+     equal; the coordinator's and workers' logs are JSON lines.
 Everything it created is removed at the end; on failure the logs are kept (path printed).
 """
 
@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 
 try:
     import yaml
@@ -59,7 +60,7 @@ except ImportError:  # pragma: no cover - depends on the host
 
 NAMESPACE = "default"
 CLUSTER_DOMAIN = "cluster.local"
-# The kinds podman 4.3's `kube play` creates itself.
+# The pod annotation that sets how podman runs a pod's init containers.
 INIT_CONTAINER_TYPE = "io.podman.annotations.init.container.type"
 
 
@@ -110,7 +111,6 @@ def pod_spec_fixes(template, namespace, image):
         if secret is not None and "optional" not in secret:
             secret["optional"] = False
             notes.append(f"secret volume {volume['name']}: explicit optional: false (podman 4.3 bug)")
-    for volume in spec.get("volumes", []):
         if "emptyDir" in volume:
             notes.append(f"emptyDir {volume['name']}: one per pod, size limit not enforced "
                          "(podman 4.3 shares emptyDirs of one name across pods)")
@@ -180,13 +180,16 @@ def translate(docs, image, namespace=NAMESPACE):
             plan.append(f"{source}: played (with every pod that mounts it)")
         elif kind == "Deployment":
             replicas = doc["spec"].get("replicas", 1)
-            template = doc["spec"]["template"]
-            # podman names a Deployment's pods <name>-pod-<i>.
-            pods = [f"{name}-pod-{i}" for i in range(replicas)]
-            workload = Workload(source, kind, template, pods, play_as=copy.deepcopy(doc))
-            workload.template = workload.play_as["spec"]["template"]
+            if replicas != 1:
+                # Each pod is played on its own (its own network arguments); podman would make
+                # every replica at every play.
+                raise Failure(f"{source} has {replicas} replicas; only one is played here")
+            deployment = copy.deepcopy(doc)
+            # podman names a Deployment's pod <name>-pod-0.
+            workload = Workload(source, kind, deployment["spec"]["template"], [f"{name}-pod-0"],
+                                play_as=deployment)
             workloads.append(workload)
-            plan.append(f"{source}: played ({replicas} pod(s); strategy not emulated)")
+            plan.append(f"{source}: played (its pod; strategy not emulated)")
         elif kind == "StatefulSet":
             replicas = doc["spec"].get("replicas", 1)
             template = copy.deepcopy(doc["spec"]["template"])
@@ -236,8 +239,7 @@ def translate(docs, image, namespace=NAMESPACE):
             else:
                 # A ClusterIP never goes away while its pods are replaced: emulated by a fixed
                 # address for the one pod behind it and a hosts entry in every pod. (A DNS alias
-                # would vanish with the pod, and a lookup of a vanished name can hang for half
-                # a minute, which no cluster does to a Service's name.)
+                # would vanish with the pod, which no cluster does to a Service's name.)
                 if len(workload.pod_names) != 1:
                     raise Failure(f"Service/{name} selects {len(workload.pod_names)} pods; only a "
                                   "single pod can stand behind an emulated ClusterIP")
@@ -263,15 +265,12 @@ def pod_documents(workload, pod, config_maps):
             if "configMap" in v}
     docs = [c for c in config_maps if c["metadata"]["name"] in used]
     if workload.kind == "Deployment":
-        # One pod per play, so each gets its own DNS aliases.
         deployment = copy.deepcopy(workload.play_as)
         # podman takes a Deployment's pod annotations from the Deployment, not its template.
         template_annotations = workload.template.get("metadata", {}).get("annotations", {})
         deployment["metadata"].setdefault("annotations", {}).update(template_annotations)
         own_empty_dirs(deployment["spec"]["template"]["spec"], pod)
         expand_env_references(deployment["spec"]["template"]["spec"], pod)
-        if deployment["spec"].get("replicas", 1) != 1:
-            raise Failure(f"{workload.source}: only single-replica Deployments get DNS aliases")
         return docs + [deployment]
     extra = {"job-name": workload.job_name} if workload.kind == "Job" else {}
     pod_doc = as_pod(pod, workload.template, extra)
@@ -309,17 +308,17 @@ def own_empty_dirs(spec, pod):
     for container in spec.get("initContainers", []) + spec.get("containers", []):
         for mount in container.get("volumeMounts", []):
             mount["name"] = renamed.get(mount["name"], mount["name"])
-    return list(renamed.values())
 
 
 # --- running ----------------------------------------------------------------------------------
 
 
-def podman(*args, check=True, capture=True, timeout=300):
-    result = subprocess.run(["podman", *args], capture_output=capture, text=True, timeout=timeout)
+def podman(*args, check=True, timeout=300):
+    """Runs podman; its stdout, stripped. A failure (unless `check` is off) names the command."""
+    result = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise Failure(f"podman {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
-    return result.stdout.strip() if capture else ""
+    return result.stdout.strip()
 
 
 def container_logs(name):
@@ -369,14 +368,16 @@ class Cluster:
                                               stdout=subprocess.DEVNULL,
                                               stderr=subprocess.DEVNULL))
 
-    def replace(self, pod):
-        """Deletes a pod (SIGTERM, then up to 30 s to exit) and creates it again from the same
-        definition, as a controller replaces a deleted pod: same name, volumes and DNS names,
-        fresh containers. Not `pod stop` and `pod start`: podman 4.3 stops a pod whose init
-        container exits while its main container is still "exited" from before, which races
-        every restart of a pod with init containers."""
+    def delete(self, pod):
+        """Deletes a pod as Kubernetes does: SIGTERM, then up to 30 s to exit."""
         podman("pod", "stop", "-t", "30", pod)
         podman("pod", "rm", "-f", pod)
+
+    def recreate(self, pod):
+        """Creates a deleted pod again from its definition, as its controller would: same name,
+        volumes and network identity, fresh containers. (Not `pod stop` and `pod start`: podman
+        4.3 stops a pod whose init container exits while its main container is still "exited"
+        from before, which races every restart of a pod with init containers.)"""
         self.create(pod)
         self.start(pod)
 
@@ -553,7 +554,8 @@ def run_checks(cluster, workloads, secrets, image, expected_steps, batch):
     before = last_step()
     recoveries = sum(e.get("event") == "recovered" for e in read_lines(events))
     replaced = time.monotonic()
-    cluster.replace(coordinator_pod)
+    cluster.delete(coordinator_pod)
+    cluster.recreate(coordinator_pod)
     recovered = wait_for(
         "the coordinator's replacement recovered the job",
         lambda: [e for e in read_lines(events) if e.get("event") == "recovered"][recoveries:], 240)
@@ -565,15 +567,13 @@ def run_checks(cluster, workloads, secrets, image, expected_steps, batch):
     # it heals from its peer and rejoins.
     leaver = workers.pod_names[-1]
     worker_container = workers.template["spec"]["containers"][0]["name"]
-    podman("pod", "stop", "-t", "30", leaver)
+    cluster.delete(leaver)
     wait_for(f"a 'left' event for {leaver}",
              lambda: any(e.get("event") == "left" and leaver in json.dumps(e)
                          for e in read_lines(events)), 30)
     if any(e.get("event") == "evicted" and leaver in json.dumps(e) for e in read_lines(events)):
         raise Failure(f"{leaver} was evicted, not left")
-    podman("pod", "rm", "-f", leaver)
-    cluster.create(leaver)
-    cluster.start(leaver)
+    cluster.recreate(leaver)
     wait_for(f"{leaver} healed from its peer after its start",
              lambda: "healed from a live peer" in container_logs(
                  container_of(leaver, worker_container)), 120)
@@ -592,6 +592,10 @@ def run_checks(cluster, workloads, secrets, image, expected_steps, batch):
     for event in read_lines(events):
         if "state hash mismatch" in json.dumps(event):
             raise Failure(f"replicas disagreed: {event}")
+    final_hashes = {pod: final_state_hash(container_logs(container_of(pod, worker_container)))
+                    for pod in workers.pod_names}
+    if len(set(final_hashes.values())) != 1 or "None" in final_hashes.values():
+        raise Failure(f"the workers ended with different states: {final_hashes}")
     # The services' logs; the shell init containers and prepare-data's printed report are not.
     services = [container_of(pod, workload.template["spec"]["containers"][0]["name"])
                 for workload in (coordinator, workers) for pod in workload.pod_names]
@@ -603,14 +607,24 @@ def run_checks(cluster, workloads, secrets, image, expected_steps, batch):
                     json.loads(line)
                 except ValueError:
                     raise Failure(f"{name} logged a line that is not JSON: {line}") from None
-    log(f"{expected_steps} steps each decided once with {batch} samples; the coordinator's and "
-        "workers' logs are JSON lines")
+    log(f"{expected_steps} steps each decided once with {batch} samples; the workers ended with "
+        "equal state hashes; the coordinator's and workers' logs are JSON lines")
+
+
+def final_state_hash(log_text):
+    """The state hash a worker logs as it stops (its last `worker stopped` line)."""
+    for line in reversed(log_text.splitlines()):
+        try:
+            fields = json.loads(line).get("fields", {})
+        except ValueError:
+            continue
+        if fields.get("message") == "worker stopped":
+            return fields.get("state_hash")
+    raise Failure("a worker's log has no 'worker stopped' line")
 
 
 def job_settings(config_maps):
     """(total steps, global batch) of the job.toml the overlay's ConfigMap carries."""
-    import tomllib
-
     for config_map in config_maps:
         text = config_map.get("data", {}).get("job.toml")
         if text:
@@ -636,8 +650,11 @@ def main():
     os.environ.setdefault("CONTAINERS_CONF",
                           str(pathlib.Path(__file__).resolve().parent / "containers.conf"))
     rendered = subprocess.run([args.kubectl, "kustomize", args.overlay], capture_output=True,
-                              text=True, check=True).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d]
+                              text=True)
+    if rendered.returncode != 0:
+        sys.exit(f"kube_play.py: {args.kubectl} kustomize {args.overlay} failed: "
+                 f"{rendered.stderr.strip()}")
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="albatross-kube-play-"))
     cluster = Cluster(f"albatross-kube-{os.getpid()}", work)

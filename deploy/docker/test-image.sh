@@ -27,10 +27,14 @@ batch=32
 log() { echo "test-image: $*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
 
+# Installs Debian packages something below needs, as root; otherwise says which to install.
+apt_install() {
+  [ "$(id -u)" = 0 ] || fail "missing: apt-get install $*"
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2
+}
 if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
-  [ "$(id -u)" = 0 ] || fail "podman and runc are missing: apt-get install podman runc"
-  log "installing podman and runc"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman runc >&2
+  apt_install podman runc
 fi
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 
@@ -159,10 +163,6 @@ EOF
 log "the job in containers passed"
 
 # --- 6. the local Kubernetes overlay in podman kube play --------------------------------------
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  [ "$(id -u)" = 0 ] || fail "PyYAML is missing: apt-get install python3-yaml"
-  log "installing python3-yaml"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-yaml >&2
-fi
+python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml
 python3 "$here/kube_play.py" "$image" || fail "the local overlay in podman kube play"
 log "PASSED: $image"
